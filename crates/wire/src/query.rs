@@ -1,0 +1,139 @@
+//! What a server does with the bytes a client sent: accept a query, or reject it with the
+//! answer the reliability table prescribes (drop, FORMERR, NOTIMP, BADVERS, REFUSED).
+
+use crate::message::{flag, Edns, Header, Message};
+use crate::{opcode, rcode, rtype, WireError, HEADER_LEN};
+
+/// Why a packet is not handed to the plugin chain, and what to send instead.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No reply at all: no readable header, or not a query (QR set).
+    Drop,
+    /// A header-only reply with this rcode (FORMERR, NOTIMP), built by [`error_reply`].
+    Header(Header, u16),
+    /// A full reply (BADVERS carries the question and an OPT record; REFUSED for meta types).
+    Reply(Message),
+}
+
+/// Validates a client query. Mirrors miekg/dns's accept rules (QR → drop; opcode other than
+/// QUERY → NOTIMP; QDCOUNT ≠ 1, ANCOUNT > 1, NSCOUNT > 1, ARCOUNT > 2 → FORMERR; unpack error →
+/// FORMERR) plus the stricter RFC rules the reliability reference recommends: two OPT records,
+/// an OPT owner other than the root or outside the additional section → FORMERR; EDNS version
+/// above 0 → BADVERS; QTYPE OPT → FORMERR; TSIG/TKEY/MAILA/MAILB → NOTIMP; AXFR/IXFR → REFUSED
+/// (no transfer plugin is built). Trailing bytes after the message are ignored, as CoreDNS does.
+pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
+    let header = match Header::parse(packet) {
+        Ok(h) => h,
+        Err(_) => return Err(Rejection::Drop),
+    };
+    if header.has(flag::QR) {
+        return Err(Rejection::Drop);
+    }
+    if header.opcode() != opcode::QUERY {
+        return Err(Rejection::Header(header, rcode::NOTIMP));
+    }
+    if header.qdcount != 1 || header.ancount > 1 || header.nscount > 1 || header.arcount > 2 {
+        return Err(Rejection::Header(header, rcode::FORMERR));
+    }
+    let msg = match Message::decode(packet) {
+        Ok(m) => m,
+        Err(WireError::Short | _) => return Err(Rejection::Header(header, rcode::FORMERR)),
+    };
+    if let Some(edns) = &msg.edns {
+        if edns.version > 0 {
+            let mut reply = Message::reply_to(&msg);
+            reply.rcode = rcode::BADVERS;
+            reply.edns = Some(Edns { udp_size: edns.udp_size, ..Edns::default() });
+            return Err(Rejection::Reply(reply));
+        }
+    }
+    match msg.questions[0].qtype {
+        rtype::OPT => Err(Rejection::Header(header, rcode::FORMERR)),
+        rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => Err(Rejection::Header(header, rcode::NOTIMP)),
+        rtype::AXFR | rtype::IXFR => {
+            let mut reply = Message::reply_to(&msg);
+            reply.rcode = rcode::REFUSED;
+            Err(Rejection::Reply(reply))
+        }
+        _ => Ok(msg),
+    }
+}
+
+/// Header-only reply as miekg/dns builds it for rejected queries: ID and RD/CD kept, QR set,
+/// AA and Z cleared, opcode QUERY (kept for NOTIMP), no sections. Never larger than the query.
+pub fn error_reply(header: &Header, rcode_value: u16, out: &mut Vec<u8>) {
+    let mut flags = header.flags & (flag::RD | flag::CD | flag::AD | flag::TC | flag::RA);
+    if rcode_value == rcode::NOTIMP {
+        flags |= header.flags & (0xF << 11);
+    }
+    flags |= flag::QR | (rcode_value & 0xF);
+    out.clear();
+    out.extend_from_slice(&header.id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0; HEADER_LEN - 4]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{class, Name, Question};
+
+    fn query(qtype: u16) -> Message {
+        Message {
+            id: 0x1234,
+            flags: flag::RD,
+            questions: vec![Question { name: Name::from_ascii("example.org.").unwrap(), qtype, qclass: class::IN }],
+            ..Default::default()
+        }
+    }
+
+    fn rcode_of(r: Result<Message, Rejection>) -> Option<u16> {
+        match r {
+            Ok(_) => None,
+            Err(Rejection::Drop) => Some(999),
+            Err(Rejection::Header(_, rc)) => Some(rc),
+            Err(Rejection::Reply(m)) => Some(m.rcode),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let ok = query(rtype::A).to_vec();
+        assert_eq!(rcode_of(check_query(&ok)), None);
+        assert_eq!(rcode_of(check_query(&ok[..11])), Some(999));
+        let mut qr = ok.clone();
+        qr[2] |= 0x80;
+        assert_eq!(rcode_of(check_query(&qr)), Some(999));
+        assert_eq!(rcode_of(check_query(&ok[..12])), Some(rcode::FORMERR));
+        let mut qd0 = ok.clone();
+        qd0[5] = 0;
+        assert_eq!(rcode_of(check_query(&qd0)), Some(rcode::FORMERR));
+        let mut qd2 = ok.clone();
+        qd2[5] = 2;
+        assert_eq!(rcode_of(check_query(&qd2)), Some(rcode::FORMERR));
+        let mut update = ok.clone();
+        update[2] |= 5 << 3;
+        assert_eq!(rcode_of(check_query(&update)), Some(rcode::NOTIMP));
+        let mut garbage = ok.clone();
+        garbage.extend_from_slice(b"trailing");
+        assert_eq!(rcode_of(check_query(&garbage)), None);
+        assert_eq!(rcode_of(check_query(&query(rtype::OPT).to_vec())), Some(rcode::FORMERR));
+        assert_eq!(rcode_of(check_query(&query(rtype::AXFR).to_vec())), Some(rcode::REFUSED));
+        let mut v1 = query(rtype::A);
+        v1.edns = Some(Edns { udp_size: 4096, version: 1, ..Default::default() });
+        assert_eq!(rcode_of(check_query(&v1.to_vec())), Some(rcode::BADVERS));
+    }
+
+    #[test]
+    fn error_reply_shape() {
+        let ok = query(rtype::A).to_vec();
+        let h = Header::parse(&ok).unwrap();
+        let mut out = Vec::new();
+        error_reply(&h, rcode::FORMERR, &mut out);
+        let back = Header::parse(&out).unwrap();
+        assert_eq!(back.id, 0x1234);
+        assert!(back.has(flag::QR) && back.has(flag::RD));
+        assert_eq!(back.rcode_low(), rcode::FORMERR);
+        assert_eq!(out.len(), HEADER_LEN);
+    }
+}
