@@ -1,0 +1,168 @@
+//! From a parsed Corefile to a runnable instance: plugin chains in `plugin.cfg` order, server
+//! blocks grouped by listen address, and the zone tables the listeners route with.
+
+use crate::plugin::{Contributions, Plugin, PluginDef, SetupCtx};
+use kdns_corefile::{parse_key, Corefile, Directive, Error, Token};
+use kdns_wire::Name;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// `plugin.cfg` of this build: the CoreDNS v1.14 execution order.
+pub const PLUGIN_CFG: &str = include_str!("../../../plugin.cfg");
+
+/// Plugin names in execution order.
+pub fn plugin_order() -> Vec<&'static str> {
+    PLUGIN_CFG
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split(':').next())
+        .collect()
+}
+
+/// One server block's chain, shared by all its zones and listeners.
+pub struct Block {
+    pub zones: Vec<String>,
+    pub plugins: Vec<Arc<dyn Plugin>>,
+    pub debug: bool,
+}
+
+/// Where a group of server blocks listens: an address (None = all) and a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerKey {
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl ListenerKey {
+    /// CoreDNS's `server` label: `dns://:53`, `dns://127.0.0.1:53`, `dns://[::1]:53`.
+    pub fn label(&self) -> String {
+        match self.ip {
+            None => format!("dns://:{}", self.port),
+            Some(IpAddr::V4(ip)) => format!("dns://{ip}:{}", self.port),
+            Some(IpAddr::V6(ip)) => format!("dns://[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// The zones one listener serves.
+pub struct ZoneTable {
+    pub server: String,
+    /// Lower-cased wire zone → (zone text, block).
+    zones: HashMap<Vec<u8>, (String, Arc<Block>)>,
+}
+
+impl ZoneTable {
+    /// Longest-suffix match of `qname`; DS queries keep going up to find a parent zone.
+    pub fn route(&self, qname: &Name, is_ds: bool) -> Option<(&str, &Arc<Block>)> {
+        let mut lower = [0u8; 256];
+        let wire = qname.as_wire();
+        let lower = &mut lower[..wire.len()];
+        for (d, s) in lower.iter_mut().zip(wire) {
+            *d = s.to_ascii_lowercase();
+        }
+        let mut ds_match = None;
+        let mut pos = 0;
+        while pos < lower.len() && lower[pos] != 0 {
+            if let Some((z, b)) = self.zones.get(&lower[pos..]) {
+                if !is_ds {
+                    return Some((z.as_str(), b));
+                }
+                ds_match = Some((z.as_str(), b));
+            }
+            pos += lower[pos] as usize + 1;
+        }
+        if ds_match.is_some() {
+            return ds_match;
+        }
+        self.zones.get(&[0u8][..]).map(|(z, b)| (z.as_str(), b))
+    }
+
+    pub fn blocks(&self) -> impl Iterator<Item = (&str, &Arc<Block>)> {
+        self.zones.values().map(|(z, b)| (z.as_str(), b))
+    }
+}
+
+pub struct Instance {
+    pub listeners: BTreeMap<ListenerKey, Arc<ZoneTable>>,
+    pub contrib: Contributions,
+    /// (server label, zone, plugin name) for `coredns_plugin_enabled`.
+    pub enabled: Vec<(String, String, &'static str)>,
+    /// Lines printed at startup (`.:53`, `example.org.:53 on 127.0.0.1`).
+    pub banner: Vec<String>,
+}
+
+/// Builds every block's chain and the listener tables. Nothing is bound here.
+pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_dir: &Path) -> Result<Instance, Error> {
+    let order = plugin_order();
+    let mut contrib = Contributions::default();
+    let mut listeners: BTreeMap<ListenerKey, HashMap<Vec<u8>, (String, Arc<Block>)>> = BTreeMap::new();
+    let mut enabled = Vec::new();
+    let mut banner = Vec::new();
+    if corefile.blocks.is_empty() {
+        return Err(Error { file: "Corefile".into(), line: 0, message: "no server blocks".into() });
+    }
+    for block in &corefile.blocks {
+        let mut zones: Vec<(String, u16, &Token)> = Vec::new();
+        for key in &block.keys {
+            let addr = parse_key(&key.text).map_err(|m| Error::at(key, m))?;
+            for z in addr.zones {
+                zones.push((z, addr.port.unwrap_or(default_port), key));
+            }
+        }
+        let mut by_name: BTreeMap<&str, Vec<&Directive>> = BTreeMap::new();
+        for d in &block.directives {
+            if d.name.quoted || !order.contains(&d.name.text.as_str()) {
+                return Err(Error::at(&d.name, format!("Unknown directive '{}'", d.name.text)));
+            }
+            if !defs.iter().any(|p| p.name == d.name.text) {
+                return Err(Error::at(
+                    &d.name,
+                    format!("plugin '{}' is not built into this kdns yet; remove it or use a build that has it", d.name.text),
+                ));
+            }
+            by_name.entry(d.name.text.as_str()).or_default().push(d);
+        }
+        let zone_names: Vec<String> = zones.iter().map(|z| z.0.clone()).collect();
+        let mut ctx = SetupCtx { zones: &zone_names, config_dir, listen: Vec::new(), debug: false, contrib: &mut contrib };
+        let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
+        for name in &order {
+            let Some(ds) = by_name.get(name) else { continue };
+            let def = defs.iter().find(|p| p.name == *name).expect("checked above");
+            if let Some(p) = (def.setup)(&mut ctx, ds)? {
+                plugins.push(p);
+            }
+        }
+        let listen = std::mem::take(&mut ctx.listen);
+        let debug = ctx.debug;
+        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug });
+        let hosts: Vec<Option<IpAddr>> = if listen.is_empty() { vec![None] } else { listen.into_iter().map(Some).collect() };
+        for (zone, port, key) in &zones {
+            for host in &hosts {
+                let lk = ListenerKey { ip: *host, port: *port };
+                let wire = Name::from_ascii(zone).map_err(|e| Error::at(key, format!("bad zone {zone}: {e}")))?;
+                let table = listeners.entry(lk).or_default();
+                let k = wire.to_lowercase().as_wire().to_vec();
+                if table.contains_key(&k) {
+                    let at = host.map(|h| format!(" on {h}")).unwrap_or_default();
+                    return Err(Error::at(key, format!("cannot serve dns://{zone}:{port}{at} - it is already defined")));
+                }
+                table.insert(k, (zone.clone(), chain.clone()));
+                for p in &chain.plugins {
+                    enabled.push((lk.label(), zone.clone(), p.name()));
+                }
+                banner.push(match host {
+                    None => format!("{zone}:{port}"),
+                    Some(h) => format!("{zone}:{port} on {h}"),
+                });
+            }
+        }
+    }
+    let listeners = listeners
+        .into_iter()
+        .map(|(k, zones)| (k, Arc::new(ZoneTable { server: k.label(), zones })))
+        .collect();
+    Ok(Instance { listeners, contrib, enabled, banner })
+}

@@ -1,0 +1,271 @@
+//! The request path from bytes to bytes: validate, route to a zone, run the chain, write the
+//! reply the way CoreDNS's ScrubWriter does (EDNS reflected, truncated to the client's buffer).
+
+use crate::config::{Block, ZoneTable};
+use crate::metrics;
+use crate::plugin::{BoxFuture, Done, Proto, Reply, Request, Step};
+use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// EDNS options CoreDNS reflects back (`plugin/pkg/edns` SupportedOption); others are dropped.
+const SUPPORTED_OPTIONS: [u16; 11] = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12];
+
+pub enum Outcome {
+    /// `out` holds the reply.
+    Reply,
+    /// Send nothing.
+    Drop,
+    /// The chain is waiting; drive this to completion, then send its bytes.
+    Pending(PendingReply),
+}
+
+/// A query whose handler returned a future.
+pub struct PendingReply {
+    fut: BoxFuture,
+    block: Arc<Block>,
+    index: usize,
+    msg: Message,
+    meta: Meta,
+}
+
+#[derive(Clone)]
+struct Meta {
+    wire_len: usize,
+    remote: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    server: Arc<str>,
+    zone: Arc<str>,
+    start: Instant,
+}
+
+impl PendingReply {
+    /// Awaits the handler, runs the way back and encodes. Returns the bytes to send.
+    pub async fn finish(self) -> Vec<u8> {
+        let PendingReply { fut, block, index, msg, meta } = self;
+        let reply = match (CatchUnwind { inner: fut }).await {
+            Ok(r) => r,
+            Err(panic) => recovered(&meta.server, &msg, panic, block.debug),
+        };
+        let req = Request {
+            msg: &msg,
+            wire_len: meta.wire_len,
+            remote: meta.remote,
+            local: meta.local,
+            proto: meta.proto,
+            server: &meta.server,
+            zone: &meta.zone,
+            start: meta.start,
+        };
+        let mut out = Vec::with_capacity(512);
+        finish_chain(&block, index, &req, reply, &mut out);
+        out
+    }
+}
+
+/// Handles one received packet. Synchronous answers land in `out`.
+pub fn handle(packet: &[u8], remote: SocketAddr, local: SocketAddr, proto: Proto, table: &ZoneTable, out: &mut Vec<u8>) -> Outcome {
+    let start = Instant::now();
+    let msg = match check_query(packet) {
+        Ok(m) => m,
+        Err(Rejection::Drop) => return Outcome::Drop,
+        Err(Rejection::Header(h, code)) => {
+            error_reply(&h, code, out);
+            return Outcome::Reply;
+        }
+        Err(Rejection::Reply(reply)) => {
+            let limit = if proto == Proto::Tcp { 65535 } else { 512 };
+            reply.encode(out, limit);
+            return Outcome::Reply;
+        }
+    };
+    let q = &msg.questions[0];
+    let routed = if q.qclass != class::IN { None } else { table.route(&q.name, q.qtype == rtype::DS) };
+    let Some((zone, block)) = routed.filter(|(_, b)| !b.plugins.is_empty()) else {
+        let req = Request { msg: &msg, wire_len: packet.len(), remote, local, proto, server: &table.server, zone: "dropped", start };
+        let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
+        let size = write_reply(&req, &mut reply.msg, out);
+        report_dropped(&req, rcode::REFUSED, size);
+        return Outcome::Reply;
+    };
+    let req = Request { msg: &msg, wire_len: packet.len(), remote, local, proto, server: &table.server, zone, start };
+    let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
+    let (index, step) = match run {
+        Ok(v) => v,
+        Err(panic) => (block.plugins.len(), Step::Reply(recovered(&table.server, &msg, panic, block.debug))),
+    };
+    match step {
+        Step::Reply(reply) => {
+            finish_chain(block, index, &req, reply, out);
+            Outcome::Reply
+        }
+        Step::Pending(fut) => {
+            let meta = Meta {
+                wire_len: packet.len(),
+                remote,
+                local,
+                proto,
+                server: Arc::from(table.server.as_str()),
+                zone: Arc::from(zone),
+                start,
+            };
+            Outcome::Pending(PendingReply { fut, block: block.clone(), index, msg: msg.clone(), meta })
+        }
+        Step::Next => unreachable!("run_chain never returns Next"),
+    }
+}
+
+/// Walks the chain until a plugin answers. Returns that plugin's index and its step.
+fn run_chain(block: &Block, req: &Request<'_>) -> (usize, Step) {
+    for (i, p) in block.plugins.iter().enumerate() {
+        if !p.serves() {
+            continue;
+        }
+        match p.serve(req) {
+            Step::Next => continue,
+            other => return (i, other),
+        }
+    }
+    let last = block.plugins.last().map_or("", |p| p.name());
+    let err = format!("plugin/{last}: no next plugin found");
+    (block.plugins.len(), Step::Reply(Reply::servfail(req.msg, err)))
+}
+
+/// The way back: respond hooks, write, observe hooks (innermost first).
+fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply, out: &mut Vec<u8>) {
+    let before = &block.plugins[..index.min(block.plugins.len())];
+    let back = catch_unwind(AssertUnwindSafe(|| {
+        for p in before.iter().rev() {
+            p.respond(req, &mut reply);
+        }
+    }));
+    if let Err(panic) = back {
+        reply = recovered(req.server, req.msg, panic, block.debug);
+    }
+    let size = write_reply(req, &mut reply.msg, out);
+    let done = Done { msg: &reply.msg, size, plugin: reply.plugin, error: reply.error.as_deref(), duration: req.start.elapsed() };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        for p in before.iter().rev() {
+            p.observe(req, &done);
+        }
+    }));
+}
+
+/// Applies CoreDNS's `SizeAndDo` + `Scrub`: reflect the client's OPT (version 0, its buffer size,
+/// its DO bit, supported options only), drop OPT for non-EDNS clients, truncate to the client's
+/// buffer with TC. Returns the number of bytes written.
+pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> usize {
+    match &req.msg.edns {
+        Some(q) => {
+            let mut o = msg.edns.take().unwrap_or_else(|| Edns {
+                options: q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect(),
+                ..Edns::default()
+            });
+            o.version = 0;
+            o.udp_size = q.udp_size;
+            o.dnssec_ok = o.dnssec_ok || q.dnssec_ok;
+            o.z = 0;
+            msg.edns = Some(o);
+        }
+        None => msg.edns = None,
+    }
+    if !msg.has(kdns_wire::flag::QR) {
+        msg.set(kdns_wire::flag::QR, true);
+    }
+    msg.id = req.msg.id;
+    let limit = match req.proto {
+        Proto::Tcp => 65535,
+        Proto::Udp => req.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
+    };
+    let encoded = msg.encode(out, limit);
+    if encoded.truncated {
+        msg.set(kdns_wire::flag::TC, true);
+    }
+    encoded.len
+}
+
+fn recovered(server: &str, query: &Message, panic: Box<dyn std::any::Any + Send>, debug: bool) -> Reply {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    if debug {
+        crate::error!("Panic in server {server:?} with debug on, not recovering: {what}");
+        crate::log::flush();
+        std::process::abort();
+    }
+    metrics::panics_total().with(&[]).inc();
+    crate::error!("Recovered from panic in server: {server:?} {what}");
+    let mut r = Reply::rcode(query, rcode::SERVFAIL, None);
+    r.plugin = "";
+    r
+}
+
+fn report_dropped(req: &Request<'_>, code: u16, size: usize) {
+    report(req, "", code, size);
+}
+
+/// CoreDNS `vars.Report`: the per-query metrics (used by `prometheus` and for dropped queries).
+pub fn report(req: &Request<'_>, plugin: &str, code: u16, size: usize) {
+    let (server, zone) = (req.server, req.zone);
+    if req.do_bit() {
+        metrics::dns_do_requests_total().with(&[server, zone, ""]).inc();
+    }
+    let fam = if req.family() == 1 { "1" } else { "2" };
+    let proto = req.proto.as_str();
+    metrics::dns_requests_total().with(&[server, zone, "", proto, fam, metric_type(req.qtype())]).inc();
+    metrics::dns_request_duration_seconds().with(&[server, zone, ""]).observe(req.start.elapsed().as_secs_f64());
+    metrics::dns_response_size_bytes().with(&[server, zone, "", proto]).observe(size as f64);
+    metrics::dns_request_size_bytes().with(&[server, zone, "", proto]).observe(req.wire_len as f64);
+    metrics::dns_responses_total().with(&[server, zone, "", &kdns_wire::rcode::name(code), plugin]).inc();
+}
+
+/// CoreDNS's `type` label: a fixed set of types, everything else `other`.
+pub fn metric_type(t: u16) -> &'static str {
+    match t {
+        rtype::A => "A",
+        rtype::AAAA => "AAAA",
+        rtype::CNAME => "CNAME",
+        rtype::DNSKEY => "DNSKEY",
+        rtype::DS => "DS",
+        rtype::MX => "MX",
+        rtype::NSEC3 => "NSEC3",
+        rtype::NSEC => "NSEC",
+        rtype::NS => "NS",
+        rtype::PTR => "PTR",
+        rtype::RRSIG => "RRSIG",
+        rtype::SOA => "SOA",
+        rtype::SRV => "SRV",
+        rtype::TXT => "TXT",
+        rtype::HTTPS => "HTTPS",
+        rtype::SVCB => "SVCB",
+        rtype::IXFR => "IXFR",
+        rtype::AXFR => "AXFR",
+        rtype::ANY => "ANY",
+        _ => "other",
+    }
+}
+
+/// Turns a panic inside a pending handler into an error value instead of killing the task.
+struct CatchUnwind {
+    inner: BoxFuture,
+}
+
+impl Future for CatchUnwind {
+    type Output = Result<Reply, Box<dyn std::any::Any + Send>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(p) => Poll::Ready(Err(p)),
+        }
+    }
+}

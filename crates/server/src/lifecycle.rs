@@ -1,0 +1,385 @@
+//! Process lifecycle: load a Corefile into a running instance, reload it atomically (a failed
+//! reload leaves the old instance serving, sockets and admin listeners included), and react to
+//! signals the way CoreDNS does (SIGTERM lameduck, SIGINT, SIGQUIT, SIGUSR1 reload, SIGHUP
+//! ignored).
+
+use crate::admin::{self, AdminListener, Routes};
+use crate::config::{self, Instance, ListenerKey};
+use crate::listener::{self, InFlight, Listener};
+use crate::metrics;
+use crate::plugin::{format_duration, PluginDef, ReloadSettings, Route};
+use kdns_corefile::Corefile;
+use sha2::{Digest, Sha512};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Where the Corefile comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(PathBuf),
+    /// Text given once (stdin or the built-in default); reloads re-use it.
+    Text { name: String, text: String },
+}
+
+impl Source {
+    pub fn read(&self) -> Result<(String, String, PathBuf), String> {
+        match self {
+            Source::File(p) => std::fs::read_to_string(p)
+                .map(|t| (p.display().to_string(), t, p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))))
+                .map_err(|e| format!("{}: {e}", p.display())),
+            Source::Text { name, text } => Ok((name.clone(), text.clone(), PathBuf::from("."))),
+        }
+    }
+}
+
+pub struct Options {
+    pub source: Source,
+    pub dns_port: u16,
+    pub pidfile: Option<PathBuf>,
+    pub quiet: bool,
+    pub plugins: Vec<PluginDef>,
+    pub workers: usize,
+    pub version_lines: Vec<String>,
+}
+
+/// Parses the Corefile and returns it with its SHA-512 (of the canonical parsed form).
+pub fn parse(source: &Source) -> Result<(Corefile, String, PathBuf), String> {
+    let (name, text, dir) = source.read()?;
+    let corefile = kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env).map_err(|e| e.to_string())?;
+    let hash = hex(&Sha512::digest(corefile.canonical().as_bytes()));
+    Ok((corefile, hash, dir))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+enum Event {
+    Reload(&'static str),
+    Stop(StopKind),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StopKind {
+    Term,
+    Int,
+    Quit,
+}
+
+struct Running {
+    listeners: BTreeMap<ListenerKey, Listener>,
+    admin: HashMap<SocketAddr, AdminListener>,
+    tasks: Vec<JoinHandle<()>>,
+    lameduck: Option<Duration>,
+    reload: Option<ReloadSettings>,
+    hash: String,
+}
+
+/// Shared state the admin routes read.
+#[derive(Clone, Default)]
+struct Shared {
+    shutting_down: Arc<AtomicBool>,
+    current_hash: Arc<Mutex<String>>,
+}
+
+/// Runs kdns until a signal stops it. Returns the process exit code.
+pub fn run(opts: Options) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(opts.workers.max(1)).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let code = rt.block_on(run_async(opts));
+    crate::log::flush();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn run_async(opts: Options) -> i32 {
+    let shared = Shared::default();
+    let inflight = InFlight::default();
+    let (tx, mut rx) = mpsc::channel::<Event>(16);
+    let (corefile, hash, dir) = match parse(&opts.source) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    for w in &corefile.warnings {
+        crate::warning!("{w}");
+    }
+    let mut running = Running { listeners: BTreeMap::new(), admin: HashMap::new(), tasks: Vec::new(), lameduck: None, reload: None, hash: String::new() };
+    match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx) {
+        Ok(banner) => {
+            if !opts.quiet {
+                for line in banner {
+                    crate::log::line(line);
+                }
+            }
+            if running.reload.is_some() {
+                crate::info!(plugin = "reload", "Running configuration SHA512 = {hash}");
+            }
+            if !opts.quiet {
+                for l in &opts.version_lines {
+                    crate::log::line(l.clone());
+                }
+            }
+        }
+        Err(e) => {
+            crate::log::flush();
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    if let Some(p) = &opts.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            eprintln!("Could not write pidfile: {e}");
+            return 1;
+        }
+    }
+    spawn_signals(tx.clone());
+    let code = loop {
+        let Some(ev) = rx.recv().await else { break 0 };
+        match ev {
+            Event::Reload(why) => {
+                if why == "SIGUSR1" {
+                    crate::info!("SIGUSR1: Reloading");
+                }
+                reload(&mut running, &opts, &shared, &inflight, &tx, why);
+            }
+            Event::Stop(kind) => break stop(&mut running, &shared, &inflight, kind, &mut rx).await,
+        }
+    };
+    if let Some(p) = &opts.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    code
+}
+
+fn reload(running: &mut Running, opts: &Options, shared: &Shared, inflight: &InFlight, tx: &mpsc::Sender<Event>, why: &str) {
+    let result = parse(&opts.source).and_then(|(corefile, hash, dir)| {
+        if why == "poll" && hash == running.hash {
+            return Ok(None);
+        }
+        if why == "poll" {
+            crate::info!("Reloading");
+        }
+        // A bad file is not retried by the poller: remember its hash first (as CoreDNS does).
+        *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.clone();
+        apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).map(|_| Some(hash))
+    });
+    match result {
+        Ok(None) => {}
+        Ok(Some(hash)) => {
+            if running.reload.is_some() {
+                crate::info!(plugin = "reload", "Running configuration SHA512 = {hash}");
+            }
+            crate::info!("Reloading complete");
+        }
+        Err(e) => {
+            metrics::reload_failed_total().with(&[]).inc();
+            crate::error!(plugin = "reload", "Corefile changed but reload failed: {e}");
+        }
+    }
+}
+
+/// Builds the instance, binds what is new, then swaps everything in. On error nothing changes.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    running: &mut Running,
+    opts: &Options,
+    corefile: &Corefile,
+    hash: &str,
+    dir: &Path,
+    shared: &Shared,
+    inflight: &InFlight,
+    tx: &mpsc::Sender<Event>,
+) -> Result<Vec<String>, String> {
+    let Instance { listeners, mut contrib, enabled, banner } =
+        config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
+
+    // 1. Bind DNS listeners that do not exist yet.
+    let mut fresh = BTreeMap::new();
+    for (key, table) in &listeners {
+        if !running.listeners.contains_key(key) {
+            let l = listener::start(*key, table.clone(), opts.workers, inflight.clone())
+                .map_err(|e| format!("listen {}: {e}", key.label().trim_start_matches("dns://")))?;
+            fresh.insert(*key, l);
+        }
+    }
+
+    // 2. Admin routes, grouped by resolved address.
+    let mut wanted: HashMap<SocketAddr, HashMap<String, Route>> = HashMap::new();
+    for (addr, path, route) in contrib.routes.drain(..) {
+        let a = admin::resolve(&addr).map_err(|e| format!("{addr}: {e}"))?;
+        wanted.entry(a).or_default().insert(path, route);
+    }
+    let readiness = std::mem::take(&mut contrib.readiness);
+    let seen_ready: Arc<Mutex<HashSet<&'static str>>> = Arc::default();
+    for addr in &contrib.ready_addresses {
+        let a = admin::resolve(addr).map_err(|e| format!("{addr}: {e}"))?;
+        let readiness = readiness.clone();
+        let seen = seen_ready.clone();
+        let shutting = shared.shutting_down.clone();
+        let route: Route = Arc::new(move || {
+            if shutting.load(Ordering::Relaxed) {
+                return (503, "Shutting down\n".into());
+            }
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let mut not_ready: Vec<&str> = Vec::new();
+            for r in readiness.iter() {
+                if seen.contains(r.name()) {
+                    continue;
+                }
+                if r.ready() {
+                    seen.insert(r.name());
+                } else {
+                    not_ready.push(r.name());
+                }
+            }
+            if not_ready.is_empty() {
+                return (200, "OK".into());
+            }
+            not_ready.sort_unstable();
+            not_ready.dedup();
+            let list = not_ready.join(",");
+            crate::info!(plugin = "ready", "Plugins not ready: {:?}", list);
+            (503, list)
+        });
+        wanted.entry(a).or_default().insert("/ready".into(), route);
+    }
+    let mut fresh_admin = HashMap::new();
+    for addr in wanted.keys() {
+        if !running.admin.contains_key(addr) {
+            let l = admin::start(*addr, Routes::default()).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            fresh_admin.insert(*addr, l);
+        }
+    }
+
+    // 3. Commit: nothing below can fail.
+    running.admin.extend(fresh_admin);
+    running.admin.retain(|addr, _| wanted.contains_key(addr));
+    for (addr, routes) in wanted {
+        if let Some(l) = running.admin.get(&addr) {
+            *l.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        }
+    }
+    running.listeners.extend(fresh);
+    running.listeners.retain(|k, _| listeners.contains_key(k));
+    for (key, table) in listeners {
+        if let Some(l) = running.listeners.get(&key) {
+            l.table.store(table);
+        }
+    }
+    for t in running.tasks.drain(..) {
+        t.abort();
+    }
+    for fut in contrib.tasks.drain(..) {
+        running.tasks.push(tokio::spawn(fut));
+    }
+    running.lameduck = contrib.lameduck;
+    running.reload = contrib.reload;
+    running.hash = hash.to_string();
+    *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.to_string();
+    if let Some(settings) = running.reload {
+        running.tasks.push(tokio::spawn(poll_corefile(settings, opts.source.clone(), shared.clone(), tx.clone())));
+        metrics::reload_version_info().clear();
+        metrics::reload_version_info().with(&["sha512", hash]).set(1.0);
+    }
+    let fam = metrics::plugin_enabled();
+    fam.clear();
+    for (server, zone, name) in enabled {
+        fam.with(&[&server, &zone, "", name]).set(1.0);
+    }
+    Ok(banner)
+}
+
+/// The reload plugin's poller: every interval ± jitter/2, re-parse and compare hashes.
+async fn poll_corefile(settings: ReloadSettings, source: Source, shared: Shared, tx: mpsc::Sender<Event>) {
+    let jitter = settings.jitter.as_secs_f64();
+    let offset = if jitter > 0.0 { fastrand::f64() * jitter - jitter / 2.0 } else { 0.0 };
+    let period = Duration::from_secs_f64((settings.interval.as_secs_f64() + offset).max(0.1));
+    loop {
+        tokio::time::sleep(period).await;
+        let Ok((_, hash, _)) = parse(&source) else {
+            // Unparsable: count it only when its hash differs, once, via the reload path.
+            let _ = tx.send(Event::Reload("poll")).await;
+            continue;
+        };
+        let current = shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if hash != current {
+            let _ = tx.send(Event::Reload("poll")).await;
+        }
+    }
+}
+
+fn spawn_signals(tx: mpsc::Sender<Event>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let pairs: [(SignalKind, Option<Event>); 5] = [
+        (SignalKind::terminate(), Some(Event::Stop(StopKind::Term))),
+        (SignalKind::interrupt(), Some(Event::Stop(StopKind::Int))),
+        (SignalKind::quit(), Some(Event::Stop(StopKind::Quit))),
+        (SignalKind::user_defined1(), Some(Event::Reload("SIGUSR1"))),
+        (SignalKind::hangup(), None),
+    ];
+    for (kind, event) in pairs {
+        let Ok(mut s) = signal(kind) else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                let ev = match &event {
+                    Some(Event::Stop(k)) => Event::Stop(*k),
+                    Some(Event::Reload(w)) => Event::Reload(w),
+                    None => continue, // SIGHUP is ignored, as in CoreDNS.
+                };
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+async fn stop(running: &mut Running, shared: &Shared, inflight: &InFlight, kind: StopKind, rx: &mut mpsc::Receiver<Event>) -> i32 {
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    match kind {
+        StopKind::Quit => {
+            crate::info!("SIGQUIT: Shutting down");
+            return 0;
+        }
+        StopKind::Int => crate::info!("SIGINT: Shutting down"),
+        StopKind::Term => {
+            crate::info!("SIGTERM: Shutting down servers then terminating");
+            if let Some(d) = running.lameduck {
+                crate::info!(plugin = "health", "Going into lameduck mode for {}", format_duration(d));
+                // DNS keeps answering; a second SIGINT/SIGTERM cuts the wait short.
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    Some(Event::Stop(_)) = rx.recv() => {}
+                }
+            }
+        }
+    }
+    for l in running.listeners.values() {
+        l.stop();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while inflight.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for t in running.tasks.drain(..) {
+        t.abort();
+    }
+    running.listeners.clear();
+    running.admin.clear();
+    0
+}

@@ -1,0 +1,270 @@
+//! The plugin contract: what a handler sees, what it may answer, and how setup code registers it.
+//!
+//! A request walks the chain in `plugin.cfg` order. Each handler's [`Plugin::serve`] either passes
+//! ([`Step::Next`]), answers at once ([`Step::Reply`], written from the receive loop with no task
+//! spawned), or returns a future ([`Step::Pending`]) when it must wait (forwarding). On the way
+//! back every earlier plugin may adjust the reply ([`Plugin::respond`], e.g. loadbalance) and,
+//! after it is written, observe it ([`Plugin::observe`], e.g. log, prometheus, errors).
+
+use kdns_corefile::{Directive, Error};
+use kdns_wire::{rcode, Message, Name};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// One query on its way through a chain.
+pub struct Request<'a> {
+    pub msg: &'a Message,
+    /// Length of the query as received.
+    pub wire_len: usize,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub proto: Proto,
+    /// Listener label as CoreDNS writes it in metrics, e.g. `dns://:53`.
+    pub server: &'a str,
+    /// The server-block zone this query was routed to, e.g. `.` or `example.org.`.
+    pub zone: &'a str,
+    pub start: Instant,
+}
+
+impl Request<'_> {
+    pub fn qname(&self) -> &Name {
+        &self.msg.questions[0].name
+    }
+    pub fn qtype(&self) -> u16 {
+        self.msg.questions[0].qtype
+    }
+    pub fn qclass(&self) -> u16 {
+        self.msg.questions[0].qclass
+    }
+    pub fn do_bit(&self) -> bool {
+        self.msg.edns.as_ref().is_some_and(|e| e.dnssec_ok)
+    }
+    /// The buffer size CoreDNS reports: EDNS size (at least 512) or 512 over UDP, 65535 on TCP.
+    pub fn bufsize(&self) -> u16 {
+        if self.proto == Proto::Tcp {
+            return 65535;
+        }
+        self.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512))
+    }
+    /// 1 for IPv4, 2 for IPv6 (IPv4-mapped addresses count as IPv4).
+    pub fn family(&self) -> u8 {
+        match self.remote.ip() {
+            IpAddr::V4(_) => 1,
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => 1,
+            IpAddr::V6(_) => 2,
+        }
+    }
+}
+
+/// A handler's answer, or the rcode it returned without writing.
+#[derive(Debug)]
+pub struct Reply {
+    pub msg: Message,
+    /// The plugin that wrote the reply; empty when the server wrote it (CoreDNS's `plugin` label).
+    pub plugin: &'static str,
+    /// The error a plugin returned (logged by `errors`).
+    pub error: Option<String>,
+    /// False when only an rcode was returned: the server then writes a reply with that rcode.
+    pub written: bool,
+}
+
+impl Reply {
+    pub fn message(msg: Message, plugin: &'static str) -> Reply {
+        Reply { msg, plugin, error: None, written: true }
+    }
+
+    /// An rcode returned without writing (SERVFAIL, REFUSED, …), optionally with an error.
+    pub fn rcode(query: &Message, code: u16, error: Option<String>) -> Reply {
+        let mut msg = Message::reply_to(query);
+        msg.rcode = code;
+        Reply { msg, plugin: "", error, written: false }
+    }
+
+    pub fn servfail(query: &Message, error: String) -> Reply {
+        Reply::rcode(query, rcode::SERVFAIL, Some(error))
+    }
+}
+
+pub type BoxFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+pub enum Step {
+    Next,
+    Reply(Reply),
+    Pending(BoxFuture),
+}
+
+/// What observers see after the reply went out.
+pub struct Done<'a> {
+    pub msg: &'a Message,
+    /// Bytes written on the wire.
+    pub size: usize,
+    pub plugin: &'a str,
+    pub error: Option<&'a str>,
+    pub duration: Duration,
+}
+
+pub trait Plugin: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    fn serve(&self, req: &Request<'_>) -> Step;
+
+    /// Called on the way back for plugins before the one that answered, innermost first.
+    fn respond(&self, _req: &Request<'_>, _reply: &mut Reply) {}
+
+    /// Called after the reply was written, innermost first.
+    fn observe(&self, _req: &Request<'_>, _done: &Done<'_>) {}
+
+    /// False for plugins that only observe: the server skips their `serve` call.
+    fn serves(&self) -> bool {
+        true
+    }
+}
+
+/// Something `/ready` asks (kubernetes sync, for instance).
+pub trait Readiness: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn ready(&self) -> bool;
+}
+
+/// A plain-text HTTP route on an admin listener: returns (status, body).
+pub type Route = Arc<dyn Fn() -> (u16, String) + Send + Sync>;
+
+pub type BackgroundTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Everything a plugin's setup may contribute besides a handler.
+#[derive(Default)]
+pub struct Contributions {
+    pub routes: Vec<(String, String, Route)>,
+    pub readiness: Vec<Arc<dyn Readiness>>,
+    pub tasks: Vec<BackgroundTask>,
+    pub lameduck: Option<Duration>,
+    pub reload: Option<ReloadSettings>,
+    pub ready_addresses: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadSettings {
+    pub interval: Duration,
+    pub jitter: Duration,
+}
+
+/// Setup context for one server block.
+pub struct SetupCtx<'a> {
+    /// Zones of the block (all keys, CIDR keys expanded).
+    pub zones: &'a [String],
+    /// Directory of the Corefile, for relative file names.
+    pub config_dir: &'a std::path::Path,
+    /// Addresses set by `bind`; empty means all addresses.
+    pub listen: Vec<IpAddr>,
+    /// Set by `debug`: panics are not recovered, debug lines are printed.
+    pub debug: bool,
+    pub contrib: &'a mut Contributions,
+}
+
+/// Builds a plugin from all of its directive lines in one block (`None` for plugins that only
+/// configure the server, like `bind` or `health`).
+pub type SetupFn = fn(&mut SetupCtx<'_>, &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error>;
+
+#[derive(Clone, Copy)]
+pub struct PluginDef {
+    pub name: &'static str,
+    pub setup: SetupFn,
+}
+
+/// The CoreDNS "only once per server block" rule.
+pub fn once(name: &str, directives: &[&Directive]) -> Result<(), Error> {
+    match directives.get(1) {
+        Some(d) => Err(Error::at(&d.name, format!("plugin/{name}: this plugin can only be used once per Server Block"))),
+        None => Ok(()),
+    }
+}
+
+/// Parses a Go duration (`5s`, `1m30s`, `250ms`, `1h`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Formats a duration the way Go's `time.Duration.String` does (`5s`, `1m30s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    let total = d.as_secs_f64();
+    if total == 0.0 {
+        return "0s".into();
+    }
+    if total < 1.0 {
+        let ms = d.as_nanos() as f64 / 1e6;
+        return format!("{ms}ms");
+    }
+    let h = d.as_secs() / 3600;
+    let m = (d.as_secs() % 3600) / 60;
+    let s = total - (h * 3600 + m * 60) as f64;
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}s"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+}
