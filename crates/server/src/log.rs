@@ -27,8 +27,8 @@ fn writer() -> &'static SyncSender<Line> {
 }
 
 fn write_loop(rx: Receiver<Line>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    // Not `stdout.lock()` for the thread's lifetime: others (the test harness, -version) print too.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     while let Ok(line) = rx.recv() {
         let mut next = Some(line);
         while let Some(line) = next.take() {

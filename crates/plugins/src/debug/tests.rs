@@ -1,0 +1,10 @@
+use crate::testutil::*;
+
+#[test]
+fn sets_debug_and_has_no_handler() {
+    let (p, _, _) = run_setup(super::setup, "debug", ".:53 {\n debug\n}");
+    assert!(p.unwrap().is_none());
+    assert!(kdns_server::log::debug_enabled());
+    let (p, _, _) = run_setup(super::setup, "debug", ".:53 {\n debug\n debug\n}");
+    assert!(p.err().unwrap().message.contains("once"));
+}

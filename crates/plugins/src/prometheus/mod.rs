@@ -1,0 +1,49 @@
+//! `prometheus`: serves `/metrics` and records the per-query DNS metrics for its block.
+
+#[cfg(test)]
+mod tests;
+
+use kdns_corefile::{Directive, Dispenser, Error};
+use kdns_server::handler::report;
+use kdns_server::plugin::{once, Done, Plugin, Request, SetupCtx, Step};
+use kdns_server::{admin, metrics};
+use std::sync::Arc;
+
+pub const DEFAULT_ADDRESS: &str = "localhost:9153";
+
+pub struct Metrics;
+
+impl Plugin for Metrics {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+    fn serves(&self) -> bool {
+        false
+    }
+    fn serve(&self, _req: &Request<'_>) -> Step {
+        Step::Next
+    }
+    fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
+        report(req, done.plugin, done.msg.rcode, done.size);
+    }
+}
+
+pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
+    once("prometheus", ds)?;
+    let d = Dispenser::new(ds[0]);
+    let args = d.args();
+    if args.len() > 1 {
+        return Err(d.arg_err(args[1]));
+    }
+    let addr = args.first().map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
+    admin::resolve(&addr).map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/prometheus: {e}")))?;
+    if let Some((prop, _)) = d.block().first() {
+        return Err(Error::at(prop, format!("plugin/prometheus: unsupported property {:?}", prop.text)));
+    }
+    metrics::build_info()
+        .with(&[env!("CARGO_PKG_VERSION"), option_env!("KDNS_REVISION").unwrap_or("unknown"), "rustc"])
+        .set(1.0);
+    metrics::panics_total().with(&[]);
+    ctx.contrib.routes.push((addr, "/metrics".into(), Arc::new(|| (200, metrics::registry().render()))));
+    Ok(Some(Arc::new(Metrics)))
+}

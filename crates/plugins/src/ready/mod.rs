@@ -1,0 +1,37 @@
+//! `ready`: `/ready` answers 200 when every readiness-reporting plugin is ready, else 503 with
+//! their names. The route itself is built by the server, which knows every block's plugins.
+
+#[cfg(test)]
+mod tests;
+
+use kdns_corefile::{Directive, Dispenser, Error};
+use kdns_server::admin;
+use kdns_server::plugin::{once, Plugin, SetupCtx};
+use std::sync::Arc;
+
+pub const DEFAULT_ADDRESS: &str = ":8181";
+
+pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
+    once("ready", ds)?;
+    let d = Dispenser::new(ds[0]);
+    let args = d.args();
+    if args.len() > 1 {
+        return Err(d.arg_err(args[1]));
+    }
+    let addr = args.first().map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
+    admin::resolve(&addr).map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/ready: {e}")))?;
+    for (prop, vals) in d.block() {
+        match (prop.text.as_str(), vals.as_slice()) {
+            ("monitor", [v]) if v.text == "until-ready" => {}
+            ("monitor", [v]) if v.text == "continuously" => {
+                return Err(Error::at(v, "plugin/ready: monitor continuously is not supported by this kdns build yet"));
+            }
+            ("monitor", _) => return Err(d.arg_err(prop)),
+            (other, _) => return Err(Error::at(prop, format!("plugin/ready: unknown property {other:?}"))),
+        }
+    }
+    if !ctx.contrib.ready_addresses.contains(&addr) {
+        ctx.contrib.ready_addresses.push(addr);
+    }
+    Ok(None)
+}
