@@ -19,7 +19,11 @@ impl<'a> Dispenser<'a> {
 
     /// Arguments on the directive line, before any `{`.
     pub fn args(&self) -> Vec<&'a Token> {
-        self.directive.args.iter().take_while(|t| !t.is("{")).collect()
+        self.directive
+            .args
+            .iter()
+            .take_while(|t| !t.is("{"))
+            .collect()
     }
 
     pub fn has_block(&self) -> bool {
@@ -29,15 +33,18 @@ impl<'a> Dispenser<'a> {
     /// Lines of the nested block: each is (property token, its arguments). Nested blocks inside
     /// properties are returned flattened in the arguments.
     pub fn block(&self) -> Vec<(&'a Token, Vec<&'a Token>)> {
-        let Some(open) = self.directive.args.iter().position(|t| t.is("{")) else { return Vec::new() };
+        let Some(open) = self.directive.args.iter().position(|t| t.is("{")) else {
+            return Vec::new();
+        };
         let inner = &self.directive.args[open + 1..self.directive.args.len().saturating_sub(1)];
         let mut out: Vec<(&Token, Vec<&Token>)> = Vec::new();
         let mut depth = 0usize;
         for t in inner {
-            let starts_line = depth == 0 && out.last().is_none_or(|(p, a)| {
-                let last = a.last().copied().unwrap_or(p);
-                last.line != t.line || last.file != t.file
-            });
+            let starts_line = depth == 0
+                && out.last().is_none_or(|(p, a)| {
+                    let last = a.last().copied().unwrap_or(p);
+                    last.line != t.line || last.file != t.file
+                });
             if starts_line {
                 out.push((t, Vec::new()));
             } else if let Some((_, args)) = out.last_mut() {
@@ -64,6 +71,12 @@ impl<'a> Dispenser<'a> {
     }
 
     pub fn arg_err(&self, token: &Token) -> Error {
-        Error::at(token, format!("Wrong argument count or unexpected line ending after '{}'", token.text))
+        Error::at(
+            token,
+            format!(
+                "Wrong argument count or unexpected line ending after '{}'",
+                token.text
+            ),
+        )
     }
 }

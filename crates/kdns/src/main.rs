@@ -1,1 +1,175 @@
-fn main(){}
+//! `kdns`: the multi-call binary. Invoked as `coredns` (or `kdns`) it is the cluster DNS
+//! server with CoreDNS's flags; invoked as `node-cache` (or `kdns node-cache …`) it is the
+//! NodeLocal DNSCache agent.
+
+mod flags;
+
+use flags::{FlagSpec, Kind};
+use kdns_server::lifecycle::{run, Options, Source};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// CoreDNS version whose behaviour this build follows.
+const COREDNS_COMPAT: &str = "1.14.7";
+
+const SPECS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "conf",
+        kind: Kind::Value,
+        default: "",
+        help: "Corefile to load (default \"Corefile\")",
+    },
+    FlagSpec {
+        name: "dns.port",
+        kind: Kind::Value,
+        default: "53",
+        help: "Default port",
+    },
+    FlagSpec {
+        name: "p",
+        kind: Kind::Value,
+        default: "53",
+        help: "Default port",
+    },
+    FlagSpec {
+        name: "pidfile",
+        kind: Kind::Value,
+        default: "",
+        help: "Path to write pid file",
+    },
+    FlagSpec {
+        name: "plugins",
+        kind: Kind::Bool,
+        default: "",
+        help: "List installed plugins",
+    },
+    FlagSpec {
+        name: "quiet",
+        kind: Kind::Bool,
+        default: "",
+        help: "Quiet mode (no initialization output)",
+    },
+    FlagSpec {
+        name: "version",
+        kind: Kind::Bool,
+        default: "",
+        help: "Show version",
+    },
+];
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let invoked = argv
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
+    let node_cache = invoked == "node-cache"
+        || (args.first().is_some_and(|a| a == "node-cache") && {
+            args.remove(0);
+            true
+        });
+    if node_cache {
+        eprintln!("node-cache mode is not built into this kdns yet (it arrives with the node-cache issue); run kdns as the cluster DNS server (`kdns -conf Corefile`)");
+        std::process::exit(2);
+    }
+    std::process::exit(cluster_dns(&invoked, &args));
+}
+
+fn version_lines() -> Vec<String> {
+    vec![
+        format!(
+            "kdns-{} (CoreDNS-{COREDNS_COMPAT} compatible)",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!(
+            "{}/{}, rustc, {}",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            option_env!("KDNS_REVISION").unwrap_or("unknown")
+        ),
+    ]
+}
+
+fn cluster_dns(program: &str, args: &[String]) -> i32 {
+    let parsed = match flags::parse(SPECS, args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            eprint!("{}", flags::usage(program, SPECS));
+            return 2;
+        }
+    };
+    if parsed.help {
+        eprint!("{}", flags::usage(program, SPECS));
+        return 0;
+    }
+    if !parsed.rest.is_empty() {
+        eprintln!("extra command line arguments: {:?}", parsed.rest);
+        return 1;
+    }
+    if parsed.bool("version") {
+        for l in version_lines() {
+            println!("{l}");
+        }
+        return 0;
+    }
+    if parsed.bool("plugins") {
+        println!("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:");
+        for p in kdns_plugins::all() {
+            println!("  dns.{}", p.name);
+        }
+        return 0;
+    }
+    let port_text = parsed.get("dns.port").or(parsed.get("p")).unwrap_or("53");
+    let Ok(dns_port) = port_text.parse::<u16>() else {
+        eprintln!("invalid port {port_text:?}");
+        return 1;
+    };
+    let source = match parsed.get("conf") {
+        Some("stdin") => {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                eprintln!("cannot read Corefile from stdin: {e}");
+                return 1;
+            }
+            Source::Text {
+                name: "stdin".into(),
+                text,
+            }
+        }
+        Some(path) => {
+            let p = PathBuf::from(path);
+            if !p.exists() {
+                eprintln!("Corefile {path:?} does not exist");
+                return 1;
+            }
+            Source::File(p)
+        }
+        None if Path::new("Corefile").exists() => Source::File(PathBuf::from("Corefile")),
+        None => Source::Text {
+            name: "Corefile".into(),
+            text: ". {\n    whoami\n    log\n}\n".into(),
+        },
+    };
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    run(Options {
+        source,
+        dns_port,
+        pidfile: parsed
+            .get("pidfile")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        quiet: parsed.bool("quiet"),
+        plugins: kdns_plugins::all(),
+        workers,
+        version_lines: version_lines(),
+    })
+}

@@ -24,17 +24,53 @@ use kdns_server::PluginDef;
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
     vec![
-        PluginDef { name: "any", setup: any::setup },
-        PluginDef { name: "bind", setup: bind::setup },
-        PluginDef { name: "debug", setup: debug::setup },
-        PluginDef { name: "errors", setup: errors::setup },
-        PluginDef { name: "health", setup: health::setup },
-        PluginDef { name: "hosts", setup: hosts::setup },
-        PluginDef { name: "loadbalance", setup: loadbalance::setup },
-        PluginDef { name: "log", setup: log::setup },
-        PluginDef { name: "prometheus", setup: prometheus::setup },
-        PluginDef { name: "ready", setup: ready::setup },
-        PluginDef { name: "reload", setup: reload::setup },
-        PluginDef { name: "whoami", setup: whoami::setup },
+        PluginDef {
+            name: "any",
+            setup: any::setup,
+        },
+        PluginDef {
+            name: "bind",
+            setup: bind::setup,
+        },
+        PluginDef {
+            name: "debug",
+            setup: debug::setup,
+        },
+        PluginDef {
+            name: "errors",
+            setup: errors::setup,
+        },
+        PluginDef {
+            name: "health",
+            setup: health::setup,
+        },
+        PluginDef {
+            name: "hosts",
+            setup: hosts::setup,
+        },
+        PluginDef {
+            name: "loadbalance",
+            setup: loadbalance::setup,
+        },
+        PluginDef {
+            name: "log",
+            setup: log::setup,
+        },
+        PluginDef {
+            name: "prometheus",
+            setup: prometheus::setup,
+        },
+        PluginDef {
+            name: "ready",
+            setup: ready::setup,
+        },
+        PluginDef {
+            name: "reload",
+            setup: reload::setup,
+        },
+        PluginDef {
+            name: "whoami",
+            setup: whoami::setup,
+        },
     ]
 }

@@ -22,7 +22,7 @@ pub enum Outcome {
     /// Send nothing.
     Drop,
     /// The chain is waiting; drive this to completion, then send its bytes.
-    Pending(PendingReply),
+    Pending(Box<PendingReply>),
 }
 
 /// A query whose handler returned a future.
@@ -48,7 +48,13 @@ struct Meta {
 impl PendingReply {
     /// Awaits the handler, runs the way back and encodes. Returns the bytes to send.
     pub async fn finish(self) -> Vec<u8> {
-        let PendingReply { fut, block, index, msg, meta } = self;
+        let PendingReply {
+            fut,
+            block,
+            index,
+            msg,
+            meta,
+        } = self;
         let reply = match (CatchUnwind { inner: fut }).await {
             Ok(r) => r,
             Err(panic) => recovered(&meta.server, &msg, panic, block.debug),
@@ -70,7 +76,14 @@ impl PendingReply {
 }
 
 /// Handles one received packet. Synchronous answers land in `out`.
-pub fn handle(packet: &[u8], remote: SocketAddr, local: SocketAddr, proto: Proto, table: &ZoneTable, out: &mut Vec<u8>) -> Outcome {
+pub fn handle(
+    packet: &[u8],
+    remote: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    table: &ZoneTable,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let start = Instant::now();
     let msg = match check_query(packet) {
         Ok(m) => m,
@@ -86,19 +99,44 @@ pub fn handle(packet: &[u8], remote: SocketAddr, local: SocketAddr, proto: Proto
         }
     };
     let q = &msg.questions[0];
-    let routed = if q.qclass != class::IN { None } else { table.route(&q.name, q.qtype == rtype::DS) };
+    let routed = if q.qclass != class::IN {
+        None
+    } else {
+        table.route(&q.name, q.qtype == rtype::DS)
+    };
     let Some((zone, block)) = routed.filter(|(_, b)| !b.plugins.is_empty()) else {
-        let req = Request { msg: &msg, wire_len: packet.len(), remote, local, proto, server: &table.server, zone: "dropped", start };
+        let req = Request {
+            msg: &msg,
+            wire_len: packet.len(),
+            remote,
+            local,
+            proto,
+            server: &table.server,
+            zone: "dropped",
+            start,
+        };
         let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
         let size = write_reply(&req, &mut reply.msg, out);
         report_dropped(&req, rcode::REFUSED, size);
         return Outcome::Reply;
     };
-    let req = Request { msg: &msg, wire_len: packet.len(), remote, local, proto, server: &table.server, zone, start };
+    let req = Request {
+        msg: &msg,
+        wire_len: packet.len(),
+        remote,
+        local,
+        proto,
+        server: &table.server,
+        zone,
+        start,
+    };
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
     let (index, step) = match run {
         Ok(v) => v,
-        Err(panic) => (block.plugins.len(), Step::Reply(recovered(&table.server, &msg, panic, block.debug))),
+        Err(panic) => (
+            block.plugins.len(),
+            Step::Reply(recovered(&table.server, &msg, panic, block.debug)),
+        ),
     };
     match step {
         Step::Reply(reply) => {
@@ -115,7 +153,13 @@ pub fn handle(packet: &[u8], remote: SocketAddr, local: SocketAddr, proto: Proto
                 zone: Arc::from(zone),
                 start,
             };
-            Outcome::Pending(PendingReply { fut, block: block.clone(), index, msg: msg.clone(), meta })
+            Outcome::Pending(Box::new(PendingReply {
+                fut,
+                block: block.clone(),
+                index,
+                msg: msg.clone(),
+                meta,
+            }))
         }
         Step::Next => unreachable!("run_chain never returns Next"),
     }
@@ -134,11 +178,20 @@ fn run_chain(block: &Block, req: &Request<'_>) -> (usize, Step) {
     }
     let last = block.plugins.last().map_or("", |p| p.name());
     let err = format!("plugin/{last}: no next plugin found");
-    (block.plugins.len(), Step::Reply(Reply::servfail(req.msg, err)))
+    (
+        block.plugins.len(),
+        Step::Reply(Reply::servfail(req.msg, err)),
+    )
 }
 
 /// The way back: respond hooks, write, observe hooks (innermost first).
-fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply, out: &mut Vec<u8>) {
+fn finish_chain(
+    block: &Block,
+    index: usize,
+    req: &Request<'_>,
+    mut reply: Reply,
+    out: &mut Vec<u8>,
+) {
     let before = &block.plugins[..index.min(block.plugins.len())];
     let back = catch_unwind(AssertUnwindSafe(|| {
         for p in before.iter().rev() {
@@ -149,7 +202,13 @@ fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply
         reply = recovered(req.server, req.msg, panic, block.debug);
     }
     let size = write_reply(req, &mut reply.msg, out);
-    let done = Done { msg: &reply.msg, size, plugin: reply.plugin, error: reply.error.as_deref(), duration: req.start.elapsed() };
+    let done = Done {
+        msg: &reply.msg,
+        size,
+        plugin: reply.plugin,
+        error: reply.error.as_deref(),
+        duration: req.start.elapsed(),
+    };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         for p in before.iter().rev() {
             p.observe(req, &done);
@@ -164,7 +223,12 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     match &req.msg.edns {
         Some(q) => {
             let mut o = msg.edns.take().unwrap_or_else(|| Edns {
-                options: q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect(),
+                options: q
+                    .options
+                    .iter()
+                    .filter(|(c, _)| SUPPORTED_OPTIONS.contains(c))
+                    .cloned()
+                    .collect(),
                 ..Edns::default()
             });
             o.version = 0;
@@ -181,7 +245,11 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     msg.id = req.msg.id;
     let limit = match req.proto {
         Proto::Tcp => 65535,
-        Proto::Udp => req.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
+        Proto::Udp => req
+            .msg
+            .edns
+            .as_ref()
+            .map_or(512, |e| e.udp_size.max(512) as usize),
     };
     let encoded = msg.encode(out, limit);
     if encoded.truncated {
@@ -190,7 +258,12 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     encoded.len
 }
 
-fn recovered(server: &str, query: &Message, panic: Box<dyn std::any::Any + Send>, debug: bool) -> Reply {
+fn recovered(
+    server: &str,
+    query: &Message,
+    panic: Box<dyn std::any::Any + Send>,
+    debug: bool,
+) -> Reply {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -216,15 +289,27 @@ fn report_dropped(req: &Request<'_>, code: u16, size: usize) {
 pub fn report(req: &Request<'_>, plugin: &str, code: u16, size: usize) {
     let (server, zone) = (req.server, req.zone);
     if req.do_bit() {
-        metrics::dns_do_requests_total().with(&[server, zone, ""]).inc();
+        metrics::dns_do_requests_total()
+            .with(&[server, zone, ""])
+            .inc();
     }
     let fam = if req.family() == 1 { "1" } else { "2" };
     let proto = req.proto.as_str();
-    metrics::dns_requests_total().with(&[server, zone, "", proto, fam, metric_type(req.qtype())]).inc();
-    metrics::dns_request_duration_seconds().with(&[server, zone, ""]).observe(req.start.elapsed().as_secs_f64());
-    metrics::dns_response_size_bytes().with(&[server, zone, "", proto]).observe(size as f64);
-    metrics::dns_request_size_bytes().with(&[server, zone, "", proto]).observe(req.wire_len as f64);
-    metrics::dns_responses_total().with(&[server, zone, "", &kdns_wire::rcode::name(code), plugin]).inc();
+    metrics::dns_requests_total()
+        .with(&[server, zone, "", proto, fam, metric_type(req.qtype())])
+        .inc();
+    metrics::dns_request_duration_seconds()
+        .with(&[server, zone, ""])
+        .observe(req.start.elapsed().as_secs_f64());
+    metrics::dns_response_size_bytes()
+        .with(&[server, zone, "", proto])
+        .observe(size as f64);
+    metrics::dns_request_size_bytes()
+        .with(&[server, zone, "", proto])
+        .observe(req.wire_len as f64);
+    metrics::dns_responses_total()
+        .with(&[server, zone, "", &kdns_wire::rcode::name(code), plugin])
+        .inc();
 }
 
 /// CoreDNS's `type` label: a fixed set of types, everything else `other`.

@@ -24,14 +24,25 @@ use tokio::task::JoinHandle;
 pub enum Source {
     File(PathBuf),
     /// Text given once (stdin or the built-in default); reloads re-use it.
-    Text { name: String, text: String },
+    Text {
+        name: String,
+        text: String,
+    },
 }
 
 impl Source {
     pub fn read(&self) -> Result<(String, String, PathBuf), String> {
         match self {
             Source::File(p) => std::fs::read_to_string(p)
-                .map(|t| (p.display().to_string(), t, p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))))
+                .map(|t| {
+                    (
+                        p.display().to_string(),
+                        t,
+                        p.parent()
+                            .map(Path::to_path_buf)
+                            .unwrap_or_else(|| PathBuf::from(".")),
+                    )
+                })
                 .map_err(|e| format!("{}: {e}", p.display())),
             Source::Text { name, text } => Ok((name.clone(), text.clone(), PathBuf::from("."))),
         }
@@ -51,7 +62,8 @@ pub struct Options {
 /// Parses the Corefile and returns it with its SHA-512 (of the canonical parsed form).
 pub fn parse(source: &Source) -> Result<(Corefile, String, PathBuf), String> {
     let (name, text, dir) = source.read()?;
-    let corefile = kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env).map_err(|e| e.to_string())?;
+    let corefile = kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env)
+        .map_err(|e| e.to_string())?;
     let hash = hex(&Sha512::digest(corefile.canonical().as_bytes()));
     Ok((corefile, hash, dir))
 }
@@ -90,7 +102,11 @@ struct Shared {
 
 /// Runs kdns until a signal stops it. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(opts.workers.max(1)).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.workers.max(1))
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start runtime: {e}");
@@ -117,8 +133,24 @@ async fn run_async(opts: Options) -> i32 {
     for w in &corefile.warnings {
         crate::warning!("{w}");
     }
-    let mut running = Running { listeners: BTreeMap::new(), admin: HashMap::new(), tasks: Vec::new(), lameduck: None, reload: None, hash: String::new() };
-    match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx) {
+    let mut running = Running {
+        listeners: BTreeMap::new(),
+        admin: HashMap::new(),
+        tasks: Vec::new(),
+        lameduck: None,
+        reload: None,
+        hash: String::new(),
+    };
+    match apply(
+        &mut running,
+        &opts,
+        &corefile,
+        &hash,
+        &dir,
+        &shared,
+        &inflight,
+        &tx,
+    ) {
         Ok(banner) => {
             if !opts.quiet {
                 for line in banner {
@@ -165,7 +197,14 @@ async fn run_async(opts: Options) -> i32 {
     code
 }
 
-fn reload(running: &mut Running, opts: &Options, shared: &Shared, inflight: &InFlight, tx: &mpsc::Sender<Event>, why: &str) {
+fn reload(
+    running: &mut Running,
+    opts: &Options,
+    shared: &Shared,
+    inflight: &InFlight,
+    tx: &mpsc::Sender<Event>,
+    why: &str,
+) {
     let result = parse(&opts.source).and_then(|(corefile, hash, dir)| {
         if why == "poll" && hash == running.hash {
             return Ok(None);
@@ -174,7 +213,10 @@ fn reload(running: &mut Running, opts: &Options, shared: &Shared, inflight: &InF
             crate::info!("Reloading");
         }
         // A bad file is not retried by the poller: remember its hash first (as CoreDNS does).
-        *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.clone();
+        *shared
+            .current_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hash.clone();
         apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).map(|_| Some(hash))
     });
     match result {
@@ -204,8 +246,12 @@ fn apply(
     inflight: &InFlight,
     tx: &mpsc::Sender<Event>,
 ) -> Result<Vec<String>, String> {
-    let Instance { listeners, mut contrib, enabled, banner } =
-        config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
+    let Instance {
+        listeners,
+        mut contrib,
+        enabled,
+        banner,
+    } = config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
 
     // 1. Bind DNS listeners that do not exist yet.
     let mut fresh = BTreeMap::new();
@@ -260,7 +306,8 @@ fn apply(
     let mut fresh_admin = HashMap::new();
     for addr in wanted.keys() {
         if !running.admin.contains_key(addr) {
-            let l = admin::start(*addr, Routes::default()).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let l = admin::start(*addr, Routes::default())
+                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
             fresh_admin.insert(*addr, l);
         }
     }
@@ -289,11 +336,21 @@ fn apply(
     running.lameduck = contrib.lameduck;
     running.reload = contrib.reload;
     running.hash = hash.to_string();
-    *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.to_string();
+    *shared
+        .current_hash
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = hash.to_string();
     if let Some(settings) = running.reload {
-        running.tasks.push(tokio::spawn(poll_corefile(settings, opts.source.clone(), shared.clone(), tx.clone())));
+        running.tasks.push(tokio::spawn(poll_corefile(
+            settings,
+            opts.source.clone(),
+            shared.clone(),
+            tx.clone(),
+        )));
         metrics::reload_version_info().clear();
-        metrics::reload_version_info().with(&["sha512", hash]).set(1.0);
+        metrics::reload_version_info()
+            .with(&["sha512", hash])
+            .set(1.0);
     }
     let fam = metrics::plugin_enabled();
     fam.clear();
@@ -304,9 +361,18 @@ fn apply(
 }
 
 /// The reload plugin's poller: every interval ± jitter/2, re-parse and compare hashes.
-async fn poll_corefile(settings: ReloadSettings, source: Source, shared: Shared, tx: mpsc::Sender<Event>) {
+async fn poll_corefile(
+    settings: ReloadSettings,
+    source: Source,
+    shared: Shared,
+    tx: mpsc::Sender<Event>,
+) {
     let jitter = settings.jitter.as_secs_f64();
-    let offset = if jitter > 0.0 { fastrand::f64() * jitter - jitter / 2.0 } else { 0.0 };
+    let offset = if jitter > 0.0 {
+        fastrand::f64() * jitter - jitter / 2.0
+    } else {
+        0.0
+    };
     let period = Duration::from_secs_f64((settings.interval.as_secs_f64() + offset).max(0.1));
     loop {
         tokio::time::sleep(period).await;
@@ -315,7 +381,11 @@ async fn poll_corefile(settings: ReloadSettings, source: Source, shared: Shared,
             let _ = tx.send(Event::Reload("poll")).await;
             continue;
         };
-        let current = shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = shared
+            .current_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if hash != current {
             let _ = tx.send(Event::Reload("poll")).await;
         }
@@ -349,7 +419,13 @@ fn spawn_signals(tx: mpsc::Sender<Event>) {
     }
 }
 
-async fn stop(running: &mut Running, shared: &Shared, inflight: &InFlight, kind: StopKind, rx: &mut mpsc::Receiver<Event>) -> i32 {
+async fn stop(
+    running: &mut Running,
+    shared: &Shared,
+    inflight: &InFlight,
+    kind: StopKind,
+    rx: &mut mpsc::Receiver<Event>,
+) -> i32 {
     shared.shutting_down.store(true, Ordering::Relaxed);
     match kind {
         StopKind::Quit => {
@@ -360,7 +436,11 @@ async fn stop(running: &mut Running, shared: &Shared, inflight: &InFlight, kind:
         StopKind::Term => {
             crate::info!("SIGTERM: Shutting down servers then terminating");
             if let Some(d) = running.lameduck {
-                crate::info!(plugin = "health", "Going into lameduck mode for {}", format_duration(d));
+                crate::info!(
+                    plugin = "health",
+                    "Going into lameduck mode for {}",
+                    format_duration(d)
+                );
                 // DNS keeps answering; a second SIGINT/SIGTERM cuts the wait short.
                 tokio::select! {
                     _ = tokio::time::sleep(d) => {}

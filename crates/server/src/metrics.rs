@@ -63,7 +63,10 @@ impl Series {
         let mut cur = self.sum.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(cur) + v).to_bits();
-            match self.sum.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .sum
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -84,18 +87,26 @@ impl Family {
             Kind::Histogram(b) => b,
             _ => &[],
         };
-        map.entry(key).or_insert_with(|| Arc::new(Series::new(bounds))).clone()
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Series::new(bounds)))
+            .clone()
     }
 
     /// Removes every series (for info gauges whose labels change, like reload_version_info).
     pub fn clear(&self) {
-        self.series.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Removes the series whose label `label` has value `value`.
     pub fn remove_where(&self, label: &str, value: &str) {
         if let Some(i) = self.labels.iter().position(|l| *l == label) {
-            self.series.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| k[i] != value);
+            self.series
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|k, _| k[i] != value);
         }
     }
 
@@ -131,7 +142,13 @@ impl Family {
         for (labels, s) in rows {
             match self.kind {
                 Kind::Counter => line(out, self.name, "", &labels, s.get() as f64),
-                Kind::Gauge => line(out, self.name, "", &labels, f64::from_bits(s.value.load(Ordering::Relaxed))),
+                Kind::Gauge => line(
+                    out,
+                    self.name,
+                    "",
+                    &labels,
+                    f64::from_bits(s.value.load(Ordering::Relaxed)),
+                ),
                 Kind::Histogram(bounds) => {
                     let mut cumulative = 0u64;
                     let sep = if labels.is_empty() { "" } else { "," };
@@ -141,8 +158,20 @@ impl Family {
                         line(out, self.name, "_bucket", &l, cumulative as f64);
                     }
                     let count = s.count();
-                    line(out, self.name, "_bucket", &format!("{labels}{sep}le=\"+Inf\""), count as f64);
-                    line(out, self.name, "_sum", &labels, f64::from_bits(s.sum.load(Ordering::Relaxed)));
+                    line(
+                        out,
+                        self.name,
+                        "_bucket",
+                        &format!("{labels}{sep}le=\"+Inf\""),
+                        count as f64,
+                    );
+                    line(
+                        out,
+                        self.name,
+                        "_sum",
+                        &labels,
+                        f64::from_bits(s.sum.load(Ordering::Relaxed)),
+                    );
                     line(out, self.name, "_count", &labels, count as f64);
                 }
             }
@@ -159,7 +188,9 @@ fn line(out: &mut String, name: &str, suffix: &str, labels: &str, v: f64) {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('"', "\\\"")
 }
 
 /// `strconv.FormatFloat(v, 'g', -1, 64)` as Go's exposition format writes sample values.
@@ -168,7 +199,11 @@ pub fn go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
         return "0".into();
@@ -189,7 +224,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn render(&self) -> String {
-        let mut fams: Vec<&'static Family> = self.families.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut fams: Vec<&'static Family> = self
+            .families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         fams.sort_by_key(|f| f.name);
         let mut out = String::with_capacity(16 * 1024);
         process_metrics(&mut out);
@@ -200,12 +239,24 @@ impl Registry {
     }
 
     /// Defines a family once for the process; later calls return the same family.
-    pub fn family(&self, name: &'static str, help: &'static str, kind: Kind, labels: &'static [&'static str]) -> &'static Family {
+    pub fn family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: &'static [&'static str],
+    ) -> &'static Family {
         let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = fams.iter().find(|f| f.name == name) {
             return f;
         }
-        let f: &'static Family = Box::leak(Box::new(Family { name, help, kind, labels, series: Mutex::new(BTreeMap::new()) }));
+        let f: &'static Family = Box::leak(Box::new(Family {
+            name,
+            help,
+            kind,
+            labels,
+            series: Mutex::new(BTreeMap::new()),
+        }));
         fams.push(f);
         f
     }
@@ -213,7 +264,9 @@ impl Registry {
 
 pub fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry { families: Mutex::new(Vec::new()) })
+    R.get_or_init(|| Registry {
+        families: Mutex::new(Vec::new()),
+    })
 }
 
 /// CoreDNS `TimeBuckets`: 0.25 ms doubling, 16 buckets.
@@ -230,8 +283,9 @@ pub static TIME_BUCKETS: [f64; 16] = {
 };
 /// CoreDNS `SlimTimeBuckets`: 0.25 ms ×10, 5 buckets.
 pub static SLIM_TIME_BUCKETS: [f64; 5] = [0.00025, 0.0025, 0.025, 0.25, 2.5];
-pub static SIZE_BUCKETS: [f64; 14] =
-    [0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3];
+pub static SIZE_BUCKETS: [f64; 14] = [
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
+];
 
 macro_rules! family {
     ($fn:ident, $name:literal, $help:literal, $kind:expr, [$($l:literal),*]) => {
@@ -243,25 +297,113 @@ macro_rules! family {
 }
 
 family!(build_info, "coredns_build_info", "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.", Kind::Gauge, ["version", "revision", "goversion"]);
-family!(panics_total, "coredns_panics_total", "A metrics that counts the number of panics.", Kind::Counter, []);
-family!(plugin_enabled, "coredns_plugin_enabled", "A metric that indicates whether a plugin is enabled on per server and zone basis.", Kind::Gauge, ["server", "zone", "view", "name"]);
-family!(dns_requests_total, "coredns_dns_requests_total", "Counter of DNS requests made per zone, protocol and family.", Kind::Counter, ["server", "zone", "view", "proto", "family", "type"]);
-family!(dns_responses_total, "coredns_dns_responses_total", "Counter of response status codes.", Kind::Counter, ["server", "zone", "view", "rcode", "plugin"]);
-family!(dns_request_duration_seconds, "coredns_dns_request_duration_seconds", "Histogram of the time (in seconds) each request took per zone.", Kind::Histogram(&TIME_BUCKETS), ["server", "zone", "view"]);
-family!(dns_request_size_bytes, "coredns_dns_request_size_bytes", "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.", Kind::Histogram(&SIZE_BUCKETS), ["server", "zone", "view", "proto"]);
-family!(dns_response_size_bytes, "coredns_dns_response_size_bytes", "Size of the returned response in bytes.", Kind::Histogram(&SIZE_BUCKETS), ["server", "zone", "view", "proto"]);
-family!(dns_do_requests_total, "coredns_dns_do_requests_total", "Counter of DNS requests with DO bit set per zone.", Kind::Counter, ["server", "zone", "view"]);
-family!(reload_failed_total, "coredns_reload_failed_total", "Counter of the number of failed reload attempts.", Kind::Counter, []);
-family!(reload_version_info, "coredns_reload_version_info", "A metric with a constant '1' value labeled by hash, and value which type of hash generated.", Kind::Gauge, ["hash", "value"]);
-family!(health_request_duration_seconds, "coredns_health_request_duration_seconds", "Histogram of the time (in seconds) each request took.", Kind::Histogram(&SLIM_TIME_BUCKETS), []);
-family!(health_request_failures_total, "coredns_health_request_failures_total", "The number of times the health check failed.", Kind::Counter, []);
-family!(hosts_entries, "coredns_hosts_entries", "The combined number of entries in hosts and Corefile.", Kind::Gauge, ["hostsfile"]);
-family!(hosts_reload_timestamp_seconds, "coredns_hosts_reload_timestamp_seconds", "The timestamp of the last reload of hosts file.", Kind::Gauge, []);
+family!(
+    panics_total,
+    "coredns_panics_total",
+    "A metrics that counts the number of panics.",
+    Kind::Counter,
+    []
+);
+family!(
+    plugin_enabled,
+    "coredns_plugin_enabled",
+    "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+    Kind::Gauge,
+    ["server", "zone", "view", "name"]
+);
+family!(
+    dns_requests_total,
+    "coredns_dns_requests_total",
+    "Counter of DNS requests made per zone, protocol and family.",
+    Kind::Counter,
+    ["server", "zone", "view", "proto", "family", "type"]
+);
+family!(
+    dns_responses_total,
+    "coredns_dns_responses_total",
+    "Counter of response status codes.",
+    Kind::Counter,
+    ["server", "zone", "view", "rcode", "plugin"]
+);
+family!(
+    dns_request_duration_seconds,
+    "coredns_dns_request_duration_seconds",
+    "Histogram of the time (in seconds) each request took per zone.",
+    Kind::Histogram(&TIME_BUCKETS),
+    ["server", "zone", "view"]
+);
+family!(
+    dns_request_size_bytes,
+    "coredns_dns_request_size_bytes",
+    "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
+    Kind::Histogram(&SIZE_BUCKETS),
+    ["server", "zone", "view", "proto"]
+);
+family!(
+    dns_response_size_bytes,
+    "coredns_dns_response_size_bytes",
+    "Size of the returned response in bytes.",
+    Kind::Histogram(&SIZE_BUCKETS),
+    ["server", "zone", "view", "proto"]
+);
+family!(
+    dns_do_requests_total,
+    "coredns_dns_do_requests_total",
+    "Counter of DNS requests with DO bit set per zone.",
+    Kind::Counter,
+    ["server", "zone", "view"]
+);
+family!(
+    reload_failed_total,
+    "coredns_reload_failed_total",
+    "Counter of the number of failed reload attempts.",
+    Kind::Counter,
+    []
+);
+family!(
+    reload_version_info,
+    "coredns_reload_version_info",
+    "A metric with a constant '1' value labeled by hash, and value which type of hash generated.",
+    Kind::Gauge,
+    ["hash", "value"]
+);
+family!(
+    health_request_duration_seconds,
+    "coredns_health_request_duration_seconds",
+    "Histogram of the time (in seconds) each request took.",
+    Kind::Histogram(&SLIM_TIME_BUCKETS),
+    []
+);
+family!(
+    health_request_failures_total,
+    "coredns_health_request_failures_total",
+    "The number of times the health check failed.",
+    Kind::Counter,
+    []
+);
+family!(
+    hosts_entries,
+    "coredns_hosts_entries",
+    "The combined number of entries in hosts and Corefile.",
+    Kind::Gauge,
+    ["hostsfile"]
+);
+family!(
+    hosts_reload_timestamp_seconds,
+    "coredns_hosts_reload_timestamp_seconds",
+    "The timestamp of the last reload of hosts file.",
+    Kind::Gauge,
+    []
+);
 
 /// The standard `process_*` metrics Go exporters carry, read from /proc.
 fn process_metrics(out: &mut String) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
-    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
     let f: Vec<&str> = after.split_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let ticks = 100.0;
@@ -271,23 +413,67 @@ fn process_metrics(out: &mut String) {
     let rss = num(21) * page;
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("btime")).and_then(|l| l[6..].trim().parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("btime"))
+                .and_then(|l| l[6..].trim().parse::<f64>().ok())
+        })
         .unwrap_or(0.0);
     let start = boot + num(19) / ticks;
-    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0) as f64;
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0) as f64;
     let max_fds = std::fs::read_to_string("/proc/self/limits")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok())
+        })
         .unwrap_or(0.0);
     for (name, kind, help, v) in [
-        ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu),
-        ("process_max_fds", "gauge", "Maximum number of open file descriptors.", max_fds),
-        ("process_open_fds", "gauge", "Number of open file descriptors.", fds),
-        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss),
-        ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", start),
-        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            cpu,
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max_fds,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            start,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            vsize,
+        ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", go_float(v));
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            go_float(v)
+        );
     }
 }
 
@@ -309,13 +495,25 @@ mod tests {
 
     #[test]
     fn render_histogram_and_counter() {
-        let f = registry().family("test_hist_seconds", "h", Kind::Histogram(&SLIM_TIME_BUCKETS), &["zone", "server"]);
+        let f = registry().family(
+            "test_hist_seconds",
+            "h",
+            Kind::Histogram(&SLIM_TIME_BUCKETS),
+            &["zone", "server"],
+        );
         f.with(&[".", "dns://:53"]).observe(0.001);
         let c = registry().family("test_total", "c", Kind::Counter, &[]);
         c.with(&[]).add(3);
         let text = registry().render();
-        assert!(text.contains("test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.00025\"} 0\n"), "{text}");
-        assert!(text.contains("test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.0025\"} 1\n"));
+        assert!(
+            text.contains(
+                "test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.00025\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.0025\"} 1\n"
+        ));
         assert!(text.contains("test_hist_seconds_count{server=\"dns://:53\",zone=\".\"} 1\n"));
         assert!(text.contains("# TYPE test_total counter\ntest_total 3\n"));
     }

@@ -33,7 +33,14 @@ impl Header {
             return Err(WireError::Short);
         }
         let u = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
-        Ok(Header { id: u(0), flags: u(2), qdcount: u(4), ancount: u(6), nscount: u(8), arcount: u(10) })
+        Ok(Header {
+            id: u(0),
+            flags: u(2),
+            qdcount: u(4),
+            ancount: u(6),
+            nscount: u(8),
+            arcount: u(10),
+        })
     }
     pub fn opcode(&self) -> u8 {
         ((self.flags >> 11) & 0xF) as u8
@@ -64,7 +71,13 @@ pub struct Record {
 
 impl Record {
     pub fn new(name: Name, ttl: u32, data: RData) -> Record {
-        Record { name, rtype: data.rtype(), class: class::IN, ttl, data }
+        Record {
+            name,
+            rtype: data.rtype(),
+            class: class::IN,
+            ttl,
+            data,
+        }
     }
 }
 
@@ -75,13 +88,35 @@ pub enum RData {
     Ns(Name),
     Cname(Name),
     Ptr(Name),
-    Mx { preference: u16, exchange: Name },
-    Srv { priority: u16, weight: u16, port: u16, target: Name },
-    Soa { mname: Name, rname: Name, serial: u32, refresh: u32, retry: u32, expire: u32, minimum: u32 },
+    Mx {
+        preference: u16,
+        exchange: Name,
+    },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: Name,
+    },
+    Soa {
+        mname: Name,
+        rname: Name,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
     Txt(Vec<Vec<u8>>),
-    Hinfo { cpu: Vec<u8>, os: Vec<u8> },
+    Hinfo {
+        cpu: Vec<u8>,
+        os: Vec<u8>,
+    },
     /// Any other type, kept as opaque bytes (RFC 3597: never compressed, so safe to copy).
-    Other { rtype: u16, data: Vec<u8> },
+    Other {
+        rtype: u16,
+        data: Vec<u8>,
+    },
 }
 
 impl RData {
@@ -117,7 +152,10 @@ pub struct Edns {
 
 impl Edns {
     pub fn new(udp_size: u16) -> Edns {
-        Edns { udp_size, ..Edns::default() }
+        Edns {
+            udp_size,
+            ..Edns::default()
+        }
     }
     fn encoded_len(&self) -> usize {
         11 + self.options.iter().map(|(_, d)| 4 + d.len()).sum::<usize>()
@@ -191,7 +229,11 @@ impl Message {
             });
             pos = next + 4;
         }
-        for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
+        for (count, section) in [
+            (header.ancount, 0),
+            (header.nscount, 1),
+            (header.arcount, 2),
+        ] {
             for _ in 0..count {
                 let (rr, next) = read_record(msg, pos)?;
                 pos = next;
@@ -234,10 +276,14 @@ impl Message {
     pub fn encode(&self, out: &mut Vec<u8>, max_size: usize) -> Encoded {
         let max_size = max_size.clamp(512, 65535);
         out.clear();
-        let mut enc = Encoder { buf: out, names: Vec::new() };
+        let mut enc = Encoder {
+            buf: out,
+            names: Vec::new(),
+        };
         let rcode_low = self.rcode & 0xF;
         enc.buf.extend_from_slice(&self.id.to_be_bytes());
-        enc.buf.extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
+        enc.buf
+            .extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
         enc.buf.extend_from_slice(&[0; 8]);
         let mut qd = 0u16;
         for q in &self.questions {
@@ -250,7 +296,10 @@ impl Message {
         let limit = max_size.saturating_sub(opt_len);
         let mut counts = [0u16; 3];
         let mut truncated = false;
-        'sections: for (i, section) in [&self.answers, &self.authority, &self.additional].into_iter().enumerate() {
+        'sections: for (i, section) in [&self.answers, &self.authority, &self.additional]
+            .into_iter()
+            .enumerate()
+        {
             for rr in section {
                 let mark = (enc.buf.len(), enc.names.len());
                 enc.record(rr);
@@ -276,7 +325,10 @@ impl Message {
         if truncated {
             buf[2] |= (flag::TC >> 8) as u8;
         }
-        Encoded { len: buf.len(), truncated }
+        Encoded {
+            len: buf.len(),
+            truncated,
+        }
     }
 
     /// Encodes without a size limit into a fresh buffer (tests, cold paths).
@@ -313,19 +365,43 @@ fn read_record(msg: &[u8], pos: usize) -> Result<(Record, usize), WireError> {
     let end = start + rdlen;
     let rdata = msg.get(start..end).ok_or(WireError::Short)?;
     let data = read_rdata(msg, rtype, start, end, rdata)?;
-    Ok((Record { name, rtype, class, ttl, data }, end))
+    Ok((
+        Record {
+            name,
+            rtype,
+            class,
+            ttl,
+            data,
+        },
+        end,
+    ))
 }
 
-fn read_rdata(msg: &[u8], rtype: u16, start: usize, end: usize, rdata: &[u8]) -> Result<RData, WireError> {
+fn read_rdata(
+    msg: &[u8],
+    rtype: u16,
+    start: usize,
+    end: usize,
+    rdata: &[u8],
+) -> Result<RData, WireError> {
     // Names inside RDATA may be compressed for the RFC 1035 types; decompress them against the
     // whole message, then insist the RDATA was consumed exactly.
     let name_at = |pos: usize| -> Result<(Name, usize), WireError> {
         let (n, next) = Name::read(&msg[..end], pos)?;
         Ok((n, next))
     };
-    let exact = |next: usize, data: RData| if next == end { Ok(data) } else { Err(WireError::BadRdata) };
+    let exact = |next: usize, data: RData| {
+        if next == end {
+            Ok(data)
+        } else {
+            Err(WireError::BadRdata)
+        }
+    };
     let u16_at = |p: usize| -> Result<u16, WireError> {
-        msg.get(p..p + 2).filter(|_| p + 2 <= end).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(WireError::BadRdata)
+        msg.get(p..p + 2)
+            .filter(|_| p + 2 <= end)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or(WireError::BadRdata)
     };
     match rtype {
         rtype::A => {
@@ -338,28 +414,59 @@ fn read_rdata(msg: &[u8], rtype: u16, start: usize, end: usize, rdata: &[u8]) ->
         }
         rtype::NS | rtype::CNAME | rtype::PTR => {
             let (n, next) = name_at(start)?;
-            exact(next, match rtype {
-                rtype::NS => RData::Ns(n),
-                rtype::CNAME => RData::Cname(n),
-                _ => RData::Ptr(n),
-            })
+            exact(
+                next,
+                match rtype {
+                    rtype::NS => RData::Ns(n),
+                    rtype::CNAME => RData::Cname(n),
+                    _ => RData::Ptr(n),
+                },
+            )
         }
         rtype::MX => {
             let preference = u16_at(start)?;
             let (exchange, next) = name_at(start + 2)?;
-            exact(next, RData::Mx { preference, exchange })
+            exact(
+                next,
+                RData::Mx {
+                    preference,
+                    exchange,
+                },
+            )
         }
         rtype::SRV => {
             let (priority, weight, port) = (u16_at(start)?, u16_at(start + 2)?, u16_at(start + 4)?);
             let (target, next) = name_at(start + 6)?;
-            exact(next, RData::Srv { priority, weight, port, target })
+            exact(
+                next,
+                RData::Srv {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                },
+            )
         }
         rtype::SOA => {
             let (mname, p) = name_at(start)?;
             let (rname, p) = name_at(p)?;
-            let nums = msg.get(p..p + 20).filter(|_| p + 20 <= end).ok_or(WireError::BadRdata)?;
+            let nums = msg
+                .get(p..p + 20)
+                .filter(|_| p + 20 <= end)
+                .ok_or(WireError::BadRdata)?;
             let n = |i: usize| u32::from_be_bytes([nums[i], nums[i + 1], nums[i + 2], nums[i + 3]]);
-            exact(p + 20, RData::Soa { mname, rname, serial: n(0), refresh: n(4), retry: n(8), expire: n(12), minimum: n(16) })
+            exact(
+                p + 20,
+                RData::Soa {
+                    mname,
+                    rname,
+                    serial: n(0),
+                    refresh: n(4),
+                    retry: n(8),
+                    expire: n(12),
+                    minimum: n(16),
+                },
+            )
         }
         rtype::TXT | rtype::HINFO => {
             let mut strings = Vec::new();
@@ -380,7 +487,10 @@ fn read_rdata(msg: &[u8], rtype: u16, start: usize, end: usize, rdata: &[u8]) ->
                 Err(WireError::BadRdata)
             }
         }
-        _ => Ok(RData::Other { rtype, data: rdata.to_vec() }),
+        _ => Ok(RData::Other {
+            rtype,
+            data: rdata.to_vec(),
+        }),
     }
 }
 
@@ -415,7 +525,10 @@ impl Encoder<'_> {
 
     /// Finds an earlier occurrence of the uncompressed `suffix`, comparing case-insensitively.
     fn find(&self, suffix: &[u8]) -> Option<u16> {
-        self.names.iter().copied().find(|&off| names_equal_at(self.buf, off as usize, suffix))
+        self.names
+            .iter()
+            .copied()
+            .find(|&off| names_equal_at(self.buf, off as usize, suffix))
     }
 
     fn record(&mut self, rr: &Record) {
@@ -429,18 +542,34 @@ impl Encoder<'_> {
             RData::A(ip) => self.buf.extend_from_slice(&ip.octets()),
             RData::Aaaa(ip) => self.buf.extend_from_slice(&ip.octets()),
             RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => self.name(n, true),
-            RData::Mx { preference, exchange } => {
+            RData::Mx {
+                preference,
+                exchange,
+            } => {
                 self.buf.extend_from_slice(&preference.to_be_bytes());
                 self.name(exchange, true);
             }
-            RData::Srv { priority, weight, port, target } => {
+            RData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => {
                 for v in [priority, weight, port] {
                     self.buf.extend_from_slice(&v.to_be_bytes());
                 }
                 // RFC 2782: the SRV target is not compressed.
                 self.name(target, false);
             }
-            RData::Soa { mname, rname, serial, refresh, retry, expire, minimum } => {
+            RData::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => {
                 self.name(mname, true);
                 self.name(rname, true);
                 for v in [serial, refresh, retry, expire, minimum] {
@@ -481,7 +610,8 @@ impl Encoder<'_> {
         self.buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
         for (code, data) in &edns.options {
             self.buf.extend_from_slice(&code.to_be_bytes());
-            self.buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            self.buf
+                .extend_from_slice(&(data.len() as u16).to_be_bytes());
             self.buf.extend_from_slice(data);
         }
     }
@@ -492,13 +622,17 @@ fn names_equal_at(buf: &[u8], mut off: usize, wire: &[u8]) -> bool {
     let mut pos = 0;
     let mut hops = 0;
     loop {
-        let Some(&len) = buf.get(off) else { return false };
+        let Some(&len) = buf.get(off) else {
+            return false;
+        };
         if len & 0xC0 == 0xC0 {
             hops += 1;
             if hops > MAX_NAME_LEN {
                 return false;
             }
-            let Some(&low) = buf.get(off + 1) else { return false };
+            let Some(&low) = buf.get(off + 1) else {
+                return false;
+            };
             off = ((len as usize & 0x3F) << 8) | low as usize;
             continue;
         }
@@ -509,7 +643,10 @@ fn names_equal_at(buf: &[u8], mut off: usize, wire: &[u8]) -> bool {
         if len == 0 {
             return true;
         }
-        let (Some(a), Some(b)) = (buf.get(off + 1..off + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
+        let (Some(a), Some(b)) = (
+            buf.get(off + 1..off + 1 + len),
+            wire.get(pos + 1..pos + 1 + len),
+        ) else {
             return false;
         };
         if !a.eq_ignore_ascii_case(b) {
@@ -529,10 +666,22 @@ mod tests {
     }
 
     fn sample() -> Message {
-        let mut m = Message { id: 7, flags: flag::QR | flag::RD, ..Default::default() };
-        m.questions.push(Question { name: name("www.example.org."), qtype: rtype::A, qclass: class::IN });
+        let mut m = Message {
+            id: 7,
+            flags: flag::QR | flag::RD,
+            ..Default::default()
+        };
+        m.questions.push(Question {
+            name: name("www.example.org."),
+            qtype: rtype::A,
+            qclass: class::IN,
+        });
         for i in 0..3 {
-            m.answers.push(Record::new(name("www.example.org."), 30, RData::A(Ipv4Addr::new(10, 0, 0, i))));
+            m.answers.push(Record::new(
+                name("www.example.org."),
+                30,
+                RData::A(Ipv4Addr::new(10, 0, 0, i)),
+            ));
         }
         m.authority.push(Record::new(
             name("example.org."),
@@ -550,9 +699,18 @@ mod tests {
         m.additional.push(Record::new(
             name("_udp.example.org."),
             0,
-            RData::Srv { priority: 0, weight: 0, port: 53, target: name("x.example.org.") },
+            RData::Srv {
+                priority: 0,
+                weight: 0,
+                port: 53,
+                target: name("x.example.org."),
+            },
         ));
-        m.edns = Some(Edns { udp_size: 1232, dnssec_ok: true, ..Default::default() });
+        m.edns = Some(Edns {
+            udp_size: 1232,
+            dnssec_ok: true,
+            ..Default::default()
+        });
         m
     }
 
@@ -570,7 +728,11 @@ mod tests {
     fn truncation_keeps_opt_and_sets_tc() {
         let mut m = sample();
         for i in 0..100 {
-            m.answers.push(Record::new(name("www.example.org."), 30, RData::A(Ipv4Addr::new(10, 1, 0, i))));
+            m.answers.push(Record::new(
+                name("www.example.org."),
+                30,
+                RData::A(Ipv4Addr::new(10, 1, 0, i)),
+            ));
         }
         let mut out = Vec::new();
         let e = m.encode(&mut out, 512);

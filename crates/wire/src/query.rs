@@ -12,7 +12,7 @@ pub enum Rejection {
     /// A header-only reply with this rcode (FORMERR, NOTIMP), built by [`error_reply`].
     Header(Header, u16),
     /// A full reply (BADVERS carries the question and an OPT record; REFUSED for meta types).
-    Reply(Message),
+    Reply(Box<Message>),
 }
 
 /// Validates a client query. Mirrors miekg/dns's accept rules (QR → drop; opcode other than
@@ -43,17 +43,22 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
         if edns.version > 0 {
             let mut reply = Message::reply_to(&msg);
             reply.rcode = rcode::BADVERS;
-            reply.edns = Some(Edns { udp_size: edns.udp_size, ..Edns::default() });
-            return Err(Rejection::Reply(reply));
+            reply.edns = Some(Edns {
+                udp_size: edns.udp_size,
+                ..Edns::default()
+            });
+            return Err(Rejection::Reply(Box::new(reply)));
         }
     }
     match msg.questions[0].qtype {
         rtype::OPT => Err(Rejection::Header(header, rcode::FORMERR)),
-        rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => Err(Rejection::Header(header, rcode::NOTIMP)),
+        rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => {
+            Err(Rejection::Header(header, rcode::NOTIMP))
+        }
         rtype::AXFR | rtype::IXFR => {
             let mut reply = Message::reply_to(&msg);
             reply.rcode = rcode::REFUSED;
-            Err(Rejection::Reply(reply))
+            Err(Rejection::Reply(Box::new(reply)))
         }
         _ => Ok(msg),
     }
@@ -82,7 +87,11 @@ mod tests {
         Message {
             id: 0x1234,
             flags: flag::RD,
-            questions: vec![Question { name: Name::from_ascii("example.org.").unwrap(), qtype, qclass: class::IN }],
+            questions: vec![Question {
+                name: Name::from_ascii("example.org.").unwrap(),
+                qtype,
+                qclass: class::IN,
+            }],
             ..Default::default()
         }
     }
@@ -117,10 +126,20 @@ mod tests {
         let mut garbage = ok.clone();
         garbage.extend_from_slice(b"trailing");
         assert_eq!(rcode_of(check_query(&garbage)), None);
-        assert_eq!(rcode_of(check_query(&query(rtype::OPT).to_vec())), Some(rcode::FORMERR));
-        assert_eq!(rcode_of(check_query(&query(rtype::AXFR).to_vec())), Some(rcode::REFUSED));
+        assert_eq!(
+            rcode_of(check_query(&query(rtype::OPT).to_vec())),
+            Some(rcode::FORMERR)
+        );
+        assert_eq!(
+            rcode_of(check_query(&query(rtype::AXFR).to_vec())),
+            Some(rcode::REFUSED)
+        );
         let mut v1 = query(rtype::A);
-        v1.edns = Some(Edns { udp_size: 4096, version: 1, ..Default::default() });
+        v1.edns = Some(Edns {
+            udp_size: 4096,
+            version: 1,
+            ..Default::default()
+        });
         assert_eq!(rcode_of(check_query(&v1.to_vec())), Some(rcode::BADVERS));
     }
 

@@ -18,19 +18,43 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     if args.len() > 1 {
         return Err(d.arg_err(args[1]));
     }
-    let addr = args.first().map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    let resolved = admin::resolve(&addr).map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/health: {e}")))?;
+    let addr = args
+        .first()
+        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
+    let resolved = admin::resolve(&addr).map_err(|e| {
+        Error::at(
+            args.first().copied().unwrap_or(d.name()),
+            format!("plugin/health: {e}"),
+        )
+    })?;
     for (prop, vals) in d.block() {
         match prop.text.as_str() {
             "lameduck" => {
-                let [v] = vals.as_slice() else { return Err(d.arg_err(prop)) };
-                let dur = parse_duration(&v.text).ok_or_else(|| Error::at(v, format!("plugin/health: unable to parse lameduck duration {:?}", v.text)))?;
+                let [v] = vals.as_slice() else {
+                    return Err(d.arg_err(prop));
+                };
+                let dur = parse_duration(&v.text).ok_or_else(|| {
+                    Error::at(
+                        v,
+                        format!(
+                            "plugin/health: unable to parse lameduck duration {:?}",
+                            v.text
+                        ),
+                    )
+                })?;
                 ctx.contrib.lameduck = Some(ctx.contrib.lameduck.map_or(dur, |l| l.max(dur)));
             }
-            other => return Err(Error::at(prop, format!("plugin/health: unknown property {other:?}"))),
+            other => {
+                return Err(Error::at(
+                    prop,
+                    format!("plugin/health: unknown property {other:?}"),
+                ))
+            }
         }
     }
-    ctx.contrib.routes.push((addr, "/health".into(), Arc::new(|| (200, "OK".into()))));
+    ctx.contrib
+        .routes
+        .push((addr, "/health".into(), Arc::new(|| (200, "OK".into()))));
     ctx.contrib.tasks.push(Box::pin(self_check(resolved)));
     Ok(None)
 }
@@ -41,14 +65,25 @@ async fn self_check(addr: std::net::SocketAddr) {
     loop {
         tick.tick().await;
         let start = Instant::now();
-        let ok = matches!(tokio::time::timeout(Duration::from_secs(3), admin::get_status(addr, "/health")).await, Ok(Ok(200)));
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(3), admin::get_status(addr, "/health")).await,
+            Ok(Ok(200))
+        );
         let took = start.elapsed();
-        metrics::health_request_duration_seconds().with(&[]).observe(took.as_secs_f64());
+        metrics::health_request_duration_seconds()
+            .with(&[])
+            .observe(took.as_secs_f64());
         if !ok {
             metrics::health_request_failures_total().with(&[]).inc();
-            kdns_server::warning!(plugin = "health", "Local health request to \"http://{addr}/health\" failed");
+            kdns_server::warning!(
+                plugin = "health",
+                "Local health request to \"http://{addr}/health\" failed"
+            );
         } else if took > Duration::from_secs(1) {
-            kdns_server::warning!(plugin = "health", "Local health request to \"http://{addr}/health\" took more than 1s: {took:?}");
+            kdns_server::warning!(
+                plugin = "health",
+                "Local health request to \"http://{addr}/health\" took more than 1s: {took:?}"
+            );
         }
     }
 }

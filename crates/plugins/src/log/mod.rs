@@ -61,7 +61,13 @@ impl Plugin for Log {
 
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
         let qname = req.qname();
-        let Some(rule) = self.rules.iter().find(|r| r.names.iter().any(|n| qname.is_subdomain_of(n))) else { return };
+        let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.names.iter().any(|n| qname.is_subdomain_of(n)))
+        else {
+            return;
+        };
         if !rule.classes.contains(&Class::All) && !rule.classes.contains(&classify(done)) {
             return;
         }

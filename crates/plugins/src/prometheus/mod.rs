@@ -35,15 +35,33 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     if args.len() > 1 {
         return Err(d.arg_err(args[1]));
     }
-    let addr = args.first().map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    admin::resolve(&addr).map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/prometheus: {e}")))?;
+    let addr = args
+        .first()
+        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
+    admin::resolve(&addr).map_err(|e| {
+        Error::at(
+            args.first().copied().unwrap_or(d.name()),
+            format!("plugin/prometheus: {e}"),
+        )
+    })?;
     if let Some((prop, _)) = d.block().first() {
-        return Err(Error::at(prop, format!("plugin/prometheus: unsupported property {:?}", prop.text)));
+        return Err(Error::at(
+            prop,
+            format!("plugin/prometheus: unsupported property {:?}", prop.text),
+        ));
     }
     metrics::build_info()
-        .with(&[env!("CARGO_PKG_VERSION"), option_env!("KDNS_REVISION").unwrap_or("unknown"), "rustc"])
+        .with(&[
+            env!("CARGO_PKG_VERSION"),
+            option_env!("KDNS_REVISION").unwrap_or("unknown"),
+            "rustc",
+        ])
         .set(1.0);
     metrics::panics_total().with(&[]);
-    ctx.contrib.routes.push((addr, "/metrics".into(), Arc::new(|| (200, metrics::registry().render()))));
+    ctx.contrib.routes.push((
+        addr,
+        "/metrics".into(),
+        Arc::new(|| (200, metrics::registry().render())),
+    ));
     Ok(Some(Arc::new(Metrics)))
 }

@@ -18,16 +18,31 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     if args.len() > 1 {
         return Err(d.arg_err(args[1]));
     }
-    let addr = args.first().map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    admin::resolve(&addr).map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/ready: {e}")))?;
+    let addr = args
+        .first()
+        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
+    admin::resolve(&addr).map_err(|e| {
+        Error::at(
+            args.first().copied().unwrap_or(d.name()),
+            format!("plugin/ready: {e}"),
+        )
+    })?;
     for (prop, vals) in d.block() {
         match (prop.text.as_str(), vals.as_slice()) {
             ("monitor", [v]) if v.text == "until-ready" => {}
             ("monitor", [v]) if v.text == "continuously" => {
-                return Err(Error::at(v, "plugin/ready: monitor continuously is not supported by this kdns build yet"));
+                return Err(Error::at(
+                    v,
+                    "plugin/ready: monitor continuously is not supported by this kdns build yet",
+                ));
             }
             ("monitor", _) => return Err(d.arg_err(prop)),
-            (other, _) => return Err(Error::at(prop, format!("plugin/ready: unknown property {other:?}"))),
+            (other, _) => {
+                return Err(Error::at(
+                    prop,
+                    format!("plugin/ready: unknown property {other:?}"),
+                ))
+            }
         }
     }
     if !ctx.contrib.ready_addresses.contains(&addr) {
