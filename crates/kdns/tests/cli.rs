@@ -1,0 +1,179 @@
+//! Command line: CoreDNS flags, multi-call names, startup errors that name file and line.
+
+mod common;
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use std::process::Command;
+use std::time::Duration;
+
+fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn start_error(corefile: &str) -> String {
+    let dir = temp_dir("bad");
+    std::fs::write(dir.join("Corefile"), corefile).unwrap();
+    let (code, _, err) = run(&["-conf", "Corefile"], &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 1, "{err}");
+    err
+}
+
+#[test]
+fn version_and_plugins() {
+    let dir = temp_dir("cli");
+    let (code, out, _) = run(&["-version"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("kdns-"), "{out}");
+    for form in [["-plugins"], ["--plugins"]] {
+        let (code, out, _) = run(&form, &dir);
+        assert_eq!(code, 0);
+        for p in [
+            "dns.whoami",
+            "dns.log",
+            "dns.errors",
+            "dns.health",
+            "dns.ready",
+            "dns.prometheus",
+            "dns.hosts",
+            "dns.reload",
+        ] {
+            assert!(out.lines().any(|l| l.trim() == p), "{p} missing in {out}");
+        }
+    }
+    let (code, _, err) = run(&["-nosuchflag"], &dir);
+    assert_eq!(code, 2);
+    assert!(err.contains("flag provided but not defined: -nosuchflag"));
+    let (code, _, err) = run(&["-conf", "Corefile", "extra"], &dir);
+    assert_eq!(code, 1, "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_corefiles_name_file_and_line() {
+    let e = start_error(".:0 {\n    whoami\n    frobnicate\n}\n");
+    assert!(
+        e.contains("Corefile:3 - Error during parsing: Unknown directive 'frobnicate'"),
+        "{e}"
+    );
+    let e = start_error(".:0 {\n    whoami\n    cache 30\n}\n");
+    assert!(
+        e.contains("Corefile:3") && e.contains("plugin 'cache' is not built"),
+        "{e}"
+    );
+    let e = start_error(".:0 {\n    whoami\n");
+    assert!(e.contains("Corefile:1"), "{e}");
+    let e = start_error("example.org:0 {\n    whoami\n}\nexample.org:0 {\n    whoami\n}\n");
+    assert!(
+        e.contains("Corefile:4") && e.contains("already defined"),
+        "{e}"
+    );
+    let e = start_error("tls://.:0 {\n    whoami\n}\n");
+    assert!(e.contains("not supported"), "{e}");
+    let e = start_error(".:0 {\n    reload 1s\n}\n");
+    assert!(e.contains("Corefile:2") && e.contains("2s"), "{e}");
+    let e = start_error(".:0 {\n    import missing.conf\n}\n");
+    assert!(
+        e.contains("Corefile:2") && e.contains("missing.conf"),
+        "{e}"
+    );
+}
+
+#[test]
+fn default_corefile_with_dns_port_flag() {
+    let dir = temp_dir("default");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["-dns.port", &port.to_string(), "-quiet"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut reply = None;
+    for _ in 0..100 {
+        if let Some(bytes) = udp_raw(
+            addr,
+            &query("x.org.", RecordType::A).to_vec().unwrap(),
+            Duration::from_millis(100),
+        ) {
+            reply = Some(hickory_proto::op::Message::from_vec(&bytes).unwrap());
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let reply = reply.expect("built-in whoami answers");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply
+        .additionals
+        .iter()
+        .any(|r| r.record_type() == RecordType::SRV));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn node_cache_mode_is_a_clear_error_for_now() {
+    let dir = temp_dir("nc");
+    let (code, _, err) = run(&["node-cache", "-localip", "169.254.20.10"], &dir);
+    assert_eq!(code, 2);
+    assert!(err.contains("node-cache mode is not built"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn import_globs_snippets_and_env() {
+    let dir = temp_dir("imp");
+    std::fs::create_dir_all(dir.join("custom")).unwrap();
+    std::fs::write(
+        dir.join("custom/a.override"),
+        "hosts {\n    10.9.9.9 imported.example.org\n}\n",
+    )
+    .unwrap();
+    let corefile = "(base) {\n    errors\n}\n.:{$KDNS_TEST_PORT} {\n    import base\n    import custom/*.override\n}\n";
+    std::fs::write(dir.join("Corefile"), corefile).unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["-conf", "Corefile"])
+        .env("KDNS_TEST_PORT", port.to_string())
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Some(b) = udp_raw(
+            addr,
+            &query("imported.example.org.", RecordType::A)
+                .to_vec()
+                .unwrap(),
+            Duration::from_millis(100),
+        ) {
+            answered = Some(hickory_proto::op::Message::from_vec(&b).unwrap());
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let r = answered.expect("answer");
+    assert_eq!(
+        format!("{:?}", r.answers[0].data),
+        format!(
+            "{:?}",
+            hickory_proto::rr::RData::A("10.9.9.9".parse().unwrap())
+        )
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
