@@ -54,7 +54,9 @@ pub fn query(name: &str, qtype: u16) -> Message {
 }
 
 pub fn request<'a>(msg: &'a Message, remote: SocketAddr) -> kdns_server::Request<'a> {
+    static STATS: std::sync::OnceLock<kdns_server::metrics::ZoneStats> = std::sync::OnceLock::new();
     kdns_server::Request {
+        stats: STATS.get_or_init(|| kdns_server::metrics::ZoneStats::new("dns://:53", ".")),
         msg,
         wire_len: 29,
         remote,

@@ -1,6 +1,7 @@
 //! From a parsed Corefile to a runnable instance: plugin chains in `plugin.cfg` order, server
 //! blocks grouped by listen address, and the zone tables the listeners route with.
 
+use crate::metrics::ZoneStats;
 use crate::plugin::{Contributions, Plugin, PluginDef, SetupCtx};
 use kdns_corefile::{parse_key, Corefile, Directive, Error, Token};
 use kdns_wire::Name;
@@ -47,18 +48,27 @@ impl ListenerKey {
     }
 }
 
-/// Lower-cased wire zone → (zone text, block).
-type Zones = HashMap<Vec<u8>, (String, Arc<Block>)>;
+/// One zone served on one listener.
+pub struct ZoneEntry {
+    pub zone: String,
+    pub block: Arc<Block>,
+    pub stats: Arc<ZoneStats>,
+}
+
+/// Lower-cased wire zone → entry.
+type Zones = HashMap<Vec<u8>, ZoneEntry>;
 
 /// The zones one listener serves.
 pub struct ZoneTable {
     pub server: String,
     zones: Zones,
+    /// Metrics for queries refused before any block (zone label `dropped`).
+    pub dropped: Arc<ZoneStats>,
 }
 
 impl ZoneTable {
     /// Longest-suffix match of `qname`; DS queries keep going up to find a parent zone.
-    pub fn route(&self, qname: &Name, is_ds: bool) -> Option<(&str, &Arc<Block>)> {
+    pub fn route(&self, qname: &Name, is_ds: bool) -> Option<&ZoneEntry> {
         let mut lower = [0u8; 256];
         let wire = qname.as_wire();
         let lower = &mut lower[..wire.len()];
@@ -68,22 +78,18 @@ impl ZoneTable {
         let mut ds_match = None;
         let mut pos = 0;
         while pos < lower.len() && lower[pos] != 0 {
-            if let Some((z, b)) = self.zones.get(&lower[pos..]) {
+            if let Some(entry) = self.zones.get(&lower[pos..]) {
                 if !is_ds {
-                    return Some((z.as_str(), b));
+                    return Some(entry);
                 }
-                ds_match = Some((z.as_str(), b));
+                ds_match = Some(entry);
             }
             pos += lower[pos] as usize + 1;
         }
         if ds_match.is_some() {
             return ds_match;
         }
-        self.zones.get(&[0u8][..]).map(|(z, b)| (z.as_str(), b))
-    }
-
-    pub fn blocks(&self) -> impl Iterator<Item = (&str, &Arc<Block>)> {
-        self.zones.values().map(|(z, b)| (z.as_str(), b))
+        self.zones.get(&[0u8][..])
     }
 }
 
@@ -189,7 +195,15 @@ pub fn build(
                         format!("cannot serve dns://{zone}:{port}{at} - it is already defined"),
                     ));
                 }
-                table.insert(k, (zone.clone(), chain.clone()));
+                let stats = Arc::new(ZoneStats::new(&lk.label(), zone));
+                table.insert(
+                    k,
+                    ZoneEntry {
+                        zone: zone.clone(),
+                        block: chain.clone(),
+                        stats,
+                    },
+                );
                 for p in &chain.plugins {
                     enabled.push((lk.label(), zone.clone(), p.name()));
                 }
@@ -203,11 +217,13 @@ pub fn build(
     let listeners = listeners
         .into_iter()
         .map(|(k, zones)| {
+            let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
             (
                 k,
                 Arc::new(ZoneTable {
                     server: k.label(),
                     zones,
+                    dropped,
                 }),
             )
         })

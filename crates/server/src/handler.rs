@@ -2,7 +2,7 @@
 //! reply the way CoreDNS's ScrubWriter does (EDNS reflected, truncated to the client's buffer).
 
 use crate::config::{Block, ZoneTable};
-use crate::metrics;
+use crate::metrics::{self, ZoneStats};
 use crate::plugin::{BoxFuture, Done, Proto, Reply, Request, Step};
 use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
 use std::future::Future;
@@ -40,8 +40,7 @@ struct Meta {
     remote: SocketAddr,
     local: SocketAddr,
     proto: Proto,
-    server: Arc<str>,
-    zone: Arc<str>,
+    stats: Arc<ZoneStats>,
     start: Instant,
 }
 
@@ -57,7 +56,7 @@ impl PendingReply {
         } = self;
         let reply = match (CatchUnwind { inner: fut }).await {
             Ok(r) => r,
-            Err(panic) => recovered(&meta.server, &msg, panic, block.debug),
+            Err(panic) => recovered(&meta.stats.server, &msg, panic, block.debug),
         };
         let req = Request {
             msg: &msg,
@@ -65,8 +64,9 @@ impl PendingReply {
             remote: meta.remote,
             local: meta.local,
             proto: meta.proto,
-            server: &meta.server,
-            zone: &meta.zone,
+            server: &meta.stats.server,
+            zone: &meta.stats.zone,
+            stats: &meta.stats,
             start: meta.start,
         };
         let mut out = Vec::with_capacity(512);
@@ -104,30 +104,34 @@ pub fn handle(
     } else {
         table.route(&q.name, q.qtype == rtype::DS)
     };
-    let Some((zone, block)) = routed.filter(|(_, b)| !b.plugins.is_empty()) else {
+    let Some(entry) = routed.filter(|e| !e.block.plugins.is_empty()) else {
+        let stats = &table.dropped;
         let req = Request {
             msg: &msg,
             wire_len: packet.len(),
             remote,
             local,
             proto,
-            server: &table.server,
-            zone: "dropped",
+            server: &stats.server,
+            zone: &stats.zone,
+            stats,
             start,
         };
         let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
         let size = write_reply(&req, &mut reply.msg, out);
-        report_dropped(&req, rcode::REFUSED, size);
+        report(&req, "", rcode::REFUSED, size);
         return Outcome::Reply;
     };
+    let (block, stats) = (&entry.block, &entry.stats);
     let req = Request {
         msg: &msg,
         wire_len: packet.len(),
         remote,
         local,
         proto,
-        server: &table.server,
-        zone,
+        server: &stats.server,
+        zone: &stats.zone,
+        stats,
         start,
     };
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
@@ -149,8 +153,7 @@ pub fn handle(
                 remote,
                 local,
                 proto,
-                server: Arc::from(table.server.as_str()),
-                zone: Arc::from(zone),
+                stats: stats.clone(),
                 start,
             };
             Outcome::Pending(Box::new(PendingReply {
@@ -281,60 +284,50 @@ fn recovered(
     r
 }
 
-fn report_dropped(req: &Request<'_>, code: u16, size: usize) {
-    report(req, "", code, size);
-}
-
 /// CoreDNS `vars.Report`: the per-query metrics (used by `prometheus` and for dropped queries).
-pub fn report(req: &Request<'_>, plugin: &str, code: u16, size: usize) {
-    let (server, zone) = (req.server, req.zone);
-    if req.do_bit() {
-        metrics::dns_do_requests_total()
-            .with(&[server, zone, ""])
-            .inc();
-    }
-    let fam = if req.family() == 1 { "1" } else { "2" };
-    let proto = req.proto.as_str();
-    metrics::dns_requests_total()
-        .with(&[server, zone, "", proto, fam, metric_type(req.qtype())])
-        .inc();
-    metrics::dns_request_duration_seconds()
-        .with(&[server, zone, ""])
-        .observe(req.start.elapsed().as_secs_f64());
-    metrics::dns_response_size_bytes()
-        .with(&[server, zone, "", proto])
-        .observe(size as f64);
-    metrics::dns_request_size_bytes()
-        .with(&[server, zone, "", proto])
-        .observe(req.wire_len as f64);
-    metrics::dns_responses_total()
-        .with(&[server, zone, "", &kdns_wire::rcode::name(code), plugin])
-        .inc();
+pub fn report(req: &Request<'_>, plugin: &'static str, code: u16, size: usize) {
+    let proto = if req.proto == Proto::Tcp { 1 } else { 0 };
+    let seconds = req.start.elapsed().as_secs_f64();
+    req.stats.report(
+        proto,
+        req.family(),
+        metric_type_index(req.qtype()),
+        req.do_bit(),
+        seconds,
+        req.wire_len,
+        size,
+        code,
+        plugin,
+    );
 }
 
 /// CoreDNS's `type` label: a fixed set of types, everything else `other`.
 pub fn metric_type(t: u16) -> &'static str {
+    metrics::METRIC_TYPES[metric_type_index(t)]
+}
+
+fn metric_type_index(t: u16) -> usize {
     match t {
-        rtype::A => "A",
-        rtype::AAAA => "AAAA",
-        rtype::CNAME => "CNAME",
-        rtype::DNSKEY => "DNSKEY",
-        rtype::DS => "DS",
-        rtype::MX => "MX",
-        rtype::NSEC3 => "NSEC3",
-        rtype::NSEC => "NSEC",
-        rtype::NS => "NS",
-        rtype::PTR => "PTR",
-        rtype::RRSIG => "RRSIG",
-        rtype::SOA => "SOA",
-        rtype::SRV => "SRV",
-        rtype::TXT => "TXT",
-        rtype::HTTPS => "HTTPS",
-        rtype::SVCB => "SVCB",
-        rtype::IXFR => "IXFR",
-        rtype::AXFR => "AXFR",
-        rtype::ANY => "ANY",
-        _ => "other",
+        rtype::A => 0,
+        rtype::AAAA => 1,
+        rtype::CNAME => 2,
+        rtype::DNSKEY => 3,
+        rtype::DS => 4,
+        rtype::MX => 5,
+        rtype::NSEC3 => 6,
+        rtype::NSEC => 7,
+        rtype::NS => 8,
+        rtype::PTR => 9,
+        rtype::RRSIG => 10,
+        rtype::SOA => 11,
+        rtype::SRV => 12,
+        rtype::TXT => 13,
+        rtype::HTTPS => 14,
+        rtype::SVCB => 15,
+        rtype::IXFR => 16,
+        rtype::AXFR => 17,
+        rtype::ANY => 18,
+        _ => 19,
     }
 }
 

@@ -7,7 +7,7 @@ use crate::admin::{self, AdminListener, Routes};
 use crate::config::{self, Instance, ListenerKey};
 use crate::listener::{self, InFlight, Listener};
 use crate::metrics;
-use crate::plugin::{format_duration, PluginDef, ReloadSettings, Route};
+use crate::plugin::{format_duration, PluginDef, Readiness, ReloadSettings, Route};
 use kdns_corefile::Corefile;
 use sha2::{Digest, Sha512};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -273,34 +273,11 @@ fn apply(
     let seen_ready: Arc<Mutex<HashSet<&'static str>>> = Arc::default();
     for addr in &contrib.ready_addresses {
         let a = admin::resolve(addr).map_err(|e| format!("{addr}: {e}"))?;
-        let readiness = readiness.clone();
-        let seen = seen_ready.clone();
-        let shutting = shared.shutting_down.clone();
-        let route: Route = Arc::new(move || {
-            if shutting.load(Ordering::Relaxed) {
-                return (503, "Shutting down\n".into());
-            }
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            let mut not_ready: Vec<&str> = Vec::new();
-            for r in readiness.iter() {
-                if seen.contains(r.name()) {
-                    continue;
-                }
-                if r.ready() {
-                    seen.insert(r.name());
-                } else {
-                    not_ready.push(r.name());
-                }
-            }
-            if not_ready.is_empty() {
-                return (200, "OK".into());
-            }
-            not_ready.sort_unstable();
-            not_ready.dedup();
-            let list = not_ready.join(",");
-            crate::info!(plugin = "ready", "Plugins not ready: {:?}", list);
-            (503, list)
-        });
+        let route = ready_route(
+            readiness.clone(),
+            seen_ready.clone(),
+            shared.shutting_down.clone(),
+        );
         wanted.entry(a).or_default().insert("/ready".into(), route);
     }
     let mut fresh_admin = HashMap::new();
@@ -358,6 +335,40 @@ fn apply(
         fam.with(&[&server, &zone, "", name]).set(1.0);
     }
     Ok(banner)
+}
+
+/// `/ready`: 200 `OK` when every readiness check passed once (`monitor until-ready`), else 503
+/// with the sorted, comma-separated names of those that did not; 503 `Shutting down` in lameduck.
+pub fn ready_route(
+    readiness: Vec<Arc<dyn Readiness>>,
+    seen: Arc<Mutex<HashSet<&'static str>>>,
+    shutting: Arc<AtomicBool>,
+) -> Route {
+    Arc::new(move || {
+        if shutting.load(Ordering::Relaxed) {
+            return (503, "Shutting down\n".into());
+        }
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut not_ready: Vec<&str> = Vec::new();
+        for r in readiness.iter() {
+            if seen.contains(r.name()) {
+                continue;
+            }
+            if r.ready() {
+                seen.insert(r.name());
+            } else {
+                not_ready.push(r.name());
+            }
+        }
+        if not_ready.is_empty() {
+            return (200, "OK".into());
+        }
+        not_ready.sort_unstable();
+        not_ready.dedup();
+        let list = not_ready.join(",");
+        crate::info!(plugin = "ready", "Plugins not ready: {:?}", list);
+        (503, list)
+    })
 }
 
 /// The reload plugin's poller: every interval ± jitter/2, re-parse and compare hashes.
@@ -462,4 +473,42 @@ async fn stop(
     running.listeners.clear();
     running.admin.clear();
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    struct Check(&'static str, Arc<AtomicBool>);
+    impl Readiness for Check {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn ready(&self) -> bool {
+            self.1.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn ready_lists_plugins_not_ready_and_remembers_ready_ones() {
+        let k8s = Arc::new(AtomicBool::new(false));
+        let erratic = Arc::new(AtomicBool::new(false));
+        let checks: Vec<Arc<dyn Readiness>> = vec![
+            Arc::new(Check("kubernetes", k8s.clone())),
+            Arc::new(Check("erratic", erratic.clone())),
+        ];
+        let shutting = Arc::new(AtomicBool::new(false));
+        let route = ready_route(checks, Arc::default(), shutting.clone());
+        assert_eq!(route(), (503, "erratic,kubernetes".to_string()));
+        erratic.store(true, Ordering::Relaxed);
+        assert_eq!(route(), (503, "kubernetes".to_string()));
+        k8s.store(true, Ordering::Relaxed);
+        assert_eq!(route(), (200, "OK".to_string()));
+        // until-ready: a plugin that was ready once is not asked again
+        k8s.store(false, Ordering::Relaxed);
+        assert_eq!(route().0, 200);
+        shutting.store(true, Ordering::Relaxed);
+        assert_eq!(route().0, 503);
+    }
 }

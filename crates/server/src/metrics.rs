@@ -477,6 +477,106 @@ fn process_metrics(out: &mut String) {
     }
 }
 
+const PROTOS: usize = 2;
+const FAMILIES: usize = 2;
+/// CoreDNS's `type` label values, `other` last.
+pub const METRIC_TYPES: [&str; 20] = [
+    "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA",
+    "SRV", "TXT", "HTTPS", "SVCB", "IXFR", "AXFR", "ANY", "other",
+];
+
+/// The per-query series of one (server, zone), resolved on first use and then reached without
+/// locks or allocation. One per zone of each listener, built with the zone table.
+pub struct ZoneStats {
+    pub server: String,
+    pub zone: String,
+    requests: [OnceLock<Arc<Series>>; PROTOS * FAMILIES * METRIC_TYPES.len()],
+    do_requests: OnceLock<Arc<Series>>,
+    duration: OnceLock<Arc<Series>>,
+    request_size: [OnceLock<Arc<Series>>; PROTOS],
+    response_size: [OnceLock<Arc<Series>>; PROTOS],
+    /// (rcode, plugin) → series; a short read lock, written once per new pair.
+    responses: std::sync::RwLock<Vec<(u16, &'static str, Arc<Series>)>>,
+}
+
+const PROTO_NAMES: [&str; PROTOS] = ["udp", "tcp"];
+
+impl ZoneStats {
+    pub fn new(server: &str, zone: &str) -> ZoneStats {
+        ZoneStats {
+            server: server.to_string(),
+            zone: zone.to_string(),
+            requests: std::array::from_fn(|_| OnceLock::new()),
+            do_requests: OnceLock::new(),
+            duration: OnceLock::new(),
+            request_size: std::array::from_fn(|_| OnceLock::new()),
+            response_size: std::array::from_fn(|_| OnceLock::new()),
+            responses: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Records one answered query (CoreDNS `vars.Report`). `proto` 0 = udp, 1 = tcp; `family`
+    /// 1 or 2; `type_index` into [`METRIC_TYPES`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn report(
+        &self,
+        proto: usize,
+        family: u8,
+        type_index: usize,
+        do_bit: bool,
+        seconds: f64,
+        request_len: usize,
+        response_len: usize,
+        rcode: u16,
+        plugin: &'static str,
+    ) {
+        let (s, z) = (self.server.as_str(), self.zone.as_str());
+        let fam = if family == 2 { 1 } else { 0 };
+        if do_bit {
+            self.do_requests
+                .get_or_init(|| dns_do_requests_total().with(&[s, z, ""]))
+                .inc();
+        }
+        let slot = (proto * FAMILIES + fam) * METRIC_TYPES.len() + type_index;
+        self.requests[slot]
+            .get_or_init(|| {
+                dns_requests_total().with(&[
+                    s,
+                    z,
+                    "",
+                    PROTO_NAMES[proto],
+                    if fam == 0 { "1" } else { "2" },
+                    METRIC_TYPES[type_index],
+                ])
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| dns_request_duration_seconds().with(&[s, z, ""]))
+            .observe(seconds);
+        self.response_size[proto]
+            .get_or_init(|| dns_response_size_bytes().with(&[s, z, "", PROTO_NAMES[proto]]))
+            .observe(response_len as f64);
+        self.request_size[proto]
+            .get_or_init(|| dns_request_size_bytes().with(&[s, z, "", PROTO_NAMES[proto]]))
+            .observe(request_len as f64);
+        {
+            let list = self.responses.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, _, series)) = list.iter().find(|(r, p, _)| *r == rcode && *p == plugin)
+            {
+                series.inc();
+                return;
+            }
+        }
+        let series =
+            dns_responses_total().with(&[s, z, "", &kdns_wire::rcode::name(rcode), plugin]);
+        series.inc();
+        self.responses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((rcode, plugin, series));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub server: &'a str,
     /// The server-block zone this query was routed to, e.g. `.` or `example.org.`.
     pub zone: &'a str,
+    /// Metric handles for (server, zone).
+    pub stats: &'a crate::metrics::ZoneStats,
     pub start: Instant,
 }
 
@@ -126,7 +128,7 @@ pub struct Done<'a> {
     pub msg: &'a Message,
     /// Bytes written on the wire.
     pub size: usize,
-    pub plugin: &'a str,
+    pub plugin: &'static str,
     pub error: Option<&'a str>,
     pub duration: Duration,
 }
