@@ -104,25 +104,8 @@ pub fn handle(
     } else {
         table.route(&q.name, q.qtype == rtype::DS)
     };
-    let Some(entry) = routed.filter(|e| !e.block.plugins.is_empty()) else {
-        let stats = &table.dropped;
-        let req = Request {
-            msg: &msg,
-            wire_len: packet.len(),
-            remote,
-            local,
-            proto,
-            server: &stats.server,
-            zone: &stats.zone,
-            stats,
-            start,
-        };
-        let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
-        let size = write_reply(&req, &mut reply.msg, out);
-        report(&req, "", rcode::REFUSED, size);
-        return Outcome::Reply;
-    };
-    let (block, stats) = (&entry.block, &entry.stats);
+    let entry = routed.filter(|e| !e.block.plugins.is_empty());
+    let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let req = Request {
         msg: &msg,
         wire_len: packet.len(),
@@ -134,6 +117,13 @@ pub fn handle(
         stats,
         start,
     };
+    let Some(entry) = entry else {
+        let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
+        let size = write_reply(&req, &mut reply.msg, out);
+        report(&req, "", rcode::REFUSED, size);
+        return Outcome::Reply;
+    };
+    let block = &entry.block;
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
     let (index, step) = match run {
         Ok(v) => v,

@@ -136,7 +136,10 @@ pub struct Done<'a> {
 pub trait Plugin: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
-    fn serve(&self, req: &Request<'_>) -> Step;
+    /// Answers, passes, or returns a future. Observer-only plugins keep the default.
+    fn serve(&self, _req: &Request<'_>) -> Step {
+        Step::Next
+    }
 
     /// Called on the way back for plugins before the one that answered, innermost first.
     fn respond(&self, _req: &Request<'_>, _reply: &mut Reply) {}

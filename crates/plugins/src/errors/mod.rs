@@ -6,7 +6,7 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_server::plugin::{Done, Plugin, Request, Step};
+use kdns_server::plugin::{Done, Plugin, Request};
 use regex::Regex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,10 +48,6 @@ impl Plugin for Errors {
 
     fn serves(&self) -> bool {
         false
-    }
-
-    fn serve(&self, _req: &Request<'_>) -> Step {
-        Step::Next
     }
 
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {

@@ -14,19 +14,8 @@ pub const DEFAULT_ADDRESS: &str = ":8080";
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("health", ds)?;
     let d = Dispenser::new(ds[0]);
-    let args = d.args();
-    if args.len() > 1 {
-        return Err(d.arg_err(args[1]));
-    }
-    let addr = args
-        .first()
-        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    let resolved = admin::resolve(&addr).map_err(|e| {
-        Error::at(
-            args.first().copied().unwrap_or(d.name()),
-            format!("plugin/health: {e}"),
-        )
-    })?;
+    let addr = crate::listen_address("health", &d, DEFAULT_ADDRESS)?;
+    let resolved = admin::resolve(&addr).map_err(|e| Error::at(d.name(), e.to_string()))?;
     for (prop, vals) in d.block() {
         match prop.text.as_str() {
             "lameduck" => {

@@ -4,7 +4,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, Reply, Request, SetupCtx, Step};
+use kdns_server::plugin::{once, Plugin, Reply, Request, SetupCtx};
 use kdns_wire::{rcode, rtype, RData, Record};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,9 +20,6 @@ impl Plugin for LoadBalance {
     }
     fn serves(&self) -> bool {
         false
-    }
-    fn serve(&self, _req: &Request<'_>) -> Step {
-        Step::Next
     }
     fn respond(&self, req: &Request<'_>, reply: &mut Reply) {
         if reply.msg.rcode != rcode::NOERROR || matches!(req.qtype(), rtype::AXFR | rtype::IXFR) {

@@ -8,7 +8,7 @@ mod tests;
 pub use format::{Format, COMBINED_FORMAT, COMMON_FORMAT};
 pub use setup::setup;
 
-use kdns_server::plugin::{Done, Plugin, Request, Step};
+use kdns_server::plugin::{Done, Plugin, Request};
 use kdns_wire::{rcode, rtype, Name};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,10 +53,6 @@ impl Plugin for Log {
 
     fn serves(&self) -> bool {
         false
-    }
-
-    fn serve(&self, _req: &Request<'_>) -> Step {
-        Step::Next
     }
 
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {

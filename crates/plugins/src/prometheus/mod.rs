@@ -5,8 +5,8 @@ mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::handler::report;
-use kdns_server::plugin::{once, Done, Plugin, Request, SetupCtx, Step};
-use kdns_server::{admin, metrics};
+use kdns_server::plugin::{once, Done, Plugin, Request, SetupCtx};
+use kdns_server::metrics;
 use std::sync::Arc;
 
 pub const DEFAULT_ADDRESS: &str = "localhost:9153";
@@ -20,9 +20,6 @@ impl Plugin for Metrics {
     fn serves(&self) -> bool {
         false
     }
-    fn serve(&self, _req: &Request<'_>) -> Step {
-        Step::Next
-    }
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
         report(req, done.plugin, done.msg.rcode, done.size);
     }
@@ -31,19 +28,7 @@ impl Plugin for Metrics {
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("prometheus", ds)?;
     let d = Dispenser::new(ds[0]);
-    let args = d.args();
-    if args.len() > 1 {
-        return Err(d.arg_err(args[1]));
-    }
-    let addr = args
-        .first()
-        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    admin::resolve(&addr).map_err(|e| {
-        Error::at(
-            args.first().copied().unwrap_or(d.name()),
-            format!("plugin/prometheus: {e}"),
-        )
-    })?;
+    let addr = crate::listen_address("prometheus", &d, DEFAULT_ADDRESS)?;
     if let Some((prop, _)) = d.block().first() {
         return Err(Error::at(
             prop,

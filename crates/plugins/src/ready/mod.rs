@@ -5,7 +5,6 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::admin;
 use kdns_server::plugin::{once, Plugin, SetupCtx};
 use std::sync::Arc;
 
@@ -14,19 +13,7 @@ pub const DEFAULT_ADDRESS: &str = ":8181";
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("ready", ds)?;
     let d = Dispenser::new(ds[0]);
-    let args = d.args();
-    if args.len() > 1 {
-        return Err(d.arg_err(args[1]));
-    }
-    let addr = args
-        .first()
-        .map_or(DEFAULT_ADDRESS.to_string(), |t| t.text.clone());
-    admin::resolve(&addr).map_err(|e| {
-        Error::at(
-            args.first().copied().unwrap_or(d.name()),
-            format!("plugin/ready: {e}"),
-        )
-    })?;
+    let addr = crate::listen_address("ready", &d, DEFAULT_ADDRESS)?;
     for (prop, vals) in d.block() {
         match (prop.text.as_str(), vals.as_slice()) {
             ("monitor", [v]) if v.text == "until-ready" => {}
