@@ -285,17 +285,32 @@ impl Message {
         enc.buf
             .extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
         enc.buf.extend_from_slice(&[0; 8]);
+        // Bare OPT (no options) is always kept room for; options go when they do not fit.
+        let bare_opt = if self.edns.is_some() { 11 } else { 0 };
+        let mut truncated = false;
         let mut qd = 0u16;
         for q in &self.questions {
+            let mark = (enc.buf.len(), enc.names.len());
             enc.name(&q.name, true);
             enc.buf.extend_from_slice(&q.qtype.to_be_bytes());
             enc.buf.extend_from_slice(&q.qclass.to_be_bytes());
+            if enc.buf.len() + bare_opt > max_size {
+                enc.buf.truncate(mark.0);
+                enc.names.truncate(mark.1);
+                truncated = true;
+                break;
+            }
             qd += 1;
         }
-        let opt_len = self.edns.as_ref().map_or(0, Edns::encoded_len);
-        let limit = max_size.saturating_sub(opt_len);
+        let full_opt = self.edns.as_ref().map_or(0, Edns::encoded_len);
+        let keep_options = enc.buf.len() + full_opt <= max_size;
+        let opt_len = if keep_options { full_opt } else { bare_opt };
+        let limit = if truncated {
+            0
+        } else {
+            max_size.saturating_sub(opt_len)
+        };
         let mut counts = [0u16; 3];
-        let mut truncated = false;
         'sections: for (i, section) in [&self.answers, &self.authority, &self.additional]
             .into_iter()
             .enumerate()
@@ -314,7 +329,15 @@ impl Message {
         }
         let mut arcount = counts[2];
         if let Some(edns) = &self.edns {
-            enc.opt(edns, (self.rcode >> 4) as u8);
+            if keep_options {
+                enc.opt(edns, (self.rcode >> 4) as u8);
+            } else {
+                let bare = Edns {
+                    options: Vec::new(),
+                    ..edns.clone()
+                };
+                enc.opt(&bare, (self.rcode >> 4) as u8);
+            }
             arcount += 1;
         }
         let buf = enc.buf;
@@ -742,6 +765,30 @@ mod tests {
         assert!(back.edns.is_some());
         assert!(back.answers.len() < 103);
         assert!(back.authority.is_empty());
+    }
+
+    #[test]
+    fn oversized_opt_options_are_dropped_not_overflowing() {
+        let mut m = sample();
+        m.edns.as_mut().unwrap().options.push((12, vec![0; 600]));
+        let mut out = Vec::new();
+        let e = m.encode(&mut out, 512);
+        assert!(e.len <= 512, "{}", e.len);
+        let back = Message::decode(&out).unwrap();
+        assert!(back.edns.unwrap().options.is_empty());
+        // and so many questions that not even they fit
+        let mut q = Message::default();
+        for i in 0..40 {
+            q.questions.push(Question {
+                name: name(&format!("{}{i}.example.org.", "x".repeat(30))),
+                qtype: 1,
+                qclass: 1,
+            });
+        }
+        q.edns = Some(Edns::new(512));
+        let e = q.encode(&mut out, 512);
+        assert!(e.truncated && e.len <= 512);
+        assert!(Message::decode(&out).unwrap().edns.is_some());
     }
 
     #[test]

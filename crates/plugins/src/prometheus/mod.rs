@@ -5,8 +5,8 @@ mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::handler::report;
-use kdns_server::plugin::{once, Done, Plugin, Request, SetupCtx};
 use kdns_server::metrics;
+use kdns_server::plugin::{once, Done, Plugin, Request, SetupCtx};
 use std::sync::Arc;
 
 pub const DEFAULT_ADDRESS: &str = "localhost:9153";
