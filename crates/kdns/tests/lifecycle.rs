@@ -194,3 +194,26 @@ fn sighup_is_ignored_and_sigint_stops() {
     k.signal(libc::SIGINT);
     assert_eq!(k.wait_exit(Duration::from_secs(5)), Some(0));
 }
+
+#[test]
+fn reload_adds_and_removes_listeners() {
+    let k = Kdns::start("a.test:PORT {\n    whoami\n}\n");
+    let second = free_port();
+    let second_addr = std::net::SocketAddr::from(([127, 0, 0, 1], second));
+    k.rewrite(&format!("a.test:PORT {{\n    whoami\n}}\nb.test:{second} {{\n    whoami\n}}\n"));
+    k.signal(libc::SIGUSR1);
+    k.wait_for_line("Reloading complete", Duration::from_secs(3));
+    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(udp(k.addr(), &query("x.a.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+    // Drop the first port: it stops answering, the second keeps going.
+    k.rewrite(&format!("b.test:{second} {{\n    whoami\n}}\n"));
+    k.signal(libc::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while k.count_lines("Reloading complete") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(k.count_lines("Reloading complete"), 2);
+    let gone = udp_raw(k.addr(), &query("x.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300));
+    assert!(gone.is_none(), "old listener must be closed");
+    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+}
