@@ -177,3 +177,42 @@ fn import_globs_snippets_and_env() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn corefile_in_working_directory_and_coredns_name() {
+    let dir = temp_dir("cwd");
+    let port = free_port();
+    std::fs::write(
+        dir.join("Corefile"),
+        format!(".:{port} {{\n    whoami\n}}\n"),
+    )
+    .unwrap();
+    let link = dir.join("coredns");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let mut child = Command::new(&link)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut ok = false;
+    for _ in 0..100 {
+        if udp_raw(
+            addr,
+            &query("x.org.", RecordType::A).to_vec().unwrap(),
+            Duration::from_millis(100),
+        )
+        .is_some()
+        {
+            ok = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ok,
+        "./Corefile is loaded when -conf is not given, also when invoked as coredns"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -193,6 +193,16 @@ fn sighup_is_ignored_and_sigint_stops() {
     );
     k.signal(libc::SIGINT);
     assert_eq!(k.wait_exit(Duration::from_secs(5)), Some(0));
+    k.wait_for_line("[INFO] SIGINT: Shutting down", Duration::from_secs(1));
+    let mut k = Kdns::start(
+        ".:PORT {\n    health 127.0.0.1:0 {\n        lameduck 10s\n    }\n    whoami\n}\n",
+    );
+    k.signal(libc::SIGQUIT);
+    assert_eq!(
+        k.wait_exit(Duration::from_secs(2)),
+        Some(0),
+        "SIGQUIT exits at once, no lameduck"
+    );
 }
 
 #[test]
@@ -200,11 +210,23 @@ fn reload_adds_and_removes_listeners() {
     let k = Kdns::start("a.test:PORT {\n    whoami\n}\n");
     let second = free_port();
     let second_addr = std::net::SocketAddr::from(([127, 0, 0, 1], second));
-    k.rewrite(&format!("a.test:PORT {{\n    whoami\n}}\nb.test:{second} {{\n    whoami\n}}\n"));
+    k.rewrite(&format!(
+        "a.test:PORT {{\n    whoami\n}}\nb.test:{second} {{\n    whoami\n}}\n"
+    ));
     k.signal(libc::SIGUSR1);
     k.wait_for_line("Reloading complete", Duration::from_secs(3));
-    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
-    assert_eq!(udp(k.addr(), &query("x.a.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        udp(second_addr, &query("x.b.test.", RecordType::A))
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        udp(k.addr(), &query("x.a.test.", RecordType::A))
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
     // Drop the first port: it stops answering, the second keeps going.
     k.rewrite(&format!("b.test:{second} {{\n    whoami\n}}\n"));
     k.signal(libc::SIGUSR1);
@@ -213,7 +235,16 @@ fn reload_adds_and_removes_listeners() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(k.count_lines("Reloading complete"), 2);
-    let gone = udp_raw(k.addr(), &query("x.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300));
+    let gone = udp_raw(
+        k.addr(),
+        &query("x.a.test.", RecordType::A).to_vec().unwrap(),
+        Duration::from_millis(300),
+    );
     assert!(gone.is_none(), "old listener must be closed");
-    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        udp(second_addr, &query("x.b.test.", RecordType::A))
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
 }
