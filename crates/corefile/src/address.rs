@@ -33,9 +33,7 @@ pub fn parse_key(key: &str) -> Result<Address, String> {
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "dns" => Scheme::Dns,
         s @ ("tls" | "quic" | "grpc" | "https" | "https3") => {
-            return Err(format!(
-                "scheme \"{s}://\" is not supported by this kdns build (only dns://)"
-            ))
+            return Err(format!("scheme \"{s}://\" is not supported by this kdns build (only dns://)"))
         }
         s => return Err(format!("unknown scheme \"{s}://\" in {key:?}")),
     };
@@ -52,11 +50,7 @@ pub fn parse_key(key: &str) -> Result<Address, String> {
             vec![normalize_zone(host)]
         }
     };
-    Ok(Address {
-        scheme,
-        zones,
-        port,
-    })
+    Ok(Address { scheme, zones, port })
 }
 
 /// As CoreDNS: the text after the last colon is a port only when it is a number.
@@ -106,19 +100,11 @@ pub fn reverse_zones(ip: IpAddr, prefix: u8) -> Vec<String> {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
             let rounded = prefix.div_ceil(8) * 8;
-            let base = if prefix == 0 {
-                0
-            } else {
-                bits & (u32::MAX << (32 - prefix))
-            };
+            let base = if prefix == 0 { 0 } else { bits & (u32::MAX << (32 - prefix)) };
             let count = 1u32 << (rounded - prefix);
             (0..count)
                 .map(|i| {
-                    let net = if rounded == 0 {
-                        0
-                    } else {
-                        base + (i << (32 - rounded as u32))
-                    };
+                    let net = if rounded == 0 { 0 } else { base + (i << (32 - rounded as u32)) };
                     let octets = net.to_be_bytes();
                     let mut zone = String::new();
                     for o in octets[..(rounded / 8) as usize].iter().rev() {
@@ -132,19 +118,11 @@ pub fn reverse_zones(ip: IpAddr, prefix: u8) -> Vec<String> {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
             let rounded = prefix.div_ceil(4) * 4;
-            let base = if prefix == 0 {
-                0
-            } else {
-                bits & (u128::MAX << (128 - prefix))
-            };
+            let base = if prefix == 0 { 0 } else { bits & (u128::MAX << (128 - prefix)) };
             let count = 1u128 << (rounded - prefix);
             (0..count)
                 .map(|i| {
-                    let net = if rounded == 0 {
-                        0
-                    } else {
-                        base + (i << (128 - rounded as u32))
-                    };
+                    let net = if rounded == 0 { 0 } else { base + (i << (128 - rounded as u32)) };
                     let mut zone = String::new();
                     for n in (0..rounded / 4).rev() {
                         let nibble = (net >> (124 - 4 * n as u32)) & 0xF;
@@ -170,36 +148,25 @@ mod tests {
         assert_eq!((a.zones, a.port), (vec!["example.org.".to_string()], None));
         let a = parse_key("dns://example.org:1053").unwrap();
         assert_eq!(a.port, Some(1053));
-        assert!(parse_key("tls://example.org")
-            .unwrap_err()
-            .contains("not supported"));
+        assert!(parse_key("tls://example.org").unwrap_err().contains("not supported"));
         assert!(parse_key("example.org:").is_err());
         assert!(parse_key("a..b").is_err());
     }
 
     #[test]
     fn cidr_keys() {
-        assert_eq!(
-            parse_key("10.0.0.0/24").unwrap().zones,
-            vec!["0.0.10.in-addr.arpa."]
-        );
+        assert_eq!(parse_key("10.0.0.0/24").unwrap().zones, vec!["0.0.10.in-addr.arpa."]);
         let z = parse_key("10.0.0.0/17:53").unwrap();
         assert_eq!(z.zones.len(), 128);
         assert_eq!(z.zones[0], "0.0.10.in-addr.arpa.");
         assert_eq!(z.zones[127], "127.0.10.in-addr.arpa.");
         assert_eq!(parse_key("10.0.0.0/27").unwrap().zones.len(), 32);
-        assert_eq!(
-            parse_key("10.0.0.0/8").unwrap().zones,
-            vec!["10.in-addr.arpa."]
-        );
+        assert_eq!(parse_key("10.0.0.0/8").unwrap().zones, vec!["10.in-addr.arpa."]);
         assert_eq!(parse_key("0.0.0.0/0").unwrap().zones, vec!["in-addr.arpa."]);
         assert_eq!(parse_key("fd00::/8").unwrap().zones, vec!["d.f.ip6.arpa."]);
         let v6 = parse_key("fd00::/6").unwrap().zones;
         assert_eq!(v6.len(), 4);
         assert_eq!(v6[0], "c.f.ip6.arpa.");
-        assert_eq!(
-            parse_key("2001:db8::/32").unwrap().zones,
-            vec!["8.b.d.0.1.0.0.2.ip6.arpa."]
-        );
+        assert_eq!(parse_key("2001:db8::/32").unwrap().zones, vec!["8.b.d.0.1.0.0.2.ip6.arpa."]);
     }
 }

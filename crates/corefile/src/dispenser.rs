@@ -19,11 +19,7 @@ impl<'a> Dispenser<'a> {
 
     /// Arguments on the directive line, before any `{`.
     pub fn args(&self) -> Vec<&'a Token> {
-        self.directive
-            .args
-            .iter()
-            .take_while(|t| !t.is("{"))
-            .collect()
+        self.directive.args.iter().take_while(|t| !t.is("{")).collect()
     }
 
     pub fn has_block(&self) -> bool {
@@ -71,12 +67,6 @@ impl<'a> Dispenser<'a> {
     }
 
     pub fn arg_err(&self, token: &Token) -> Error {
-        Error::at(
-            token,
-            format!(
-                "Wrong argument count or unexpected line ending after '{}'",
-                token.text
-            ),
-        )
+        Error::at(token, format!("Wrong argument count or unexpected line ending after '{}'", token.text))
     }
 }

@@ -31,12 +31,7 @@ pub fn tokenize(input: &str, file: &Arc<str>, env: &dyn Fn(&str) -> Option<Strin
     let mut in_quotes = false;
     let push = |text: &mut String, line: u32, quoted: bool, out: &mut Vec<Token>| {
         let text = std::mem::take(text);
-        out.push(Token {
-            text: replace_env(&text, env),
-            file: file.clone(),
-            line,
-            quoted,
-        });
+        out.push(Token { text: replace_env(&text, env), file: file.clone(), line, quoted });
     };
     while let Some(c) = chars.next() {
         if c == '\r' {
@@ -141,10 +136,7 @@ mod tests {
     fn lex(s: &str) -> Vec<(String, u32)> {
         let f: Arc<str> = Arc::from("Corefile");
         let env = |k: &str| (k == "ZONE").then(|| "example.org".to_string());
-        tokenize(s, &f, &env)
-            .into_iter()
-            .map(|t| (t.text, t.line))
-            .collect()
+        tokenize(s, &f, &env).into_iter().map(|t| (t.text, t.line)).collect()
     }
 
     #[test]

@@ -29,11 +29,7 @@ pub struct Error {
 
 impl Error {
     pub fn at(token: &Token, message: impl Into<String>) -> Error {
-        Error {
-            file: token.file.to_string(),
-            line: token.line,
-            message: message.into(),
-        }
+        Error { file: token.file.to_string(), line: token.line, message: message.into() }
     }
 }
 
@@ -100,31 +96,18 @@ pub fn load_file(path: &Path, env: Env<'_>) -> Result<Corefile, Error> {
         line: 0,
         message: format!("cannot read Corefile: {e}"),
     })?;
-    parse_str(
-        &text,
-        &path.display().to_string(),
-        path.parent().unwrap_or(Path::new(".")),
-        env,
-    )
+    parse_str(&text, &path.display().to_string(), path.parent().unwrap_or(Path::new(".")), env)
 }
 
 /// Parses Corefile text; `name` is used in errors, `dir` resolves relative imports.
 pub fn parse_str(text: &str, name: &str, dir: &Path, env: Env<'_>) -> Result<Corefile, Error> {
     let file: Arc<str> = Arc::from(name);
     let tokens = lexer::tokenize(text, &file, env);
-    let mut ctx = Expander {
-        env,
-        snippets: Vec::new(),
-        imports: 0,
-        warnings: Vec::new(),
-    };
+    let mut ctx = Expander { env, snippets: Vec::new(), imports: 0, warnings: Vec::new() };
     let mut chain = vec![PathBuf::from(name)];
     let tokens = ctx.expand(tokens, dir, &mut chain, true)?;
     let blocks = parse_blocks(&tokens, &file)?;
-    Ok(Corefile {
-        blocks,
-        warnings: ctx.warnings,
-    })
+    Ok(Corefile { blocks, warnings: ctx.warnings })
 }
 
 struct Expander<'a> {
@@ -159,40 +142,23 @@ impl Expander<'_> {
                 let name = t.text[1..t.text.len() - 1].to_string();
                 let end = matching_brace(&tokens, i + 1)?;
                 if self.snippets.iter().any(|(n, _)| *n == name) {
-                    return Err(Error::at(
-                        t,
-                        format!("redeclaration of previously declared snippet {name}"),
-                    ));
+                    return Err(Error::at(t, format!("redeclaration of previously declared snippet {name}")));
                 }
                 self.snippets.push((name, tokens[i + 2..end].to_vec()));
                 i = end + 1;
                 continue;
             }
             if line_start && t.is("import") {
-                let arg = tokens
-                    .get(i + 1)
-                    .filter(|a| a.line == t.line && a.file == t.file);
+                let arg = tokens.get(i + 1).filter(|a| a.line == t.line && a.file == t.file);
                 let Some(arg) = arg else {
-                    return Err(Error::at(
-                        t,
-                        "Wrong argument count or unexpected line ending after 'import'",
-                    ));
+                    return Err(Error::at(t, "Wrong argument count or unexpected line ending after 'import'"));
                 };
-                if tokens
-                    .get(i + 2)
-                    .is_some_and(|x| x.line == t.line && x.file == t.file)
-                {
-                    return Err(Error::at(
-                        &tokens[i + 2],
-                        "Import takes only one argument (glob pattern or file)",
-                    ));
+                if tokens.get(i + 2).is_some_and(|x| x.line == t.line && x.file == t.file) {
+                    return Err(Error::at(&tokens[i + 2], "Import takes only one argument (glob pattern or file)"));
                 }
                 self.imports += 1;
                 if self.imports > MAX_IMPORTS {
-                    return Err(Error::at(
-                        t,
-                        format!("too many imports (more than {MAX_IMPORTS})"),
-                    ));
+                    return Err(Error::at(t, format!("too many imports (more than {MAX_IMPORTS})")));
                 }
                 let spliced = self.import(arg, dir, chain)?;
                 out.extend(spliced);
@@ -210,62 +176,32 @@ impl Expander<'_> {
         Ok(out)
     }
 
-    fn import(
-        &mut self,
-        arg: &Token,
-        dir: &Path,
-        chain: &mut Vec<PathBuf>,
-    ) -> Result<Vec<Token>, Error> {
-        if let Some(body) = self
-            .snippets
-            .iter()
-            .find(|(n, _)| *n == arg.text)
-            .map(|(_, b)| b.clone())
-        {
+    fn import(&mut self, arg: &Token, dir: &Path, chain: &mut Vec<PathBuf>) -> Result<Vec<Token>, Error> {
+        if let Some(body) = self.snippets.iter().find(|(n, _)| *n == arg.text).map(|(_, b)| b.clone()) {
             let key = PathBuf::from(format!("(snippet {})", arg.text));
             if chain.contains(&key) {
-                return Err(Error::at(
-                    arg,
-                    format!("import cycle: snippet {} imports itself", arg.text),
-                ));
+                return Err(Error::at(arg, format!("import cycle: snippet {} imports itself", arg.text)));
             }
             chain.push(key);
             let r = self.expand(body, dir, chain, false);
             chain.pop();
             return r;
         }
-        let pattern = if Path::new(&arg.text).is_absolute() {
-            PathBuf::from(&arg.text)
-        } else {
-            dir.join(&arg.text)
-        };
+        let pattern = if Path::new(&arg.text).is_absolute() { PathBuf::from(&arg.text) } else { dir.join(&arg.text) };
         let pattern_text = pattern.display().to_string();
         let is_glob = arg.text.contains(['*', '?', '[']);
         let files: Vec<PathBuf> = if is_glob {
-            let paths = glob::glob(&pattern_text).map_err(|e| {
-                Error::at(
-                    arg,
-                    format!("Failed to use import pattern {}: {e}", arg.text),
-                )
-            })?;
-            let mut v: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
+            let paths = glob::glob(&pattern_text)
+                .map_err(|e| Error::at(arg, format!("Failed to use import pattern {}: {e}", arg.text)))?;
+            let mut v: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
             v.sort();
             if v.is_empty() {
-                self.warnings.push(format!(
-                    "No files matching import glob pattern: {}",
-                    arg.text
-                ));
+                self.warnings.push(format!("No files matching import glob pattern: {}", arg.text));
             }
             v
         } else {
             if !pattern.exists() {
-                return Err(Error::at(
-                    arg,
-                    format!("Could not import {}: no such file or snippet", arg.text),
-                ));
+                return Err(Error::at(arg, format!("Could not import {}: no such file or snippet", arg.text)));
             }
             vec![pattern]
         };
@@ -273,20 +209,14 @@ impl Expander<'_> {
         for path in files {
             let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
             if chain.contains(&canonical) {
-                return Err(Error::at(
-                    arg,
-                    format!("import cycle: {} imports itself", path.display()),
-                ));
+                return Err(Error::at(arg, format!("import cycle: {} imports itself", path.display())));
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Error::at(arg, format!("Could not import {}: {e}", path.display())))?;
             let file: Arc<str> = Arc::from(path.display().to_string().as_str());
             let tokens = lexer::tokenize(&text, &file, self.env);
             chain.push(canonical);
-            let sub_dir = path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| dir.to_path_buf());
+            let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf());
             let expanded = self.expand(tokens, &sub_dir, chain, false);
             chain.pop();
             out.extend(expanded?);
@@ -327,10 +257,7 @@ fn parse_blocks(tokens: &[Token], file: &Arc<str>) -> Result<Vec<ServerBlock>, E
         while i < tokens.len() && !tokens[i].is("{") {
             let t = &tokens[i];
             if t.is("}") {
-                return Err(Error::at(
-                    t,
-                    "Unexpected '}' because no matching opening brace",
-                ));
+                return Err(Error::at(t, "Unexpected '}' because no matching opening brace"));
             }
             if t.line != line || t.file != key_file {
                 if !continued {
@@ -345,10 +272,7 @@ fn parse_blocks(tokens: &[Token], file: &Arc<str>) -> Result<Vec<ServerBlock>, E
                 k.text.pop();
             }
             for part in k.text.split(',').filter(|p| !p.is_empty()) {
-                keys.push(Token {
-                    text: part.to_string(),
-                    ..k.clone()
-                });
+                keys.push(Token { text: part.to_string(), ..k.clone() });
             }
             i += 1;
         }
@@ -366,10 +290,7 @@ fn parse_blocks(tokens: &[Token], file: &Arc<str>) -> Result<Vec<ServerBlock>, E
             body = &tokens[i..];
             if body.iter().any(|t| t.is("}")) && !body.iter().any(|t| t.is("{")) {
                 let t = body.iter().find(|t| t.is("}")).unwrap_or(&keys[0]);
-                return Err(Error::at(
-                    t,
-                    "Unexpected '}' because no matching opening brace",
-                ));
+                return Err(Error::at(t, "Unexpected '}' because no matching opening brace"));
             }
             i = tokens.len();
         } else {
@@ -401,18 +322,12 @@ fn parse_directives(body: &[Token]) -> Result<Vec<Directive>, Error> {
                 break;
             }
             if body[i].is("}") {
-                return Err(Error::at(
-                    &body[i],
-                    "Unexpected '}' because no matching opening brace",
-                ));
+                return Err(Error::at(&body[i], "Unexpected '}' because no matching opening brace"));
             }
             args.push(body[i].clone());
             i += 1;
         }
-        out.push(Directive {
-            name: name.clone(),
-            args,
-        });
+        out.push(Directive { name: name.clone(), args });
     }
     Ok(out)
 }

@@ -22,28 +22,10 @@ fn kubeadm_corefile() {
     assert_eq!(c.blocks.len(), 1);
     assert_eq!(
         names(&c.blocks[0]),
-        [
-            "errors",
-            "health",
-            "ready",
-            "kubernetes",
-            "prometheus",
-            "forward",
-            "cache",
-            "loop",
-            "reload",
-            "loadbalance"
-        ]
+        ["errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache", "loop", "reload", "loadbalance"]
     );
     let health = &c.blocks[0].directives[1];
-    assert_eq!(
-        health
-            .args
-            .iter()
-            .map(|t| t.text.as_str())
-            .collect::<Vec<_>>(),
-        ["{", "lameduck", "5s", "}"]
-    );
+    assert_eq!(health.args.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(), ["{", "lameduck", "5s", "}"]);
     let d = Dispenser::new(&c.blocks[0].directives[3]);
     assert_eq!(d.args().len(), 3);
     let block = d.block();
@@ -58,14 +40,7 @@ fn several_blocks_and_keys() {
     assert_eq!(c.blocks.len(), 2);
     assert_eq!(c.blocks[0].keys.len(), 2);
     let c = parse("a.org,\n  b.org {\n whoami\n}").unwrap();
-    assert_eq!(
-        c.blocks[0]
-            .keys
-            .iter()
-            .map(|k| k.text.as_str())
-            .collect::<Vec<_>>(),
-        ["a.org", "b.org"]
-    );
+    assert_eq!(c.blocks[0].keys.iter().map(|k| k.text.as_str()).collect::<Vec<_>>(), ["a.org", "b.org"]);
 }
 
 #[test]
@@ -78,11 +53,7 @@ fn braceless_single_block() {
 fn errors_name_file_and_line() {
     let e = parse(".:53 {\n whoami\n").unwrap_err();
     assert_eq!(e.line, 1);
-    assert!(
-        e.to_string()
-            .starts_with("Corefile:1 - Error during parsing:"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("Corefile:1 - Error during parsing:"), "{e}");
     let e = parse(".:53 {\n whoami\n}\n}\n").unwrap_err();
     assert_eq!(e.line, 4);
     let e = parse(".:53 {\n log {\n}\n").unwrap_err();
@@ -140,13 +111,7 @@ fn env_substitution() {
         "UP" => Some("8.8.8.8".to_string()),
         _ => None,
     };
-    let c = parse_str(
-        ".:{$PORT} {\n forward . {%UP%}\n}\n",
-        "Corefile",
-        Path::new("."),
-        &env,
-    )
-    .unwrap();
+    let c = parse_str(".:{$PORT} {\n forward . {%UP%}\n}\n", "Corefile", Path::new("."), &env).unwrap();
     assert_eq!(c.blocks[0].keys[0].text, ".:1053");
     assert_eq!(c.blocks[0].directives[0].args[1].text, "8.8.8.8");
 }

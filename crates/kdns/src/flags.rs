@@ -55,10 +55,8 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, String> {
             i += 1;
             continue;
         }
-        let spec = specs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| format!("flag provided but not defined: -{name}"))?;
+        let spec =
+            specs.iter().find(|s| s.name == name).ok_or_else(|| format!("flag provided but not defined: -{name}"))?;
         let value = match (spec.kind, inline) {
             (Kind::Bool, None) => "true".to_string(),
             (Kind::Bool, Some(v)) => match v.as_str() {
@@ -69,9 +67,7 @@ pub fn parse(specs: &[FlagSpec], args: &[String]) -> Result<Parsed, String> {
             (Kind::Value, Some(v)) => v,
             (Kind::Value, None) => {
                 i += 1;
-                args.get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: -{name}"))?
             }
         };
         out.values.insert(spec.name, value);
@@ -99,24 +95,9 @@ mod tests {
     use super::*;
 
     const SPECS: &[FlagSpec] = &[
-        FlagSpec {
-            name: "conf",
-            kind: Kind::Value,
-            default: "",
-            help: "",
-        },
-        FlagSpec {
-            name: "quiet",
-            kind: Kind::Bool,
-            default: "",
-            help: "",
-        },
-        FlagSpec {
-            name: "dns.port",
-            kind: Kind::Value,
-            default: "53",
-            help: "",
-        },
+        FlagSpec { name: "conf", kind: Kind::Value, default: "", help: "" },
+        FlagSpec { name: "quiet", kind: Kind::Bool, default: "", help: "" },
+        FlagSpec { name: "dns.port", kind: Kind::Value, default: "53", help: "" },
     ];
 
     fn p(a: &[&str]) -> Result<Parsed, String> {

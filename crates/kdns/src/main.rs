@@ -13,60 +13,20 @@ use std::path::{Path, PathBuf};
 const COREDNS_COMPAT: &str = "1.14.7";
 
 const SPECS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "conf",
-        kind: Kind::Value,
-        default: "",
-        help: "Corefile to load (default \"Corefile\")",
-    },
-    FlagSpec {
-        name: "dns.port",
-        kind: Kind::Value,
-        default: "53",
-        help: "Default port",
-    },
-    FlagSpec {
-        name: "p",
-        kind: Kind::Value,
-        default: "53",
-        help: "Default port",
-    },
-    FlagSpec {
-        name: "pidfile",
-        kind: Kind::Value,
-        default: "",
-        help: "Path to write pid file",
-    },
-    FlagSpec {
-        name: "plugins",
-        kind: Kind::Bool,
-        default: "",
-        help: "List installed plugins",
-    },
-    FlagSpec {
-        name: "quiet",
-        kind: Kind::Bool,
-        default: "",
-        help: "Quiet mode (no initialization output)",
-    },
-    FlagSpec {
-        name: "version",
-        kind: Kind::Bool,
-        default: "",
-        help: "Show version",
-    },
+    FlagSpec { name: "conf", kind: Kind::Value, default: "", help: "Corefile to load (default \"Corefile\")" },
+    FlagSpec { name: "dns.port", kind: Kind::Value, default: "53", help: "Default port" },
+    FlagSpec { name: "p", kind: Kind::Value, default: "53", help: "Default port" },
+    FlagSpec { name: "pidfile", kind: Kind::Value, default: "", help: "Path to write pid file" },
+    FlagSpec { name: "plugins", kind: Kind::Bool, default: "", help: "List installed plugins" },
+    FlagSpec { name: "quiet", kind: Kind::Bool, default: "", help: "Quiet mode (no initialization output)" },
+    FlagSpec { name: "version", kind: Kind::Bool, default: "", help: "Show version" },
 ];
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let invoked = argv
         .first()
-        .map(|a| {
-            Path::new(a)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
+        .map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
         .unwrap_or_default();
     let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
     let node_cache = invoked == "node-cache"
@@ -83,10 +43,7 @@ fn main() {
 
 fn version_lines() -> Vec<String> {
     vec![
-        format!(
-            "kdns-{} (CoreDNS-{COREDNS_COMPAT} compatible)",
-            env!("CARGO_PKG_VERSION")
-        ),
+        format!("kdns-{} (CoreDNS-{COREDNS_COMPAT} compatible)", env!("CARGO_PKG_VERSION")),
         format!(
             "{}/{}, rustc, {}",
             std::env::consts::OS,
@@ -138,10 +95,7 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
                 eprintln!("cannot read Corefile from stdin: {e}");
                 return 1;
             }
-            Source::Text {
-                name: "stdin".into(),
-                text,
-            }
+            Source::Text { name: "stdin".into(), text }
         }
         Some(path) => {
             let p = PathBuf::from(path);
@@ -152,21 +106,13 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
             Source::File(p)
         }
         None if Path::new("Corefile").exists() => Source::File(PathBuf::from("Corefile")),
-        None => Source::Text {
-            name: "Corefile".into(),
-            text: ". {\n    whoami\n    log\n}\n".into(),
-        },
+        None => Source::Text { name: "Corefile".into(), text: ". {\n    whoami\n    log\n}\n".into() },
     };
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     run(Options {
         source,
         dns_port,
-        pidfile: parsed
-            .get("pidfile")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from),
+        pidfile: parsed.get("pidfile").filter(|p| !p.is_empty()).map(PathBuf::from),
         quiet: parsed.bool("quiet"),
         plugins: kdns_plugins::all(),
         workers,

@@ -9,11 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -63,31 +59,19 @@ fn version_and_plugins() {
 #[test]
 fn bad_corefiles_name_file_and_line() {
     let e = start_error(".:0 {\n    whoami\n    frobnicate\n}\n");
-    assert!(
-        e.contains("Corefile:3 - Error during parsing: Unknown directive 'frobnicate'"),
-        "{e}"
-    );
+    assert!(e.contains("Corefile:3 - Error during parsing: Unknown directive 'frobnicate'"), "{e}");
     let e = start_error(".:0 {\n    whoami\n    cache 30\n}\n");
-    assert!(
-        e.contains("Corefile:3") && e.contains("plugin 'cache' is not built"),
-        "{e}"
-    );
+    assert!(e.contains("Corefile:3") && e.contains("plugin 'cache' is not built"), "{e}");
     let e = start_error(".:0 {\n    whoami\n");
     assert!(e.contains("Corefile:1"), "{e}");
     let e = start_error("example.org:0 {\n    whoami\n}\nexample.org:0 {\n    whoami\n}\n");
-    assert!(
-        e.contains("Corefile:4") && e.contains("already defined"),
-        "{e}"
-    );
+    assert!(e.contains("Corefile:4") && e.contains("already defined"), "{e}");
     let e = start_error("tls://.:0 {\n    whoami\n}\n");
     assert!(e.contains("not supported"), "{e}");
     let e = start_error(".:0 {\n    reload 1s\n}\n");
     assert!(e.contains("Corefile:2") && e.contains("2s"), "{e}");
     let e = start_error(".:0 {\n    import missing.conf\n}\n");
-    assert!(
-        e.contains("Corefile:2") && e.contains("missing.conf"),
-        "{e}"
-    );
+    assert!(e.contains("Corefile:2") && e.contains("missing.conf"), "{e}");
 }
 
 #[test]
@@ -103,11 +87,9 @@ fn default_corefile_with_dns_port_flag() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut reply = None;
     for _ in 0..100 {
-        if let Some(bytes) = udp_raw(
-            addr,
-            &query("x.org.", RecordType::A).to_vec().unwrap(),
-            Duration::from_millis(100),
-        ) {
+        if let Some(bytes) =
+            udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100))
+        {
             reply = Some(hickory_proto::op::Message::from_vec(&bytes).unwrap());
             break;
         }
@@ -116,10 +98,7 @@ fn default_corefile_with_dns_port_flag() {
     let _ = child.wait();
     let reply = reply.expect("built-in whoami answers");
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
-    assert!(reply
-        .additionals
-        .iter()
-        .any(|r| r.record_type() == RecordType::SRV));
+    assert!(reply.additionals.iter().any(|r| r.record_type() == RecordType::SRV));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -136,11 +115,7 @@ fn node_cache_mode_is_a_clear_error_for_now() {
 fn import_globs_snippets_and_env() {
     let dir = temp_dir("imp");
     std::fs::create_dir_all(dir.join("custom")).unwrap();
-    std::fs::write(
-        dir.join("custom/a.override"),
-        "hosts {\n    10.9.9.9 imported.example.org\n}\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("custom/a.override"), "hosts {\n    10.9.9.9 imported.example.org\n}\n").unwrap();
     let corefile = "(base) {\n    errors\n}\n.:{$KDNS_TEST_PORT} {\n    import base\n    import custom/*.override\n}\n";
     std::fs::write(dir.join("Corefile"), corefile).unwrap();
     let port = free_port();
@@ -154,13 +129,9 @@ fn import_globs_snippets_and_env() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut answered = None;
     for _ in 0..100 {
-        if let Some(b) = udp_raw(
-            addr,
-            &query("imported.example.org.", RecordType::A)
-                .to_vec()
-                .unwrap(),
-            Duration::from_millis(100),
-        ) {
+        if let Some(b) =
+            udp_raw(addr, &query("imported.example.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100))
+        {
             answered = Some(hickory_proto::op::Message::from_vec(&b).unwrap());
             break;
         }
@@ -170,10 +141,7 @@ fn import_globs_snippets_and_env() {
     let r = answered.expect("answer");
     assert_eq!(
         format!("{:?}", r.answers[0].data),
-        format!(
-            "{:?}",
-            hickory_proto::rr::RData::A("10.9.9.9".parse().unwrap())
-        )
+        format!("{:?}", hickory_proto::rr::RData::A("10.9.9.9".parse().unwrap()))
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -182,37 +150,20 @@ fn import_globs_snippets_and_env() {
 fn corefile_in_working_directory_and_coredns_name() {
     let dir = temp_dir("cwd");
     let port = free_port();
-    std::fs::write(
-        dir.join("Corefile"),
-        format!(".:{port} {{\n    whoami\n}}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("Corefile"), format!(".:{port} {{\n    whoami\n}}\n")).unwrap();
     let link = dir.join("coredns");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
-    let mut child = Command::new(&link)
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(&link).current_dir(&dir).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut ok = false;
     for _ in 0..100 {
-        if udp_raw(
-            addr,
-            &query("x.org.", RecordType::A).to_vec().unwrap(),
-            Duration::from_millis(100),
-        )
-        .is_some()
-        {
+        if udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100)).is_some() {
             ok = true;
             break;
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        ok,
-        "./Corefile is loaded when -conf is not given, also when invoked as coredns"
-    );
+    assert!(ok, "./Corefile is loaded when -conf is not given, also when invoked as coredns");
     let _ = std::fs::remove_dir_all(dir);
 }

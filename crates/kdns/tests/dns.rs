@@ -9,36 +9,23 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn many_hosts(n: u8) -> String {
-    (1..=n)
-        .map(|i| format!("        10.0.1.{i} big.example.org\n"))
-        .collect()
+    (1..=n).map(|i| format!("        10.0.1.{i} big.example.org\n")).collect()
 }
 
 #[test]
 fn whoami_over_udp_and_tcp() {
     let k = Kdns::start(".:PORT {\n    whoami\n}\n");
-    for reply in [
-        udp(k.addr(), &query("example.org.", RecordType::A)),
-        tcp(k.addr(), &query("example.org.", RecordType::A)),
-    ] {
+    for reply in
+        [udp(k.addr(), &query("example.org.", RecordType::A)), tcp(k.addr(), &query("example.org.", RecordType::A))]
+    {
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
         assert!(reply.metadata.authoritative);
-        let a = reply
-            .additionals
-            .iter()
-            .find(|r| r.record_type() == RecordType::A)
-            .expect("A in additional");
+        let a = reply.additionals.iter().find(|r| r.record_type() == RecordType::A).expect("A in additional");
         assert_eq!(a.data, RData::A("127.0.0.1".parse().unwrap()));
-        assert!(reply
-            .additionals
-            .iter()
-            .any(|r| r.record_type() == RecordType::SRV));
+        assert!(reply.additionals.iter().any(|r| r.record_type() == RecordType::SRV));
     }
     let r = tcp(k.addr(), &query("example.org.", RecordType::A));
-    assert!(r
-        .additionals
-        .iter()
-        .any(|rr| rr.name.to_string() == "_tcp.example.org."));
+    assert!(r.additionals.iter().any(|rr| rr.name.to_string() == "_tcp.example.org."));
 }
 
 #[test]
@@ -67,19 +54,13 @@ fn non_in_class_is_refused() {
     let k = Kdns::start(".:PORT {\n    whoami\n}\n");
     let mut m = query("version.bind.", RecordType::TXT);
     m.queries[0].set_query_class(DNSClass::CH);
-    assert_eq!(
-        udp(k.addr(), &m).metadata.response_code,
-        ResponseCode::Refused
-    );
+    assert_eq!(udp(k.addr(), &m).metadata.response_code, ResponseCode::Refused);
 }
 
 #[test]
 fn edns_is_reflected_and_badvers() {
     let k = Kdns::start(".:PORT {\n    whoami\n}\n");
-    let r = udp(
-        k.addr(),
-        &with_edns(query("example.org.", RecordType::A), 1400),
-    );
+    let r = udp(k.addr(), &with_edns(query("example.org.", RecordType::A), 1400));
     let e = r.edns.expect("OPT reflected");
     assert_eq!(e.max_payload(), 1400);
     assert_eq!(e.version(), 0);
@@ -94,10 +75,7 @@ fn edns_is_reflected_and_badvers() {
 
 #[test]
 fn udp_truncation_follows_client_buffer() {
-    let k = Kdns::start(&format!(
-        ".:PORT {{\n    hosts {{\n{}    }}\n}}\n",
-        many_hosts(60)
-    ));
+    let k = Kdns::start(&format!(".:PORT {{\n    hosts {{\n{}    }}\n}}\n", many_hosts(60)));
     let q = query("big.example.org.", RecordType::A);
     // No EDNS: 512 bytes, TC set, whole records only.
     let raw = udp_raw(k.addr(), &q.to_vec().unwrap(), Duration::from_secs(2)).unwrap();
@@ -106,12 +84,7 @@ fn udp_truncation_follows_client_buffer() {
     assert!(r.metadata.truncation);
     assert!(!r.answers.is_empty() && r.answers.len() < 60);
     // EDNS buffer below 512 is treated as 512.
-    let raw = udp_raw(
-        k.addr(),
-        &with_edns(q.clone(), 100).to_vec().unwrap(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let raw = udp_raw(k.addr(), &with_edns(q.clone(), 100).to_vec().unwrap(), Duration::from_secs(2)).unwrap();
     assert!(raw.len() <= 512 && raw.len() > 400, "{}", raw.len());
     // Large EDNS buffer: everything fits.
     let r = udp(k.addr(), &with_edns(q.clone(), 4096));
@@ -128,9 +101,7 @@ fn tcp_pipelining_and_many_queries_per_connection() {
     let k = Kdns::start(".:PORT {\n    whoami\n}\n");
     let mut s = TcpStream::connect(k.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let queries: Vec<_> = (0..5)
-        .map(|i| query(&format!("q{i}.example.org."), RecordType::A))
-        .collect();
+    let queries: Vec<_> = (0..5).map(|i| query(&format!("q{i}.example.org."), RecordType::A)).collect();
     let mut batch = Vec::new();
     for q in &queries {
         let b = q.to_vec().unwrap();
@@ -138,14 +109,8 @@ fn tcp_pipelining_and_many_queries_per_connection() {
         batch.extend_from_slice(&b);
     }
     std::io::Write::write_all(&mut s, &batch).unwrap();
-    let mut ids: Vec<u16> = (0..5)
-        .map(|_| {
-            hickory_proto::op::Message::from_vec(&tcp_recv(&mut s).unwrap())
-                .unwrap()
-                .metadata
-                .id
-        })
-        .collect();
+    let mut ids: Vec<u16> =
+        (0..5).map(|_| hickory_proto::op::Message::from_vec(&tcp_recv(&mut s).unwrap()).unwrap().metadata.id).collect();
     let mut want: Vec<u16> = queries.iter().map(|q| q.metadata.id).collect();
     ids.sort_unstable();
     want.sort_unstable();
@@ -165,10 +130,7 @@ fn tcp_read_timeout_closes_silent_connections() {
     let start = Instant::now();
     assert!(tcp_recv(&mut s).is_none(), "server must close, not answer");
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6), "{waited:?}");
 }
 
 #[test]
@@ -177,27 +139,12 @@ fn blocks_on_one_port_share_a_listener_other_ports_get_their_own() {
     let k = Kdns::start(&format!(
         "a.test:PORT {{\n    whoami\n}}\nb.test:PORT {{\n    any\n    whoami\n}}\nc.test:{other} {{\n    whoami\n}}\n"
     ));
-    assert_eq!(
-        udp(k.addr(), &query("x.a.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(k.addr(), &query("x.a.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
     let r = udp(k.addr(), &query("x.b.test.", RecordType::ANY));
     assert_eq!(r.answers[0].record_type(), RecordType::HINFO);
-    assert_eq!(
-        udp(k.addr(), &query("x.c.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::Refused
-    );
+    assert_eq!(udp(k.addr(), &query("x.c.test.", RecordType::A)).metadata.response_code, ResponseCode::Refused);
     let other_addr = std::net::SocketAddr::from(([127, 0, 0, 1], other));
-    assert_eq!(
-        udp(other_addr, &query("x.c.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(other_addr, &query("x.c.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
 }
 
 #[test]
@@ -216,10 +163,7 @@ fn chain_end_gives_servfail_and_errors_logs_it() {
 
 #[test]
 fn loadbalance_shuffles_answers() {
-    let k = Kdns::start(&format!(
-        ".:PORT {{\n    loadbalance\n    hosts {{\n{}    }}\n}}\n",
-        many_hosts(4)
-    ));
+    let k = Kdns::start(&format!(".:PORT {{\n    loadbalance\n    hosts {{\n{}    }}\n}}\n", many_hosts(4)));
     let mut firsts = std::collections::HashSet::new();
     for _ in 0..40 {
         let r = udp(k.addr(), &query("big.example.org.", RecordType::A));

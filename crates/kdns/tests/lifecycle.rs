@@ -26,10 +26,7 @@ fn admin_ports() -> u16 {
 }
 
 fn a_of(k: &Kdns) -> Option<RData> {
-    udp(k.addr(), &query("svc.example.org.", RecordType::A))
-        .answers
-        .first()
-        .map(|r| r.data.clone())
+    udp(k.addr(), &query("svc.example.org.", RecordType::A)).answers.first().map(|r| r.data.clone())
 }
 
 #[test]
@@ -43,48 +40,26 @@ fn reload_applies_good_config_and_keeps_old_on_bad_one() {
 
     // Good change, picked up by the poller.
     k.rewrite(&corefile("10.0.0.2", admin));
-    let r = udp_until(
-        k.addr(),
-        &query("svc.example.org.", RecordType::A),
-        Duration::from_secs(8),
-        |r| {
-            r.answers.first().map(|a| a.data.clone()) == Some(RData::A("10.0.0.2".parse().unwrap()))
-        },
-    );
-    assert_eq!(
-        r.answers[0].data,
-        RData::A("10.0.0.2".parse().unwrap()),
-        "reload not applied"
-    );
+    let r = udp_until(k.addr(), &query("svc.example.org.", RecordType::A), Duration::from_secs(8), |r| {
+        r.answers.first().map(|a| a.data.clone()) == Some(RData::A("10.0.0.2".parse().unwrap()))
+    });
+    assert_eq!(r.answers[0].data, RData::A("10.0.0.2".parse().unwrap()), "reload not applied");
     k.wait_for_line("Reloading complete", Duration::from_secs(2));
     assert_eq!(k.count_lines("Running configuration SHA512 = "), 2);
     assert!(!k.lines().contains(&first_hash) || k.count_lines(&first_hash) == 1);
 
     // Broken change: unknown directive. Old config keeps serving, admin listeners stay up.
     k.rewrite(
-        &format!(
-            "{}\n.:PORT {{\n    frobnicate\n}}\n",
-            corefile("10.0.0.3", admin)
-        )
-        .replace(
-            "hosts {",
-            "hosts {\n        bogus-line-that-is-fine-to-skip",
-        ),
+        &format!("{}\n.:PORT {{\n    frobnicate\n}}\n", corefile("10.0.0.3", admin))
+            .replace("hosts {", "hosts {\n        bogus-line-that-is-fine-to-skip"),
     );
     let err = k.wait_for_line("Corefile changed but reload failed", Duration::from_secs(8));
     assert!(err.starts_with("[ERROR] plugin/reload: "), "{err}");
-    assert!(
-        err.contains("Corefile:"),
-        "error names the file and line: {err}"
-    );
+    assert!(err.contains("Corefile:"), "error names the file and line: {err}");
     assert_eq!(a_of(&k), Some(RData::A("10.0.0.2".parse().unwrap())));
     assert_eq!(http_get(&health, "/health").map(|r| r.0), Some(200));
     let scrape = http_get(&metrics, "/metrics").unwrap().1;
-    assert_eq!(
-        metric(&scrape, "coredns_reload_failed_total"),
-        Some(1.0),
-        "{scrape}"
-    );
+    assert_eq!(metric(&scrape, "coredns_reload_failed_total"), Some(1.0), "{scrape}");
     // The bad file is not retried while it stays the same.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(k.count_lines("Corefile changed but reload failed"), 1);
@@ -97,36 +72,22 @@ fn sigusr1_reloads_and_a_bad_port_change_keeps_everything() {
     k.rewrite(&corefile("10.0.0.9", admin).replace("reload 2s 0s", ""));
     k.signal(libc::SIGUSR1);
     k.wait_for_line("SIGUSR1: Reloading", Duration::from_secs(3));
-    let r = udp_until(
-        k.addr(),
-        &query("svc.example.org.", RecordType::A),
-        Duration::from_secs(3),
-        |r| {
-            r.answers.first().map(|a| a.data.clone()) == Some(RData::A("10.0.0.9".parse().unwrap()))
-        },
-    );
+    let r = udp_until(k.addr(), &query("svc.example.org.", RecordType::A), Duration::from_secs(3), |r| {
+        r.answers.first().map(|a| a.data.clone()) == Some(RData::A("10.0.0.9".parse().unwrap()))
+    });
     assert_eq!(r.answers[0].data, RData::A("10.0.0.9".parse().unwrap()));
     // Move health to a port that is taken: the reload fails before anything is closed.
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = blocker.local_addr().unwrap().port();
     let bad = corefile("10.0.0.10", admin)
         .replace("reload 2s 0s", "")
-        .replace(
-            &format!("health 127.0.0.1:{admin}"),
-            &format!("health 127.0.0.1:{taken}"),
-        );
+        .replace(&format!("health 127.0.0.1:{admin}"), &format!("health 127.0.0.1:{taken}"));
     k.rewrite(&bad);
     k.signal(libc::SIGUSR1);
     k.wait_for_line("Corefile changed but reload failed", Duration::from_secs(3));
     assert_eq!(a_of(&k), Some(RData::A("10.0.0.9".parse().unwrap())));
-    assert_eq!(
-        http_get(&format!("127.0.0.1:{admin}"), "/health").map(|r| r.0),
-        Some(200)
-    );
-    assert_eq!(
-        http_get(&format!("127.0.0.1:{}", admin + 1), "/ready").map(|r| r.0),
-        Some(200)
-    );
+    assert_eq!(http_get(&format!("127.0.0.1:{admin}"), "/health").map(|r| r.0), Some(200));
+    assert_eq!(http_get(&format!("127.0.0.1:{}", admin + 1), "/ready").map(|r| r.0), Some(200));
 }
 
 #[test]
@@ -134,48 +95,24 @@ fn sigterm_lameduck_keeps_answering_then_exits() {
     let admin = admin_ports();
     let dir = temp_dir("pid");
     let pidfile = dir.join("kdns.pid");
-    let mut k = Kdns::start_with(
-        &corefile("10.0.0.1", admin),
-        &["-pidfile", &path_str(&pidfile)],
-    );
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let mut k = Kdns::start_with(&corefile("10.0.0.1", admin), &["-pidfile", &path_str(&pidfile)]);
+    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert_eq!(pid, k.child.id());
     let ready = format!("127.0.0.1:{}", admin + 1);
     assert_eq!(http_get(&ready, "/ready").map(|r| r.0), Some(200));
     let sent = Instant::now();
     k.signal(libc::SIGTERM);
-    k.wait_for_line(
-        "SIGTERM: Shutting down servers then terminating",
-        Duration::from_secs(2),
-    );
-    k.wait_for_line(
-        "[INFO] plugin/health: Going into lameduck mode for 2s",
-        Duration::from_secs(2),
-    );
+    k.wait_for_line("SIGTERM: Shutting down servers then terminating", Duration::from_secs(2));
+    k.wait_for_line("[INFO] plugin/health: Going into lameduck mode for 2s", Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(300));
     // During lameduck: not ready, healthy, DNS answers.
     assert_eq!(http_get(&ready, "/ready").map(|r| r.0), Some(503));
-    assert_eq!(
-        http_get(&format!("127.0.0.1:{admin}"), "/health").map(|r| r.0),
-        Some(200)
-    );
-    assert_eq!(
-        udp(k.addr(), &query("svc.example.org.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(http_get(&format!("127.0.0.1:{admin}"), "/health").map(|r| r.0), Some(200));
+    assert_eq!(udp(k.addr(), &query("svc.example.org.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
     let code = k.wait_exit(Duration::from_secs(8));
     let took = sent.elapsed();
     assert_eq!(code, Some(0));
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
-        "exit after {took:?}"
-    );
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(6), "exit after {took:?}");
     assert!(!pidfile.exists(), "pidfile removed on exit");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -185,24 +122,13 @@ fn sighup_is_ignored_and_sigint_stops() {
     let mut k = Kdns::start(".:PORT {\n    whoami\n}\n");
     k.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        udp(k.addr(), &query("x.org.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(k.addr(), &query("x.org.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
     k.signal(libc::SIGINT);
     assert_eq!(k.wait_exit(Duration::from_secs(5)), Some(0));
     k.wait_for_line("[INFO] SIGINT: Shutting down", Duration::from_secs(1));
-    let mut k = Kdns::start(
-        ".:PORT {\n    health 127.0.0.1:0 {\n        lameduck 10s\n    }\n    whoami\n}\n",
-    );
+    let mut k = Kdns::start(".:PORT {\n    health 127.0.0.1:0 {\n        lameduck 10s\n    }\n    whoami\n}\n");
     k.signal(libc::SIGQUIT);
-    assert_eq!(
-        k.wait_exit(Duration::from_secs(2)),
-        Some(0),
-        "SIGQUIT exits at once, no lameduck"
-    );
+    assert_eq!(k.wait_exit(Duration::from_secs(2)), Some(0), "SIGQUIT exits at once, no lameduck");
 }
 
 #[test]
@@ -210,23 +136,11 @@ fn reload_adds_and_removes_listeners() {
     let k = Kdns::start("a.test:PORT {\n    whoami\n}\n");
     let second = free_port();
     let second_addr = std::net::SocketAddr::from(([127, 0, 0, 1], second));
-    k.rewrite(&format!(
-        "a.test:PORT {{\n    whoami\n}}\nb.test:{second} {{\n    whoami\n}}\n"
-    ));
+    k.rewrite(&format!("a.test:PORT {{\n    whoami\n}}\nb.test:{second} {{\n    whoami\n}}\n"));
     k.signal(libc::SIGUSR1);
     k.wait_for_line("Reloading complete", Duration::from_secs(3));
-    assert_eq!(
-        udp(second_addr, &query("x.b.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
-    assert_eq!(
-        udp(k.addr(), &query("x.a.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(udp(k.addr(), &query("x.a.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
     // Drop the first port: it stops answering, the second keeps going.
     k.rewrite(&format!("b.test:{second} {{\n    whoami\n}}\n"));
     k.signal(libc::SIGUSR1);
@@ -235,16 +149,7 @@ fn reload_adds_and_removes_listeners() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(k.count_lines("Reloading complete"), 2);
-    let gone = udp_raw(
-        k.addr(),
-        &query("x.a.test.", RecordType::A).to_vec().unwrap(),
-        Duration::from_millis(300),
-    );
+    let gone = udp_raw(k.addr(), &query("x.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300));
     assert!(gone.is_none(), "old listener must be closed");
-    assert_eq!(
-        udp(second_addr, &query("x.b.test.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
 }

@@ -61,9 +61,7 @@ fn malformed_queries_get_the_rfc_answer_and_the_server_survives() {
     update[2] |= 5 << 3;
     cases.push(("opcode UPDATE", update, Some(4)));
     let two_opt = {
-        let mut b = with_edns(query("example.org.", RecordType::A), 1232)
-            .to_vec()
-            .unwrap();
+        let mut b = with_edns(query("example.org.", RecordType::A), 1232).to_vec().unwrap();
         let opt = b[b.len() - 11..].to_vec();
         b.extend_from_slice(&opt);
         b[11] = 2;
@@ -71,9 +69,7 @@ fn malformed_queries_get_the_rfc_answer_and_the_server_survives() {
     };
     cases.push(("two OPT", two_opt, Some(1)));
     let opt_owner = {
-        let mut b = with_edns(query("example.org.", RecordType::A), 1232)
-            .to_vec()
-            .unwrap();
+        let mut b = with_edns(query("example.org.", RecordType::A), 1232).to_vec().unwrap();
         let n = b.len();
         // replace the root owner (0) with a pointer to the question name
         b.splice(n - 11..n - 10, [0xC0, 12]);
@@ -82,42 +78,26 @@ fn malformed_queries_get_the_rfc_answer_and_the_server_survives() {
     cases.push(("OPT owner not root", opt_owner, Some(1)));
     let qtype_opt = query("example.org.", RecordType::OPT).to_vec().unwrap();
     cases.push(("QTYPE OPT", qtype_opt, Some(1)));
-    cases.push((
-        "QTYPE AXFR over UDP",
-        query("example.org.", RecordType::AXFR).to_vec().unwrap(),
-        Some(5),
-    ));
-    cases.push((
-        "QTYPE TSIG",
-        query("example.org.", RecordType::TSIG).to_vec().unwrap(),
-        Some(4),
-    ));
+    cases.push(("QTYPE AXFR over UDP", query("example.org.", RecordType::AXFR).to_vec().unwrap(), Some(5)));
+    cases.push(("QTYPE TSIG", query("example.org.", RecordType::TSIG).to_vec().unwrap(), Some(4)));
 
     for (what, packet, want) in cases {
         let reply = udp_raw(a, &packet, wait);
         match want {
             None => assert!(reply.is_none(), "{what}: expected no reply, got {reply:?}"),
             Some(rc) => {
-                let reply =
-                    reply.unwrap_or_else(|| panic!("{what}: expected rcode {rc}, got nothing"));
+                let reply = reply.unwrap_or_else(|| panic!("{what}: expected rcode {rc}, got nothing"));
                 assert_eq!(rcode_of(&reply), rc, "{what}");
                 if packet.len() >= 2 {
                     assert_eq!(&reply[..2], &packet[..2], "{what}: ID echoed");
                 }
                 assert!(reply[2] & 0x80 != 0, "{what}: QR set");
-                assert!(
-                    reply.len() <= packet.len().max(512),
-                    "{what}: reply never amplifies"
-                );
+                assert!(reply.len() <= packet.len().max(512), "{what}: reply never amplifies");
             }
         }
         // The server still answers good queries after each bad one.
         let ok = udp(a, &query("alive.example.org.", RecordType::A));
-        assert_eq!(
-            ok.metadata.response_code,
-            ResponseCode::NoError,
-            "after {what}"
-        );
+        assert_eq!(ok.metadata.response_code, ResponseCode::NoError, "after {what}");
     }
 }
 
@@ -130,23 +110,12 @@ fn tolerated_oddities_are_answered() {
     assert_eq!(rcode_of(&r), 0);
     let mut z = good();
     z[3] |= 0x40;
-    assert_eq!(
-        rcode_of(&udp_raw(k.addr(), &z, Duration::from_secs(2)).unwrap()),
-        0
-    );
+    assert_eq!(rcode_of(&udp_raw(k.addr(), &z, Duration::from_secs(2)).unwrap()), 0);
     let mut tc = good();
     tc[2] |= 0x02;
-    assert_eq!(
-        rcode_of(&udp_raw(k.addr(), &tc, Duration::from_secs(2)).unwrap()),
-        0
-    );
-    let unknown = query("example.org.", RecordType::Unknown(65280))
-        .to_vec()
-        .unwrap();
-    assert_eq!(
-        rcode_of(&udp_raw(k.addr(), &unknown, Duration::from_secs(2)).unwrap()),
-        0
-    );
+    assert_eq!(rcode_of(&udp_raw(k.addr(), &tc, Duration::from_secs(2)).unwrap()), 0);
+    let unknown = query("example.org.", RecordType::Unknown(65280)).to_vec().unwrap();
+    assert_eq!(rcode_of(&udp_raw(k.addr(), &unknown, Duration::from_secs(2)).unwrap()), 0);
 }
 
 #[test]
@@ -162,10 +131,5 @@ fn malformed_tcp_frames_do_not_kill_the_server() {
     // A frame that promises more than it sends, then the peer goes away.
     std::io::Write::write_all(&mut s, &[0x01, 0x00, 0xAB]).unwrap();
     drop(s);
-    assert_eq!(
-        udp(k.addr(), &query("x.org.", RecordType::A))
-            .metadata
-            .response_code,
-        ResponseCode::NoError
-    );
+    assert_eq!(udp(k.addr(), &query("x.org.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
 }

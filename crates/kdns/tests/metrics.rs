@@ -19,10 +19,7 @@ fn dns_metrics_count_what_was_asked() {
     do_q.edns.as_mut().unwrap().flags_mut().dnssec_ok = true;
     udp(k.addr(), &do_q);
     tcp(k.addr(), &query("x.example.net.", RecordType::MX));
-    udp(
-        k.addr(),
-        &query("b.example.org.", RecordType::Unknown(65280)),
-    );
+    udp(k.addr(), &query("b.example.org.", RecordType::Unknown(65280)));
     let mut ch = query("version.bind.", RecordType::TXT);
     ch.queries[0].set_query_class(DNSClass::CH);
     udp(k.addr(), &ch);
@@ -38,33 +35,46 @@ fn dns_metrics_count_what_was_asked() {
     assert_eq!(m(format!("coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"{server}\",type=\"other\",view=\"\",zone=\".\"}}")), 1.0);
     assert_eq!(m(format!("coredns_dns_requests_total{{family=\"1\",proto=\"udp\",server=\"{server}\",type=\"TXT\",view=\"\",zone=\"dropped\"}}")), 1.0);
     assert_eq!(m(format!("coredns_dns_responses_total{{plugin=\"hosts\",rcode=\"NOERROR\",server=\"{server}\",view=\"\",zone=\".\"}}")), 3.0);
-    assert_eq!(m(format!("coredns_dns_responses_total{{plugin=\"\",rcode=\"SERVFAIL\",server=\"{server}\",view=\"\",zone=\".\"}}")), 1.0);
+    assert_eq!(
+        m(format!(
+            "coredns_dns_responses_total{{plugin=\"\",rcode=\"SERVFAIL\",server=\"{server}\",view=\"\",zone=\".\"}}"
+        )),
+        1.0
+    );
     assert_eq!(m(format!("coredns_dns_responses_total{{plugin=\"\",rcode=\"REFUSED\",server=\"{server}\",view=\"\",zone=\"dropped\"}}")), 1.0);
+    assert_eq!(m(format!("coredns_dns_do_requests_total{{server=\"{server}\",view=\"\",zone=\"example.net.\"}}")), 1.0);
+    assert_eq!(
+        m(format!("coredns_dns_request_duration_seconds_count{{server=\"{server}\",view=\"\",zone=\".\"}}")),
+        4.0
+    );
     assert_eq!(
         m(format!(
-            "coredns_dns_do_requests_total{{server=\"{server}\",view=\"\",zone=\"example.net.\"}}"
+            "coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"+Inf\"}}"
         )),
-        1.0
+        4.0
     );
-    assert_eq!(m(format!("coredns_dns_request_duration_seconds_count{{server=\"{server}\",view=\"\",zone=\".\"}}")), 4.0);
-    assert_eq!(m(format!("coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"+Inf\"}}")), 4.0);
-    assert!(s.contains(&format!("coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"0.00025\"}}")));
-    assert!(s.contains(&format!("coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"8.192\"}}")));
-    assert_eq!(m(format!("coredns_dns_request_size_bytes_bucket{{proto=\"udp\",server=\"{server}\",view=\"\",zone=\".\",le=\"0\"}}")), 0.0);
+    assert!(s.contains(&format!(
+        "coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"0.00025\"}}"
+    )));
+    assert!(s.contains(&format!(
+        "coredns_dns_request_duration_seconds_bucket{{server=\"{server}\",view=\"\",zone=\".\",le=\"8.192\"}}"
+    )));
+    assert_eq!(
+        m(format!(
+            "coredns_dns_request_size_bytes_bucket{{proto=\"udp\",server=\"{server}\",view=\"\",zone=\".\",le=\"0\"}}"
+        )),
+        0.0
+    );
     assert!(s.contains(&format!("coredns_dns_response_size_bytes_bucket{{proto=\"tcp\",server=\"{server}\",view=\"\",zone=\"example.net.\",le=\"64000\"}} 1")));
+    assert_eq!(m(format!("coredns_plugin_enabled{{name=\"hosts\",server=\"{server}\",view=\"\",zone=\".\"}}")), 1.0);
     assert_eq!(
-        m(format!(
-            "coredns_plugin_enabled{{name=\"hosts\",server=\"{server}\",view=\"\",zone=\".\"}}"
-        )),
+        m(format!("coredns_plugin_enabled{{name=\"whoami\",server=\"{server}\",view=\"\",zone=\"example.net.\"}}")),
         1.0
     );
-    assert_eq!(m(format!("coredns_plugin_enabled{{name=\"whoami\",server=\"{server}\",view=\"\",zone=\"example.net.\"}}")), 1.0);
     assert_eq!(metric(&s, "coredns_panics_total"), Some(0.0));
     assert!(s.contains("# TYPE coredns_dns_request_duration_seconds histogram"));
     assert!(s.contains("# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family."));
-    assert!(s
-        .lines()
-        .any(|l| l.starts_with("coredns_build_info{goversion=\"rustc\",revision=")));
+    assert!(s.lines().any(|l| l.starts_with("coredns_build_info{goversion=\"rustc\",revision=")));
     assert!(metric(&s, "process_resident_memory_bytes").unwrap() > 0.0);
     let (status, _) = http_get(&maddr, "/nope").unwrap();
     assert_eq!(status, 404);

@@ -12,20 +12,10 @@ fn hosts_file_changes_are_picked_up() {
     let dir = temp_dir("hostsfile");
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "10.1.1.1 db.example.org\n").unwrap();
-    let k = Kdns::start(&format!(
-        ".:PORT {{\n    hosts {} {{\n        reload 200ms\n    }}\n}}\n",
-        hosts.display()
-    ));
+    let k = Kdns::start(&format!(".:PORT {{\n    hosts {} {{\n        reload 200ms\n    }}\n}}\n", hosts.display()));
     let q = query("db.example.org.", RecordType::A);
-    assert_eq!(
-        udp(k.addr(), &q).answers[0].data,
-        RData::A("10.1.1.1".parse().unwrap())
-    );
-    std::fs::write(
-        &hosts,
-        "10.1.1.2 db.example.org\n# grew a comment so the size changes\n",
-    )
-    .unwrap();
+    assert_eq!(udp(k.addr(), &q).answers[0].data, RData::A("10.1.1.1".parse().unwrap()));
+    std::fs::write(&hosts, "10.1.1.2 db.example.org\n# grew a comment so the size changes\n").unwrap();
     let r = udp_until(k.addr(), &q, Duration::from_secs(5), |r| {
         r.answers.first().map(|a| a.data.clone()) == Some(RData::A("10.1.1.2".parse().unwrap()))
     });
@@ -41,22 +31,12 @@ fn errors_consolidate_summarises_repeats() {
         "example.org:PORT {\n    errors {\n        consolidate 1s \"no next plugin found$\" warning\n    }\n    hosts {\n        10.0.0.1 a.example.org\n        fallthrough\n    }\n}\n",
     );
     for i in 0..3 {
-        let r = udp(
-            k.addr(),
-            &query(&format!("miss{i}.example.org."), RecordType::A),
-        );
+        let r = udp(k.addr(), &query(&format!("miss{i}.example.org."), RecordType::A));
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     }
     let line = k.wait_for_line("errors like", Duration::from_secs(4));
-    assert_eq!(
-        line,
-        "[WARNING] plugin/errors: 3 errors like 'no next plugin found$' occurred in last 1s"
-    );
-    assert_eq!(
-        k.count_lines("[ERROR] plugin/errors"),
-        0,
-        "consolidated errors are not logged one by one"
-    );
+    assert_eq!(line, "[WARNING] plugin/errors: 3 errors like 'no next plugin found$' occurred in last 1s");
+    assert_eq!(k.count_lines("[ERROR] plugin/errors"), 0, "consolidated errors are not logged one by one");
 }
 
 #[test]
@@ -68,9 +48,5 @@ fn log_classes_filter_lines() {
     udp(k.addr(), &query("zz.example.org.", RecordType::A));
     k.wait_for_line("[INFO] A zz.example.org. SERVFAIL", Duration::from_secs(3));
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        k.count_lines("a.example.org."),
-        0,
-        "success is not in class error"
-    );
+    assert_eq!(k.count_lines("a.example.org."), 0, "success is not in class error");
 }

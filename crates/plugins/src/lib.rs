@@ -7,6 +7,7 @@ pub mod any;
 pub mod bind;
 pub mod debug;
 pub mod errors;
+pub mod forward;
 pub mod health;
 pub mod hosts;
 pub mod loadbalance;
@@ -20,79 +21,38 @@ pub mod whoami;
 pub(crate) mod testutil;
 
 use kdns_corefile::{Dispenser, Error};
+use kdns_server::plugin::SetupFn;
 use kdns_server::PluginDef;
 
 /// The optional single `[ADDRESS]` argument of `health`, `ready` and `prometheus`: checked to
 /// resolve at setup, so a typo fails the load instead of the listener.
-pub(crate) fn listen_address(
-    plugin: &str,
-    d: &Dispenser<'_>,
-    default: &str,
-) -> Result<String, Error> {
+pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> Result<String, Error> {
     let args = d.args();
     if args.len() > 1 {
         return Err(d.arg_err(args[1]));
     }
     let addr = args.first().map_or(default.to_string(), |t| t.text.clone());
-    kdns_server::admin::resolve(&addr).map_err(|e| {
-        Error::at(
-            args.first().copied().unwrap_or(d.name()),
-            format!("plugin/{plugin}: {e}"),
-        )
-    })?;
+    kdns_server::admin::resolve(&addr)
+        .map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/{plugin}: {e}")))?;
     Ok(addr)
 }
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    vec![
-        PluginDef {
-            name: "any",
-            setup: any::setup,
-        },
-        PluginDef {
-            name: "bind",
-            setup: bind::setup,
-        },
-        PluginDef {
-            name: "debug",
-            setup: debug::setup,
-        },
-        PluginDef {
-            name: "errors",
-            setup: errors::setup,
-        },
-        PluginDef {
-            name: "health",
-            setup: health::setup,
-        },
-        PluginDef {
-            name: "hosts",
-            setup: hosts::setup,
-        },
-        PluginDef {
-            name: "loadbalance",
-            setup: loadbalance::setup,
-        },
-        PluginDef {
-            name: "log",
-            setup: log::setup,
-        },
-        PluginDef {
-            name: "prometheus",
-            setup: prometheus::setup,
-        },
-        PluginDef {
-            name: "ready",
-            setup: ready::setup,
-        },
-        PluginDef {
-            name: "reload",
-            setup: reload::setup,
-        },
-        PluginDef {
-            name: "whoami",
-            setup: whoami::setup,
-        },
-    ]
+    let defs: [(&'static str, SetupFn); 13] = [
+        ("any", any::setup),
+        ("bind", bind::setup),
+        ("debug", debug::setup),
+        ("errors", errors::setup),
+        ("forward", forward::setup),
+        ("health", health::setup),
+        ("hosts", hosts::setup),
+        ("loadbalance", loadbalance::setup),
+        ("log", log::setup),
+        ("prometheus", prometheus::setup),
+        ("ready", ready::setup),
+        ("reload", reload::setup),
+        ("whoami", whoami::setup),
+    ];
+    defs.into_iter().map(|(name, setup)| PluginDef { name, setup }).collect()
 }

@@ -12,29 +12,16 @@ pub fn corefile(text: &str) -> Corefile {
     parse_str(text, "Corefile", Path::new("."), &|_| None).expect("test Corefile parses")
 }
 
-pub type SetupResult = (
-    Result<Option<Arc<dyn Plugin>>, Error>,
-    Contributions,
-    Vec<std::net::IpAddr>,
-);
+pub type SetupResult = (Result<Option<Arc<dyn Plugin>>, Error>, Contributions, Vec<std::net::IpAddr>);
 
 /// Runs `setup` on the directives named `name` in the first block of `text`.
 pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
     let c = corefile(text);
-    let ds: Vec<&Directive> = c.blocks[0]
-        .directives
-        .iter()
-        .filter(|d| d.name.text == name)
-        .collect();
+    let ds: Vec<&Directive> = c.blocks[0].directives.iter().filter(|d| d.name.text == name).collect();
     let zones = vec![".".to_string()];
     let mut contrib = Contributions::default();
-    let mut ctx = SetupCtx {
-        zones: &zones,
-        config_dir: Path::new("."),
-        listen: Vec::new(),
-        debug: false,
-        contrib: &mut contrib,
-    };
+    let mut ctx =
+        SetupCtx { zones: &zones, config_dir: Path::new("."), listen: Vec::new(), debug: false, contrib: &mut contrib };
     let r = setup(&mut ctx, &ds);
     let listen = ctx.listen.clone();
     (r, contrib, listen)
@@ -44,11 +31,7 @@ pub fn query(name: &str, qtype: u16) -> Message {
     Message {
         id: 42,
         flags: kdns_wire::flag::RD,
-        questions: vec![Question {
-            name: Name::from_ascii(name).unwrap(),
-            qtype,
-            qclass: class::IN,
-        }],
+        questions: vec![Question { name: Name::from_ascii(name).unwrap(), qtype, qclass: class::IN }],
         ..Default::default()
     }
 }

@@ -36,18 +36,16 @@ impl Drop for AdminListener {
 pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
     let addr = addr.trim();
     if let Some(port) = addr.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in {addr:?}"))
-        })?;
+        let port: u16 =
+            port.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in {addr:?}")))?;
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
     if let Ok(a) = addr.parse::<SocketAddr>() {
         return Ok(a);
     }
     if let Some(port) = addr.strip_prefix("localhost:") {
-        let port: u16 = port.parse().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in {addr:?}"))
-        })?;
+        let port: u16 =
+            port.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in {addr:?}")))?;
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     addr.to_socket_addrs()?
@@ -57,11 +55,7 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
 
 /// Binds `addr` and serves `routes` on it.
 pub fn start(addr: SocketAddr, routes: Routes) -> io::Result<AdminListener> {
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
@@ -90,19 +84,11 @@ pub fn start(addr: SocketAddr, routes: Routes) -> io::Result<AdminListener> {
             });
         }
     });
-    Ok(AdminListener {
-        addr: local,
-        routes,
-        task,
-    })
+    Ok(AdminListener { addr: local, routes, task })
 }
 
 fn respond(routes: &Routes, path: &str) -> Response<Full<Bytes>> {
-    let route = routes
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(path)
-        .cloned();
+    let route = routes.read().unwrap_or_else(|e| e.into_inner()).get(path).cloned();
     let (status, body, content_type) = match route {
         Some(f) => {
             let (s, b) = f();
@@ -113,11 +99,7 @@ fn respond(routes: &Routes, path: &str) -> Response<Full<Bytes>> {
             };
             (s, b, ct)
         }
-        None => (
-            404,
-            "404 page not found\n".to_string(),
-            "text/plain; charset=utf-8",
-        ),
+        None => (404, "404 page not found\n".to_string(), "text/plain; charset=utf-8"),
     };
     Response::builder()
         .status(status)
@@ -131,19 +113,14 @@ pub async fn get_status(addr: SocketAddr, path: &str) -> io::Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = if addr.ip().is_unspecified() {
         SocketAddr::new(
-            if addr.is_ipv4() {
-                [127, 0, 0, 1].into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            },
+            if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
             addr.port(),
         )
     } else {
         addr
     };
     let mut s = tokio::net::TcpStream::connect(target).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::with_capacity(256);
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf);

@@ -103,23 +103,14 @@ pub struct Instance {
 }
 
 /// Builds every block's chain and the listener tables. Nothing is bound here.
-pub fn build(
-    corefile: &Corefile,
-    defs: &[PluginDef],
-    default_port: u16,
-    config_dir: &Path,
-) -> Result<Instance, Error> {
+pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_dir: &Path) -> Result<Instance, Error> {
     let order = plugin_order();
     let mut contrib = Contributions::default();
     let mut listeners: BTreeMap<ListenerKey, Zones> = BTreeMap::new();
     let mut enabled = Vec::new();
     let mut banner = Vec::new();
     if corefile.blocks.is_empty() {
-        return Err(Error {
-            file: "Corefile".into(),
-            line: 0,
-            message: "no server blocks".into(),
-        });
+        return Err(Error { file: "Corefile".into(), line: 0, message: "no server blocks".into() });
     }
     for block in &corefile.blocks {
         let mut zones: Vec<(String, u16, &Token)> = Vec::new();
@@ -132,60 +123,41 @@ pub fn build(
         let mut by_name: BTreeMap<&str, Vec<&Directive>> = BTreeMap::new();
         for d in &block.directives {
             if d.name.quoted || !order.contains(&d.name.text.as_str()) {
-                return Err(Error::at(
-                    &d.name,
-                    format!("Unknown directive '{}'", d.name.text),
-                ));
+                return Err(Error::at(&d.name, format!("Unknown directive '{}'", d.name.text)));
             }
             if !defs.iter().any(|p| p.name == d.name.text) {
                 return Err(Error::at(
                     &d.name,
-                    format!("plugin '{}' is not built into this kdns yet; remove it or use a build that has it", d.name.text),
+                    format!(
+                        "plugin '{}' is not built into this kdns yet; remove it or use a build that has it",
+                        d.name.text
+                    ),
                 ));
             }
             by_name.entry(d.name.text.as_str()).or_default().push(d);
         }
         let zone_names: Vec<String> = zones.iter().map(|z| z.0.clone()).collect();
-        let mut ctx = SetupCtx {
-            zones: &zone_names,
-            config_dir,
-            listen: Vec::new(),
-            debug: false,
-            contrib: &mut contrib,
-        };
+        let mut ctx =
+            SetupCtx { zones: &zone_names, config_dir, listen: Vec::new(), debug: false, contrib: &mut contrib };
         let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
         for name in &order {
             let Some(ds) = by_name.get(name) else {
                 continue;
             };
-            let def = defs
-                .iter()
-                .find(|p| p.name == *name)
-                .expect("checked above");
+            let def = defs.iter().find(|p| p.name == *name).expect("checked above");
             if let Some(p) = (def.setup)(&mut ctx, ds)? {
                 plugins.push(p);
             }
         }
         let listen = std::mem::take(&mut ctx.listen);
         let debug = ctx.debug;
-        let chain = Arc::new(Block {
-            zones: zone_names.clone(),
-            plugins,
-            debug,
-        });
-        let hosts: Vec<Option<IpAddr>> = if listen.is_empty() {
-            vec![None]
-        } else {
-            listen.into_iter().map(Some).collect()
-        };
+        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug });
+        let hosts: Vec<Option<IpAddr>> =
+            if listen.is_empty() { vec![None] } else { listen.into_iter().map(Some).collect() };
         for (zone, port, key) in &zones {
             for host in &hosts {
-                let lk = ListenerKey {
-                    ip: *host,
-                    port: *port,
-                };
-                let wire = Name::from_ascii(zone)
-                    .map_err(|e| Error::at(key, format!("bad zone {zone}: {e}")))?;
+                let lk = ListenerKey { ip: *host, port: *port };
+                let wire = Name::from_ascii(zone).map_err(|e| Error::at(key, format!("bad zone {zone}: {e}")))?;
                 let table = listeners.entry(lk).or_default();
                 let k = wire.to_lowercase().as_wire().to_vec();
                 if table.contains_key(&k) {
@@ -196,14 +168,7 @@ pub fn build(
                     ));
                 }
                 let stats = Arc::new(ZoneStats::new(&lk.label(), zone));
-                table.insert(
-                    k,
-                    ZoneEntry {
-                        zone: zone.clone(),
-                        block: chain.clone(),
-                        stats,
-                    },
-                );
+                table.insert(k, ZoneEntry { zone: zone.clone(), block: chain.clone(), stats });
                 for p in &chain.plugins {
                     enabled.push((lk.label(), zone.clone(), p.name()));
                 }
@@ -218,20 +183,8 @@ pub fn build(
         .into_iter()
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
-            (
-                k,
-                Arc::new(ZoneTable {
-                    server: k.label(),
-                    zones,
-                    dropped,
-                }),
-            )
+            (k, Arc::new(ZoneTable { server: k.label(), zones, dropped }))
         })
         .collect();
-    Ok(Instance {
-        listeners,
-        contrib,
-        enabled,
-        banner,
-    })
+    Ok(Instance { listeners, contrib, enabled, banner })
 }

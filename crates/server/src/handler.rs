@@ -47,13 +47,7 @@ struct Meta {
 impl PendingReply {
     /// Awaits the handler, runs the way back and encodes. Returns the bytes to send.
     pub async fn finish(self) -> Vec<u8> {
-        let PendingReply {
-            fut,
-            block,
-            index,
-            msg,
-            meta,
-        } = self;
+        let PendingReply { fut, block, index, msg, meta } = self;
         let reply = match (CatchUnwind { inner: fut }).await {
             Ok(r) => r,
             Err(panic) => recovered(&meta.stats.server, &msg, panic, block.debug),
@@ -99,11 +93,7 @@ pub fn handle(
         }
     };
     let q = &msg.questions[0];
-    let routed = if q.qclass != class::IN {
-        None
-    } else {
-        table.route(&q.name, q.qtype == rtype::DS)
-    };
+    let routed = if q.qclass != class::IN { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let req = Request {
@@ -127,10 +117,7 @@ pub fn handle(
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
     let (index, step) = match run {
         Ok(v) => v,
-        Err(panic) => (
-            block.plugins.len(),
-            Step::Reply(recovered(&table.server, &msg, panic, block.debug)),
-        ),
+        Err(panic) => (block.plugins.len(), Step::Reply(recovered(&table.server, &msg, panic, block.debug))),
     };
     match step {
         Step::Reply(reply) => {
@@ -138,21 +125,8 @@ pub fn handle(
             Outcome::Reply
         }
         Step::Pending(fut) => {
-            let meta = Meta {
-                wire_len: packet.len(),
-                remote,
-                local,
-                proto,
-                stats: stats.clone(),
-                start,
-            };
-            Outcome::Pending(Box::new(PendingReply {
-                fut,
-                block: block.clone(),
-                index,
-                msg: msg.clone(),
-                meta,
-            }))
+            let meta = Meta { wire_len: packet.len(), remote, local, proto, stats: stats.clone(), start };
+            Outcome::Pending(Box::new(PendingReply { fut, block: block.clone(), index, msg: msg.clone(), meta }))
         }
         Step::Next => unreachable!("run_chain never returns Next"),
     }
@@ -171,20 +145,11 @@ fn run_chain(block: &Block, req: &Request<'_>) -> (usize, Step) {
     }
     let last = block.plugins.last().map_or("", |p| p.name());
     let err = format!("plugin/{last}: no next plugin found");
-    (
-        block.plugins.len(),
-        Step::Reply(Reply::servfail(req.msg, err)),
-    )
+    (block.plugins.len(), Step::Reply(Reply::servfail(req.msg, err)))
 }
 
 /// The way back: respond hooks, write, observe hooks (innermost first).
-fn finish_chain(
-    block: &Block,
-    index: usize,
-    req: &Request<'_>,
-    mut reply: Reply,
-    out: &mut Vec<u8>,
-) {
+fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply, out: &mut Vec<u8>) {
     let before = &block.plugins[..index.min(block.plugins.len())];
     let back = catch_unwind(AssertUnwindSafe(|| {
         for p in before.iter().rev() {
@@ -216,12 +181,7 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     match &req.msg.edns {
         Some(q) => {
             let mut o = msg.edns.take().unwrap_or_else(|| Edns {
-                options: q
-                    .options
-                    .iter()
-                    .filter(|(c, _)| SUPPORTED_OPTIONS.contains(c))
-                    .cloned()
-                    .collect(),
+                options: q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect(),
                 ..Edns::default()
             });
             o.version = 0;
@@ -238,11 +198,7 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     msg.id = req.msg.id;
     let limit = match req.proto {
         Proto::Tcp => 65535,
-        Proto::Udp => req
-            .msg
-            .edns
-            .as_ref()
-            .map_or(512, |e| e.udp_size.max(512) as usize),
+        Proto::Udp => req.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
     };
     let encoded = msg.encode(out, limit);
     if encoded.truncated {
@@ -251,12 +207,7 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
     encoded.len
 }
 
-fn recovered(
-    server: &str,
-    query: &Message,
-    panic: Box<dyn std::any::Any + Send>,
-    debug: bool,
-) -> Reply {
+fn recovered(server: &str, query: &Message, panic: Box<dyn std::any::Any + Send>, debug: bool) -> Reply {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

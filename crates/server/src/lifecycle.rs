@@ -38,9 +38,7 @@ impl Source {
                     (
                         p.display().to_string(),
                         t,
-                        p.parent()
-                            .map(Path::to_path_buf)
-                            .unwrap_or_else(|| PathBuf::from(".")),
+                        p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
                     )
                 })
                 .map_err(|e| format!("{}: {e}", p.display())),
@@ -62,8 +60,8 @@ pub struct Options {
 /// Parses the Corefile and returns it with its SHA-512 (of the canonical parsed form).
 pub fn parse(source: &Source) -> Result<(Corefile, String, PathBuf), String> {
     let (name, text, dir) = source.read()?;
-    let corefile = kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env)
-        .map_err(|e| e.to_string())?;
+    let corefile =
+        kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env).map_err(|e| e.to_string())?;
     let hash = hex(&Sha512::digest(corefile.canonical().as_bytes()));
     Ok((corefile, hash, dir))
 }
@@ -102,10 +100,7 @@ struct Shared {
 
 /// Runs kdns until a signal stops it. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.workers.max(1))
-        .enable_all()
-        .build()
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(opts.workers.max(1)).enable_all().build()
     {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,16 +136,7 @@ async fn run_async(opts: Options) -> i32 {
         reload: None,
         hash: String::new(),
     };
-    match apply(
-        &mut running,
-        &opts,
-        &corefile,
-        &hash,
-        &dir,
-        &shared,
-        &inflight,
-        &tx,
-    ) {
+    match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx) {
         Ok(banner) => {
             if !opts.quiet {
                 for line in banner {
@@ -213,10 +199,7 @@ fn reload(
             crate::info!("Reloading");
         }
         // A bad file is not retried by the poller: remember its hash first (as CoreDNS does).
-        *shared
-            .current_hash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = hash.clone();
+        *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.clone();
         apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).map(|_| Some(hash))
     });
     match result {
@@ -246,12 +229,8 @@ fn apply(
     inflight: &InFlight,
     tx: &mpsc::Sender<Event>,
 ) -> Result<Vec<String>, String> {
-    let Instance {
-        listeners,
-        mut contrib,
-        enabled,
-        banner,
-    } = config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
+    let Instance { listeners, mut contrib, enabled, banner } =
+        config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
 
     // 1. Bind DNS listeners that do not exist yet.
     let mut fresh = BTreeMap::new();
@@ -273,18 +252,13 @@ fn apply(
     let seen_ready: Arc<Mutex<HashSet<&'static str>>> = Arc::default();
     for addr in &contrib.ready_addresses {
         let a = admin::resolve(addr).map_err(|e| format!("{addr}: {e}"))?;
-        let route = ready_route(
-            readiness.clone(),
-            seen_ready.clone(),
-            shared.shutting_down.clone(),
-        );
+        let route = ready_route(readiness.clone(), seen_ready.clone(), shared.shutting_down.clone());
         wanted.entry(a).or_default().insert("/ready".into(), route);
     }
     let mut fresh_admin = HashMap::new();
     for addr in wanted.keys() {
         if !running.admin.contains_key(addr) {
-            let l = admin::start(*addr, Routes::default())
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let l = admin::start(*addr, Routes::default()).map_err(|e| format!("listen tcp {addr}: {e}"))?;
             fresh_admin.insert(*addr, l);
         }
     }
@@ -313,21 +287,11 @@ fn apply(
     running.lameduck = contrib.lameduck;
     running.reload = contrib.reload;
     running.hash = hash.to_string();
-    *shared
-        .current_hash
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = hash.to_string();
+    *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.to_string();
     if let Some(settings) = running.reload {
-        running.tasks.push(tokio::spawn(poll_corefile(
-            settings,
-            opts.source.clone(),
-            shared.clone(),
-            tx.clone(),
-        )));
+        running.tasks.push(tokio::spawn(poll_corefile(settings, opts.source.clone(), shared.clone(), tx.clone())));
         metrics::reload_version_info().clear();
-        metrics::reload_version_info()
-            .with(&["sha512", hash])
-            .set(1.0);
+        metrics::reload_version_info().with(&["sha512", hash]).set(1.0);
     }
     let fam = metrics::plugin_enabled();
     fam.clear();
@@ -372,18 +336,9 @@ pub fn ready_route(
 }
 
 /// The reload plugin's poller: every interval ± jitter/2, re-parse and compare hashes.
-async fn poll_corefile(
-    settings: ReloadSettings,
-    source: Source,
-    shared: Shared,
-    tx: mpsc::Sender<Event>,
-) {
+async fn poll_corefile(settings: ReloadSettings, source: Source, shared: Shared, tx: mpsc::Sender<Event>) {
     let jitter = settings.jitter.as_secs_f64();
-    let offset = if jitter > 0.0 {
-        fastrand::f64() * jitter - jitter / 2.0
-    } else {
-        0.0
-    };
+    let offset = if jitter > 0.0 { fastrand::f64() * jitter - jitter / 2.0 } else { 0.0 };
     let period = Duration::from_secs_f64((settings.interval.as_secs_f64() + offset).max(0.1));
     loop {
         tokio::time::sleep(period).await;
@@ -392,11 +347,7 @@ async fn poll_corefile(
             let _ = tx.send(Event::Reload("poll")).await;
             continue;
         };
-        let current = shared
-            .current_hash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if hash != current {
             let _ = tx.send(Event::Reload("poll")).await;
         }
@@ -447,11 +398,7 @@ async fn stop(
         StopKind::Term => {
             crate::info!("SIGTERM: Shutting down servers then terminating");
             if let Some(d) = running.lameduck {
-                crate::info!(
-                    plugin = "health",
-                    "Going into lameduck mode for {}",
-                    format_duration(d)
-                );
+                crate::info!(plugin = "health", "Going into lameduck mode for {}", format_duration(d));
                 // DNS keeps answering; a second SIGINT/SIGTERM cuts the wait short.
                 tokio::select! {
                     _ = tokio::time::sleep(d) => {}
@@ -494,10 +441,8 @@ mod tests {
     fn ready_lists_plugins_not_ready_and_remembers_ready_ones() {
         let k8s = Arc::new(AtomicBool::new(false));
         let erratic = Arc::new(AtomicBool::new(false));
-        let checks: Vec<Arc<dyn Readiness>> = vec![
-            Arc::new(Check("kubernetes", k8s.clone())),
-            Arc::new(Check("erratic", erratic.clone())),
-        ];
+        let checks: Vec<Arc<dyn Readiness>> =
+            vec![Arc::new(Check("kubernetes", k8s.clone())), Arc::new(Check("erratic", erratic.clone()))];
         let shutting = Arc::new(AtomicBool::new(false));
         let route = ready_route(checks, Arc::default(), shutting.clone());
         assert_eq!(route(), (503, "erratic,kubernetes".to_string()));

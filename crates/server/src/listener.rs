@@ -91,16 +91,8 @@ fn bind_addr(key: &ListenerKey, v6: bool) -> SocketAddr {
 }
 
 fn socket(addr: SocketAddr, ty: Type, dual: bool) -> io::Result<Socket> {
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let proto = if ty == Type::DGRAM {
-        Protocol::UDP
-    } else {
-        Protocol::TCP
-    };
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let proto = if ty == Type::DGRAM { Protocol::UDP } else { Protocol::TCP };
     let s = Socket::new(domain, ty, Some(proto))?;
     if addr.is_ipv6() {
         s.set_only_v6(!dual)?;
@@ -118,10 +110,7 @@ fn socket(addr: SocketAddr, ty: Type, dual: bool) -> io::Result<Socket> {
 
 /// Binds UDP sockets (one per worker, the first one fixing the port when `:0` is asked for) and
 /// the TCP listener. A wildcard key binds `[::]` dual-stack, falling back to `0.0.0.0`.
-fn bind_all(
-    key: &ListenerKey,
-    workers: usize,
-) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+fn bind_all(key: &ListenerKey, workers: usize) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
     let mut last_err = None;
     for v6 in [true, false] {
         if key.ip.is_some() && !v6 {
@@ -131,10 +120,7 @@ fn bind_all(
         let dual = key.ip.is_none();
         let attempt = (|| -> io::Result<_> {
             let first = socket(addr, Type::DGRAM, dual)?;
-            let port = first
-                .local_addr()?
-                .as_socket()
-                .map_or(addr.port(), |a| a.port());
+            let port = first.local_addr()?.as_socket().map_or(addr.port(), |a| a.port());
             let addr = SocketAddr::new(addr.ip(), port);
             let mut udp = vec![std::net::UdpSocket::from(first)];
             for _ in 1..workers {
@@ -153,12 +139,7 @@ fn bind_all(
 }
 
 /// Binds and starts serving `table` on `key`. Must run inside the tokio runtime.
-pub fn start(
-    key: ListenerKey,
-    table: Arc<ZoneTable>,
-    workers: usize,
-    inflight: InFlight,
-) -> io::Result<Listener> {
+pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: InFlight) -> io::Result<Listener> {
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
     let udp_addr = udp[0].local_addr()?;
@@ -170,13 +151,7 @@ pub fn start(
     }
     let tcp = TcpListener::from_std(tcp)?;
     tasks.push(tokio::spawn(tcp_accept(tcp, cell.clone(), inflight)));
-    Ok(Listener {
-        key,
-        table: cell,
-        tasks,
-        udp_addr,
-        tcp_addr,
-    })
+    Ok(Listener { key, table: cell, tasks, udp_addr, tcp_addr })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -190,10 +165,7 @@ fn unmap(a: SocketAddr) -> SocketAddr {
 }
 
 async fn udp_loop(sock: Arc<UdpSocket>, cell: TableCell, inflight: InFlight) {
-    let local = sock
-        .local_addr()
-        .map(unmap)
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = sock.local_addr().map(unmap).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -207,14 +179,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, cell: TableCell, inflight: InFlight) {
         };
         let guard = inflight.enter();
         let table = cell.load();
-        match handle(
-            &buf[..len],
-            unmap(peer),
-            local,
-            Proto::Udp,
-            &table,
-            &mut out,
-        ) {
+        match handle(&buf[..len], unmap(peer), local, Proto::Udp, &table, &mut out) {
             Outcome::Reply => {
                 let _ = sock.send_to(&out, peer).await;
             }
@@ -238,12 +203,7 @@ async fn tcp_accept(listener: TcpListener, cell: TableCell, inflight: InFlight) 
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(tcp_conn(
-                    stream,
-                    unmap(peer),
-                    cell.clone(),
-                    inflight.clone(),
-                ));
+                tokio::spawn(tcp_conn(stream, unmap(peer), cell.clone(), inflight.clone()));
             }
             Err(e) => {
                 crate::debug!("tcp accept error: {e}");
@@ -257,10 +217,7 @@ async fn tcp_accept(listener: TcpListener, cell: TableCell, inflight: InFlight) 
 /// One TCP connection: length-prefixed queries, pipelined. Synchronous answers are queued in
 /// order; pending ones are written when they complete (RFC 7766 allows any order).
 async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight: InFlight) {
-    let local = stream
-        .local_addr()
-        .map(unmap)
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = stream.local_addr().map(unmap).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(async move {
@@ -276,11 +233,7 @@ async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
     loop {
-        let timeout = if first {
-            TCP_READ_TIMEOUT
-        } else {
-            TCP_IDLE_TIMEOUT
-        };
+        let timeout = if first { TCP_READ_TIMEOUT } else { TCP_IDLE_TIMEOUT };
         first = false;
         let mut len = [0u8; 2];
         match tokio::time::timeout(timeout, rd.read_exact(&mut len)).await {

@@ -21,10 +21,7 @@ enum Line {
 fn writer() -> &'static SyncSender<Line> {
     WRITER.get_or_init(|| {
         let (tx, rx) = sync_channel::<Line>(16 * 1024);
-        std::thread::Builder::new()
-            .name("kdns-log".into())
-            .spawn(move || write_loop(rx))
-            .expect("spawn log thread");
+        std::thread::Builder::new().name("kdns-log".into()).spawn(move || write_loop(rx)).expect("spawn log thread");
         tx
     })
 }

@@ -63,10 +63,7 @@ impl Series {
         let mut cur = self.sum.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(cur) + v).to_bits();
-            match self
-                .sum
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.sum.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -87,26 +84,18 @@ impl Family {
             Kind::Histogram(b) => b,
             _ => &[],
         };
-        map.entry(key)
-            .or_insert_with(|| Arc::new(Series::new(bounds)))
-            .clone()
+        map.entry(key).or_insert_with(|| Arc::new(Series::new(bounds))).clone()
     }
 
     /// Removes every series (for info gauges whose labels change, like reload_version_info).
     pub fn clear(&self) {
-        self.series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.series.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Removes the series whose label `label` has value `value`.
     pub fn remove_where(&self, label: &str, value: &str) {
         if let Some(i) = self.labels.iter().position(|l| *l == label) {
-            self.series
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|k, _| k[i] != value);
+            self.series.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| k[i] != value);
         }
     }
 
@@ -142,13 +131,7 @@ impl Family {
         for (labels, s) in rows {
             match self.kind {
                 Kind::Counter => line(out, self.name, "", &labels, s.get() as f64),
-                Kind::Gauge => line(
-                    out,
-                    self.name,
-                    "",
-                    &labels,
-                    f64::from_bits(s.value.load(Ordering::Relaxed)),
-                ),
+                Kind::Gauge => line(out, self.name, "", &labels, f64::from_bits(s.value.load(Ordering::Relaxed))),
                 Kind::Histogram(bounds) => {
                     let mut cumulative = 0u64;
                     let sep = if labels.is_empty() { "" } else { "," };
@@ -158,20 +141,8 @@ impl Family {
                         line(out, self.name, "_bucket", &l, cumulative as f64);
                     }
                     let count = s.count();
-                    line(
-                        out,
-                        self.name,
-                        "_bucket",
-                        &format!("{labels}{sep}le=\"+Inf\""),
-                        count as f64,
-                    );
-                    line(
-                        out,
-                        self.name,
-                        "_sum",
-                        &labels,
-                        f64::from_bits(s.sum.load(Ordering::Relaxed)),
-                    );
+                    line(out, self.name, "_bucket", &format!("{labels}{sep}le=\"+Inf\""), count as f64);
+                    line(out, self.name, "_sum", &labels, f64::from_bits(s.sum.load(Ordering::Relaxed)));
                     line(out, self.name, "_count", &labels, count as f64);
                 }
             }
@@ -188,9 +159,7 @@ fn line(out: &mut String, name: &str, suffix: &str, labels: &str, v: f64) {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('"', "\\\"")
+    v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
 }
 
 /// `strconv.FormatFloat(v, 'g', -1, 64)` as Go's exposition format writes sample values.
@@ -199,11 +168,7 @@ pub fn go_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
     }
     if v == 0.0 {
         return "0".into();
@@ -224,11 +189,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn render(&self) -> String {
-        let mut fams: Vec<&'static Family> = self
-            .families
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut fams: Vec<&'static Family> = self.families.lock().unwrap_or_else(|e| e.into_inner()).clone();
         fams.sort_by_key(|f| f.name);
         let mut out = String::with_capacity(16 * 1024);
         process_metrics(&mut out);
@@ -250,13 +211,8 @@ impl Registry {
         if let Some(f) = fams.iter().find(|f| f.name == name) {
             return f;
         }
-        let f: &'static Family = Box::leak(Box::new(Family {
-            name,
-            help,
-            kind,
-            labels,
-            series: Mutex::new(BTreeMap::new()),
-        }));
+        let f: &'static Family =
+            Box::leak(Box::new(Family { name, help, kind, labels, series: Mutex::new(BTreeMap::new()) }));
         fams.push(f);
         f
     }
@@ -264,9 +220,7 @@ impl Registry {
 
 pub fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry {
-        families: Mutex::new(Vec::new()),
-    })
+    R.get_or_init(|| Registry { families: Mutex::new(Vec::new()) })
 }
 
 /// CoreDNS `TimeBuckets`: 0.25 ms doubling, 16 buckets.
@@ -283,9 +237,8 @@ pub static TIME_BUCKETS: [f64; 16] = {
 };
 /// CoreDNS `SlimTimeBuckets`: 0.25 ms ×10, 5 buckets.
 pub static SLIM_TIME_BUCKETS: [f64; 5] = [0.00025, 0.0025, 0.025, 0.25, 2.5];
-pub static SIZE_BUCKETS: [f64; 14] = [
-    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
-];
+pub static SIZE_BUCKETS: [f64; 14] =
+    [0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3];
 
 macro_rules! family {
     ($fn:ident, $name:literal, $help:literal, $kind:expr, [$($l:literal),*]) => {
@@ -296,14 +249,14 @@ macro_rules! family {
     };
 }
 
-family!(build_info, "coredns_build_info", "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.", Kind::Gauge, ["version", "revision", "goversion"]);
 family!(
-    panics_total,
-    "coredns_panics_total",
-    "A metrics that counts the number of panics.",
-    Kind::Counter,
-    []
+    build_info,
+    "coredns_build_info",
+    "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
+    Kind::Gauge,
+    ["version", "revision", "goversion"]
 );
+family!(panics_total, "coredns_panics_total", "A metrics that counts the number of panics.", Kind::Counter, []);
 family!(
     plugin_enabled,
     "coredns_plugin_enabled",
@@ -413,16 +366,10 @@ fn process_metrics(out: &mut String) {
     let rss = num(21) * page;
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("btime"))
-                .and_then(|l| l[6..].trim().parse::<f64>().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("btime")).and_then(|l| l[6..].trim().parse::<f64>().ok()))
         .unwrap_or(0.0);
     let start = boot + num(19) / ticks;
-    let fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0) as f64;
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0) as f64;
     let max_fds = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|s| {
@@ -432,48 +379,14 @@ fn process_metrics(out: &mut String) {
         })
         .unwrap_or(0.0);
     for (name, kind, help, v) in [
-        (
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            cpu,
-        ),
-        (
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            max_fds,
-        ),
-        (
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            fds,
-        ),
-        (
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            rss,
-        ),
-        (
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            start,
-        ),
-        (
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size in bytes.",
-            vsize,
-        ),
+        ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu),
+        ("process_max_fds", "gauge", "Maximum number of open file descriptors.", max_fds),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", fds),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss),
+        ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", start),
+        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-            go_float(v)
-        );
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", go_float(v));
     }
 }
 
@@ -481,8 +394,8 @@ const PROTOS: usize = 2;
 const FAMILIES: usize = 2;
 /// CoreDNS's `type` label values, `other` last.
 pub const METRIC_TYPES: [&str; 20] = [
-    "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA",
-    "SRV", "TXT", "HTTPS", "SVCB", "IXFR", "AXFR", "ANY", "other",
+    "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA", "SRV", "TXT", "HTTPS",
+    "SVCB", "IXFR", "AXFR", "ANY", "other",
 ];
 
 /// The per-query series of one (server, zone), resolved on first use and then reached without
@@ -533,9 +446,7 @@ impl ZoneStats {
         let (s, z) = (self.server.as_str(), self.zone.as_str());
         let fam = if family == 2 { 1 } else { 0 };
         if do_bit {
-            self.do_requests
-                .get_or_init(|| dns_do_requests_total().with(&[s, z, ""]))
-                .inc();
+            self.do_requests.get_or_init(|| dns_do_requests_total().with(&[s, z, ""])).inc();
         }
         let slot = (proto * FAMILIES + fam) * METRIC_TYPES.len() + type_index;
         self.requests[slot]
@@ -550,9 +461,7 @@ impl ZoneStats {
                 ])
             })
             .inc();
-        self.duration
-            .get_or_init(|| dns_request_duration_seconds().with(&[s, z, ""]))
-            .observe(seconds);
+        self.duration.get_or_init(|| dns_request_duration_seconds().with(&[s, z, ""])).observe(seconds);
         self.response_size[proto]
             .get_or_init(|| dns_response_size_bytes().with(&[s, z, "", PROTO_NAMES[proto]]))
             .observe(response_len as f64);
@@ -561,19 +470,14 @@ impl ZoneStats {
             .observe(request_len as f64);
         {
             let list = self.responses.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, _, series)) = list.iter().find(|(r, p, _)| *r == rcode && *p == plugin)
-            {
+            if let Some((_, _, series)) = list.iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
                 series.inc();
                 return;
             }
         }
-        let series =
-            dns_responses_total().with(&[s, z, "", &kdns_wire::rcode::name(rcode), plugin]);
+        let series = dns_responses_total().with(&[s, z, "", &kdns_wire::rcode::name(rcode), plugin]);
         series.inc();
-        self.responses
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((rcode, plugin, series));
+        self.responses.write().unwrap_or_else(|e| e.into_inner()).push((rcode, plugin, series));
     }
 }
 
@@ -595,25 +499,16 @@ mod tests {
 
     #[test]
     fn render_histogram_and_counter() {
-        let f = registry().family(
-            "test_hist_seconds",
-            "h",
-            Kind::Histogram(&SLIM_TIME_BUCKETS),
-            &["zone", "server"],
-        );
+        let f = registry().family("test_hist_seconds", "h", Kind::Histogram(&SLIM_TIME_BUCKETS), &["zone", "server"]);
         f.with(&[".", "dns://:53"]).observe(0.001);
         let c = registry().family("test_total", "c", Kind::Counter, &[]);
         c.with(&[]).add(3);
         let text = registry().render();
         assert!(
-            text.contains(
-                "test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.00025\"} 0\n"
-            ),
+            text.contains("test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.00025\"} 0\n"),
             "{text}"
         );
-        assert!(text.contains(
-            "test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.0025\"} 1\n"
-        ));
+        assert!(text.contains("test_hist_seconds_bucket{server=\"dns://:53\",zone=\".\",le=\"0.0025\"} 1\n"));
         assert!(text.contains("test_hist_seconds_count{server=\"dns://:53\",zone=\".\"} 1\n"));
         assert!(text.contains("# TYPE test_total counter\ntest_total 3\n"));
     }

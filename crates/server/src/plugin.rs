@@ -90,24 +90,14 @@ pub struct Reply {
 
 impl Reply {
     pub fn message(msg: Message, plugin: &'static str) -> Reply {
-        Reply {
-            msg,
-            plugin,
-            error: None,
-            written: true,
-        }
+        Reply { msg, plugin, error: None, written: true }
     }
 
     /// An rcode returned without writing (SERVFAIL, REFUSED, …), optionally with an error.
     pub fn rcode(query: &Message, code: u16, error: Option<String>) -> Reply {
         let mut msg = Message::reply_to(query);
         msg.rcode = code;
-        Reply {
-            msg,
-            plugin: "",
-            error,
-            written: false,
-        }
+        Reply { msg, plugin: "", error, written: false }
     }
 
     pub fn servfail(query: &Message, error: String) -> Reply {
@@ -207,10 +197,9 @@ pub struct PluginDef {
 /// The CoreDNS "only once per server block" rule.
 pub fn once(name: &str, directives: &[&Directive]) -> Result<(), Error> {
     match directives.get(1) {
-        Some(d) => Err(Error::at(
-            &d.name,
-            format!("plugin/{name}: this plugin can only be used once per Server Block"),
-        )),
+        Some(d) => {
+            Err(Error::at(&d.name, format!("plugin/{name}: this plugin can only be used once per Server Block")))
+        }
         None => Ok(()),
     }
 }
@@ -229,9 +218,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -63,40 +63,17 @@ fn observer(_: &mut SetupCtx<'_>, _: &[&Directive]) -> Result<Option<Arc<dyn Plu
 }
 
 fn table() -> Arc<kdns_server::config::ZoneTable> {
-    let c = parse_str(
-        ".:5300 {\n erratic\n log\n}\n",
-        "Corefile",
-        Path::new("."),
-        &|_| None,
-    )
-    .unwrap();
-    let defs = [
-        PluginDef {
-            name: "erratic",
-            setup: erratic,
-        },
-        PluginDef {
-            name: "log",
-            setup: observer,
-        },
-    ];
+    let c = parse_str(".:5300 {\n erratic\n log\n}\n", "Corefile", Path::new("."), &|_| None).unwrap();
+    let defs = [PluginDef { name: "erratic", setup: erratic }, PluginDef { name: "log", setup: observer }];
     let inst = build(&c, &defs, 53, Path::new(".")).unwrap();
-    inst.listeners[&ListenerKey {
-        ip: None,
-        port: 5300,
-    }]
-        .clone()
+    inst.listeners[&ListenerKey { ip: None, port: 5300 }].clone()
 }
 
 fn q(name: &str) -> Vec<u8> {
     Message {
         id: 9,
         flags: flag::RD,
-        questions: vec![Question {
-            name: Name::from_ascii(name).unwrap(),
-            qtype: rtype::A,
-            qclass: class::IN,
-        }],
+        questions: vec![Question { name: Name::from_ascii(name).unwrap(), qtype: rtype::A, qclass: class::IN }],
         ..Default::default()
     }
     .to_vec()
@@ -112,17 +89,7 @@ fn plugin_order_follows_plugin_cfg_and_way_back_runs() {
     let mut out = Vec::new();
     let before = OBSERVED.load(Ordering::SeqCst);
     // log sits before erratic in plugin.cfg, so it observes erratic's answers.
-    assert!(matches!(
-        handle(
-            &q("nothing.example."),
-            addr(),
-            addr(),
-            Proto::Udp,
-            &t,
-            &mut out
-        ),
-        Outcome::Reply
-    ));
+    assert!(matches!(handle(&q("nothing.example."), addr(), addr(), Proto::Udp, &t, &mut out), Outcome::Reply));
     let m = Message::decode(&out).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL, "chain end without an answer");
     assert!(m.has(flag::RA), "respond hook ran");
@@ -134,42 +101,19 @@ fn panics_become_servfail_and_are_counted() {
     let t = table();
     let mut out = Vec::new();
     let before = metrics::panics_total().with(&[]).get();
-    assert!(matches!(
-        handle(
-            &q("boom.example."),
-            addr(),
-            addr(),
-            Proto::Udp,
-            &t,
-            &mut out
-        ),
-        Outcome::Reply
-    ));
+    assert!(matches!(handle(&q("boom.example."), addr(), addr(), Proto::Udp, &t, &mut out), Outcome::Reply));
     let m = Message::decode(&out).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL);
     assert_eq!(m.id, 9);
-    assert!(
-        metrics::panics_total().with(&[]).get() > before,
-        "panic counted"
-    );
+    assert!(metrics::panics_total().with(&[]).get() > before, "panic counted");
 }
 
 #[test]
 fn pending_answers_complete_and_late_panics_are_caught() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let t = table();
     let mut out = Vec::new();
-    let Outcome::Pending(p) = handle(
-        &q("later.example."),
-        addr(),
-        addr(),
-        Proto::Udp,
-        &t,
-        &mut out,
-    ) else {
+    let Outcome::Pending(p) = handle(&q("later.example."), addr(), addr(), Proto::Udp, &t, &mut out) else {
         panic!("expected pending")
     };
     let bytes = rt.block_on(p.finish());
@@ -177,20 +121,10 @@ fn pending_answers_complete_and_late_panics_are_caught() {
     assert!(m.has(flag::AA) && m.has(flag::RA));
     assert_eq!(m.rcode, rcode::NOERROR);
     let before = metrics::panics_total().with(&[]).get();
-    let Outcome::Pending(p) = handle(
-        &q("latepanic.example."),
-        addr(),
-        addr(),
-        Proto::Udp,
-        &t,
-        &mut out,
-    ) else {
+    let Outcome::Pending(p) = handle(&q("latepanic.example."), addr(), addr(), Proto::Udp, &t, &mut out) else {
         panic!("expected pending")
     };
     let m = Message::decode(&rt.block_on(p.finish())).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL);
-    assert!(
-        metrics::panics_total().with(&[]).get() > before,
-        "panic counted"
-    );
+    assert!(metrics::panics_total().with(&[]).get() > before, "panic counted");
 }

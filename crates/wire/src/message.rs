@@ -33,14 +33,7 @@ impl Header {
             return Err(WireError::Short);
         }
         let u = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
-        Ok(Header {
-            id: u(0),
-            flags: u(2),
-            qdcount: u(4),
-            ancount: u(6),
-            nscount: u(8),
-            arcount: u(10),
-        })
+        Ok(Header { id: u(0), flags: u(2), qdcount: u(4), ancount: u(6), nscount: u(8), arcount: u(10) })
     }
     pub fn opcode(&self) -> u8 {
         ((self.flags >> 11) & 0xF) as u8
@@ -71,13 +64,7 @@ pub struct Record {
 
 impl Record {
     pub fn new(name: Name, ttl: u32, data: RData) -> Record {
-        Record {
-            name,
-            rtype: data.rtype(),
-            class: class::IN,
-            ttl,
-            data,
-        }
+        Record { name, rtype: data.rtype(), class: class::IN, ttl, data }
     }
 }
 
@@ -152,10 +139,7 @@ pub struct Edns {
 
 impl Edns {
     pub fn new(udp_size: u16) -> Edns {
-        Edns {
-            udp_size,
-            ..Edns::default()
-        }
+        Edns { udp_size, ..Edns::default() }
     }
     fn encoded_len(&self) -> usize {
         11 + self.options.iter().map(|(_, d)| 4 + d.len()).sum::<usize>()
@@ -212,12 +196,8 @@ impl Message {
 
     pub fn decode(msg: &[u8]) -> Result<Message, WireError> {
         let header = Header::parse(msg)?;
-        let mut out = Message {
-            id: header.id,
-            flags: header.flags & !0xF,
-            rcode: header.rcode_low(),
-            ..Message::default()
-        };
+        let mut out =
+            Message { id: header.id, flags: header.flags & !0xF, rcode: header.rcode_low(), ..Message::default() };
         let mut pos = HEADER_LEN;
         for _ in 0..header.qdcount {
             let (name, next) = Name::read(msg, pos)?;
@@ -229,11 +209,7 @@ impl Message {
             });
             pos = next + 4;
         }
-        for (count, section) in [
-            (header.ancount, 0),
-            (header.nscount, 1),
-            (header.arcount, 2),
-        ] {
+        for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
             for _ in 0..count {
                 let (rr, next) = read_record(msg, pos)?;
                 pos = next;
@@ -276,14 +252,10 @@ impl Message {
     pub fn encode(&self, out: &mut Vec<u8>, max_size: usize) -> Encoded {
         let max_size = max_size.clamp(512, 65535);
         out.clear();
-        let mut enc = Encoder {
-            buf: out,
-            names: Vec::new(),
-        };
+        let mut enc = Encoder { buf: out, names: Vec::new() };
         let rcode_low = self.rcode & 0xF;
         enc.buf.extend_from_slice(&self.id.to_be_bytes());
-        enc.buf
-            .extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
+        enc.buf.extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
         enc.buf.extend_from_slice(&[0; 8]);
         // Bare OPT (no options) is always kept room for; options go when they do not fit.
         let bare_opt = if self.edns.is_some() { 11 } else { 0 };
@@ -305,16 +277,9 @@ impl Message {
         let full_opt = self.edns.as_ref().map_or(0, Edns::encoded_len);
         let keep_options = enc.buf.len() + full_opt <= max_size;
         let opt_len = if keep_options { full_opt } else { bare_opt };
-        let limit = if truncated {
-            0
-        } else {
-            max_size.saturating_sub(opt_len)
-        };
+        let limit = if truncated { 0 } else { max_size.saturating_sub(opt_len) };
         let mut counts = [0u16; 3];
-        'sections: for (i, section) in [&self.answers, &self.authority, &self.additional]
-            .into_iter()
-            .enumerate()
-        {
+        'sections: for (i, section) in [&self.answers, &self.authority, &self.additional].into_iter().enumerate() {
             for rr in section {
                 let mark = (enc.buf.len(), enc.names.len());
                 enc.record(rr);
@@ -332,10 +297,7 @@ impl Message {
             if keep_options {
                 enc.opt(edns, (self.rcode >> 4) as u8);
             } else {
-                let bare = Edns {
-                    options: Vec::new(),
-                    ..edns.clone()
-                };
+                let bare = Edns { options: Vec::new(), ..edns.clone() };
                 enc.opt(&bare, (self.rcode >> 4) as u8);
             }
             arcount += 1;
@@ -348,10 +310,7 @@ impl Message {
         if truncated {
             buf[2] |= (flag::TC >> 8) as u8;
         }
-        Encoded {
-            len: buf.len(),
-            truncated,
-        }
+        Encoded { len: buf.len(), truncated }
     }
 
     /// Encodes without a size limit into a fresh buffer (tests, cold paths).
@@ -388,25 +347,10 @@ fn read_record(msg: &[u8], pos: usize) -> Result<(Record, usize), WireError> {
     let end = start + rdlen;
     let rdata = msg.get(start..end).ok_or(WireError::Short)?;
     let data = read_rdata(msg, rtype, start, end, rdata)?;
-    Ok((
-        Record {
-            name,
-            rtype,
-            class,
-            ttl,
-            data,
-        },
-        end,
-    ))
+    Ok((Record { name, rtype, class, ttl, data }, end))
 }
 
-fn read_rdata(
-    msg: &[u8],
-    rtype: u16,
-    start: usize,
-    end: usize,
-    rdata: &[u8],
-) -> Result<RData, WireError> {
+fn read_rdata(msg: &[u8], rtype: u16, start: usize, end: usize, rdata: &[u8]) -> Result<RData, WireError> {
     // Names inside RDATA may be compressed for the RFC 1035 types; decompress them against the
     // whole message, then insist the RDATA was consumed exactly.
     let name_at = |pos: usize| -> Result<(Name, usize), WireError> {
@@ -421,10 +365,7 @@ fn read_rdata(
         }
     };
     let u16_at = |p: usize| -> Result<u16, WireError> {
-        msg.get(p..p + 2)
-            .filter(|_| p + 2 <= end)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or(WireError::BadRdata)
+        msg.get(p..p + 2).filter(|_| p + 2 <= end).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(WireError::BadRdata)
     };
     match rtype {
         rtype::A => {
@@ -449,46 +390,21 @@ fn read_rdata(
         rtype::MX => {
             let preference = u16_at(start)?;
             let (exchange, next) = name_at(start + 2)?;
-            exact(
-                next,
-                RData::Mx {
-                    preference,
-                    exchange,
-                },
-            )
+            exact(next, RData::Mx { preference, exchange })
         }
         rtype::SRV => {
             let (priority, weight, port) = (u16_at(start)?, u16_at(start + 2)?, u16_at(start + 4)?);
             let (target, next) = name_at(start + 6)?;
-            exact(
-                next,
-                RData::Srv {
-                    priority,
-                    weight,
-                    port,
-                    target,
-                },
-            )
+            exact(next, RData::Srv { priority, weight, port, target })
         }
         rtype::SOA => {
             let (mname, p) = name_at(start)?;
             let (rname, p) = name_at(p)?;
-            let nums = msg
-                .get(p..p + 20)
-                .filter(|_| p + 20 <= end)
-                .ok_or(WireError::BadRdata)?;
+            let nums = msg.get(p..p + 20).filter(|_| p + 20 <= end).ok_or(WireError::BadRdata)?;
             let n = |i: usize| u32::from_be_bytes([nums[i], nums[i + 1], nums[i + 2], nums[i + 3]]);
             exact(
                 p + 20,
-                RData::Soa {
-                    mname,
-                    rname,
-                    serial: n(0),
-                    refresh: n(4),
-                    retry: n(8),
-                    expire: n(12),
-                    minimum: n(16),
-                },
+                RData::Soa { mname, rname, serial: n(0), refresh: n(4), retry: n(8), expire: n(12), minimum: n(16) },
             )
         }
         rtype::TXT | rtype::HINFO => {
@@ -510,10 +426,7 @@ fn read_rdata(
                 Err(WireError::BadRdata)
             }
         }
-        _ => Ok(RData::Other {
-            rtype,
-            data: rdata.to_vec(),
-        }),
+        _ => Ok(RData::Other { rtype, data: rdata.to_vec() }),
     }
 }
 
@@ -548,10 +461,7 @@ impl Encoder<'_> {
 
     /// Finds an earlier occurrence of the uncompressed `suffix`, comparing case-insensitively.
     fn find(&self, suffix: &[u8]) -> Option<u16> {
-        self.names
-            .iter()
-            .copied()
-            .find(|&off| names_equal_at(self.buf, off as usize, suffix))
+        self.names.iter().copied().find(|&off| names_equal_at(self.buf, off as usize, suffix))
     }
 
     fn record(&mut self, rr: &Record) {
@@ -565,34 +475,18 @@ impl Encoder<'_> {
             RData::A(ip) => self.buf.extend_from_slice(&ip.octets()),
             RData::Aaaa(ip) => self.buf.extend_from_slice(&ip.octets()),
             RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => self.name(n, true),
-            RData::Mx {
-                preference,
-                exchange,
-            } => {
+            RData::Mx { preference, exchange } => {
                 self.buf.extend_from_slice(&preference.to_be_bytes());
                 self.name(exchange, true);
             }
-            RData::Srv {
-                priority,
-                weight,
-                port,
-                target,
-            } => {
+            RData::Srv { priority, weight, port, target } => {
                 for v in [priority, weight, port] {
                     self.buf.extend_from_slice(&v.to_be_bytes());
                 }
                 // RFC 2782: the SRV target is not compressed.
                 self.name(target, false);
             }
-            RData::Soa {
-                mname,
-                rname,
-                serial,
-                refresh,
-                retry,
-                expire,
-                minimum,
-            } => {
+            RData::Soa { mname, rname, serial, refresh, retry, expire, minimum } => {
                 self.name(mname, true);
                 self.name(rname, true);
                 for v in [serial, refresh, retry, expire, minimum] {
@@ -633,8 +527,7 @@ impl Encoder<'_> {
         self.buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
         for (code, data) in &edns.options {
             self.buf.extend_from_slice(&code.to_be_bytes());
-            self.buf
-                .extend_from_slice(&(data.len() as u16).to_be_bytes());
+            self.buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
             self.buf.extend_from_slice(data);
         }
     }
@@ -666,10 +559,7 @@ fn names_equal_at(buf: &[u8], mut off: usize, wire: &[u8]) -> bool {
         if len == 0 {
             return true;
         }
-        let (Some(a), Some(b)) = (
-            buf.get(off + 1..off + 1 + len),
-            wire.get(pos + 1..pos + 1 + len),
-        ) else {
+        let (Some(a), Some(b)) = (buf.get(off + 1..off + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
             return false;
         };
         if !a.eq_ignore_ascii_case(b) {
@@ -689,22 +579,10 @@ mod tests {
     }
 
     fn sample() -> Message {
-        let mut m = Message {
-            id: 7,
-            flags: flag::QR | flag::RD,
-            ..Default::default()
-        };
-        m.questions.push(Question {
-            name: name("www.example.org."),
-            qtype: rtype::A,
-            qclass: class::IN,
-        });
+        let mut m = Message { id: 7, flags: flag::QR | flag::RD, ..Default::default() };
+        m.questions.push(Question { name: name("www.example.org."), qtype: rtype::A, qclass: class::IN });
         for i in 0..3 {
-            m.answers.push(Record::new(
-                name("www.example.org."),
-                30,
-                RData::A(Ipv4Addr::new(10, 0, 0, i)),
-            ));
+            m.answers.push(Record::new(name("www.example.org."), 30, RData::A(Ipv4Addr::new(10, 0, 0, i))));
         }
         m.authority.push(Record::new(
             name("example.org."),
@@ -722,18 +600,9 @@ mod tests {
         m.additional.push(Record::new(
             name("_udp.example.org."),
             0,
-            RData::Srv {
-                priority: 0,
-                weight: 0,
-                port: 53,
-                target: name("x.example.org."),
-            },
+            RData::Srv { priority: 0, weight: 0, port: 53, target: name("x.example.org.") },
         ));
-        m.edns = Some(Edns {
-            udp_size: 1232,
-            dnssec_ok: true,
-            ..Default::default()
-        });
+        m.edns = Some(Edns { udp_size: 1232, dnssec_ok: true, ..Default::default() });
         m
     }
 
@@ -751,11 +620,7 @@ mod tests {
     fn truncation_keeps_opt_and_sets_tc() {
         let mut m = sample();
         for i in 0..100 {
-            m.answers.push(Record::new(
-                name("www.example.org."),
-                30,
-                RData::A(Ipv4Addr::new(10, 1, 0, i)),
-            ));
+            m.answers.push(Record::new(name("www.example.org."), 30, RData::A(Ipv4Addr::new(10, 1, 0, i))));
         }
         let mut out = Vec::new();
         let e = m.encode(&mut out, 512);

@@ -43,9 +43,8 @@ impl Name {
                 b'\\' => {
                     let rest = &bytes[i + 1..];
                     if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let value = (rest[0] - b'0') as u32 * 100
-                            + (rest[1] - b'0') as u32 * 10
-                            + (rest[2] - b'0') as u32;
+                        let value =
+                            (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
                         if value > 255 {
                             return Err(WireError::BadEscape);
                         }
@@ -80,9 +79,7 @@ impl Name {
     /// Takes an uncompressed wire name; validates label lengths and total length.
     pub fn from_wire(wire: &[u8]) -> Result<Name, WireError> {
         let len = validate_uncompressed(wire)?;
-        Ok(Name {
-            wire: wire[..len].to_vec(),
-        })
+        Ok(Name { wire: wire[..len].to_vec() })
     }
 
     /// Reads a possibly compressed name at `offset` of `msg`. Returns the name and the offset just
@@ -147,9 +144,7 @@ impl Name {
     }
 
     pub fn to_lowercase(&self) -> Name {
-        Name {
-            wire: self.wire.iter().map(u8::to_ascii_lowercase).collect(),
-        }
+        Name { wire: self.wire.iter().map(u8::to_ascii_lowercase).collect() }
     }
 
     pub fn eq_ignore_case(&self, other: &Name) -> bool {
@@ -182,9 +177,7 @@ impl Name {
             return Name::root();
         }
         let skip = self.wire[0] as usize + 1;
-        Name {
-            wire: self.wire[skip..].to_vec(),
-        }
+        Name { wire: self.wire[skip..].to_vec() }
     }
 }
 
@@ -209,11 +202,7 @@ pub fn validate_uncompressed(wire: &[u8]) -> Result<usize, WireError> {
             return Ok(pos + 1);
         }
         if len > MAX_LABEL_LEN {
-            return Err(if len & 0xC0 == 0xC0 {
-                WireError::BadPointer
-            } else {
-                WireError::BadLabelType
-            });
+            return Err(if len & 0xC0 == 0xC0 { WireError::BadPointer } else { WireError::BadLabelType });
         }
         pos += 1 + len;
         if pos + 1 > MAX_NAME_LEN {
@@ -302,10 +291,7 @@ mod tests {
         for t in ["example.org.", ".", "a.b.c.", "x\\.y.org.", "\\000.org."] {
             assert_eq!(Name::from_ascii(t).unwrap().to_string(), t);
         }
-        assert_eq!(
-            Name::from_ascii("example.org").unwrap().to_string(),
-            "example.org."
-        );
+        assert_eq!(Name::from_ascii("example.org").unwrap().to_string(), "example.org.");
     }
 
     #[test]
@@ -322,9 +308,7 @@ mod tests {
         assert!(n.is_subdomain_of(&Name::from_ascii("example.org.").unwrap()));
         assert!(n.is_subdomain_of(&Name::root()));
         assert!(!n.is_subdomain_of(&Name::from_ascii("ample.org.").unwrap()));
-        assert!(!Name::from_ascii("org.")
-            .unwrap()
-            .is_subdomain_of(&Name::from_ascii("example.org.").unwrap()));
+        assert!(!Name::from_ascii("org.").unwrap().is_subdomain_of(&Name::from_ascii("example.org.").unwrap()));
     }
 
     #[test]
@@ -344,13 +328,7 @@ mod tests {
 
     #[test]
     fn reserved_label_types() {
-        assert_eq!(
-            Name::read(&[0x40, 0], 0).unwrap_err(),
-            WireError::BadLabelType
-        );
-        assert_eq!(
-            Name::read(&[0x80, 0], 0).unwrap_err(),
-            WireError::BadLabelType
-        );
+        assert_eq!(Name::read(&[0x40, 0], 0).unwrap_err(), WireError::BadLabelType);
+        assert_eq!(Name::read(&[0x80, 0], 0).unwrap_err(), WireError::BadLabelType);
     }
 }

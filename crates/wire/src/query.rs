@@ -43,18 +43,13 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
         if edns.version > 0 {
             let mut reply = Message::reply_to(&msg);
             reply.rcode = rcode::BADVERS;
-            reply.edns = Some(Edns {
-                udp_size: edns.udp_size,
-                ..Edns::default()
-            });
+            reply.edns = Some(Edns { udp_size: edns.udp_size, ..Edns::default() });
             return Err(Rejection::Reply(Box::new(reply)));
         }
     }
     match msg.questions[0].qtype {
         rtype::OPT => Err(Rejection::Header(header, rcode::FORMERR)),
-        rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => {
-            Err(Rejection::Header(header, rcode::NOTIMP))
-        }
+        rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => Err(Rejection::Header(header, rcode::NOTIMP)),
         rtype::AXFR | rtype::IXFR => {
             let mut reply = Message::reply_to(&msg);
             reply.rcode = rcode::REFUSED;
@@ -87,11 +82,7 @@ mod tests {
         Message {
             id: 0x1234,
             flags: flag::RD,
-            questions: vec![Question {
-                name: Name::from_ascii("example.org.").unwrap(),
-                qtype,
-                qclass: class::IN,
-            }],
+            questions: vec![Question { name: Name::from_ascii("example.org.").unwrap(), qtype, qclass: class::IN }],
             ..Default::default()
         }
     }
@@ -126,20 +117,10 @@ mod tests {
         let mut garbage = ok.clone();
         garbage.extend_from_slice(b"trailing");
         assert_eq!(rcode_of(check_query(&garbage)), None);
-        assert_eq!(
-            rcode_of(check_query(&query(rtype::OPT).to_vec())),
-            Some(rcode::FORMERR)
-        );
-        assert_eq!(
-            rcode_of(check_query(&query(rtype::AXFR).to_vec())),
-            Some(rcode::REFUSED)
-        );
+        assert_eq!(rcode_of(check_query(&query(rtype::OPT).to_vec())), Some(rcode::FORMERR));
+        assert_eq!(rcode_of(check_query(&query(rtype::AXFR).to_vec())), Some(rcode::REFUSED));
         let mut v1 = query(rtype::A);
-        v1.edns = Some(Edns {
-            udp_size: 4096,
-            version: 1,
-            ..Default::default()
-        });
+        v1.edns = Some(Edns { udp_size: 4096, version: 1, ..Default::default() });
         assert_eq!(rcode_of(check_query(&v1.to_vec())), Some(rcode::BADVERS));
     }
 

@@ -2,6 +2,8 @@
 //! sockets with hickory-proto as an independent DNS implementation.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,19 +28,13 @@ pub fn free_port() -> u16 {
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "kdns-e2e-{tag}-{}-{}",
-        std::process::id(),
-        fastrand_u32()
-    ));
+    let d = std::env::temp_dir().join(format!("kdns-e2e-{tag}-{}-{}", std::process::id(), fastrand_u32()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn fastrand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     t.subsec_nanos() ^ (t.as_secs() as u32)
 }
 
@@ -62,18 +58,12 @@ impl Kdns {
         let conf = dir.join("Corefile");
         std::fs::write(&conf, corefile.replace("PORT", &port.to_string())).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.arg("-conf")
-            .arg(&conf)
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.arg("-conf").arg(&conf).args(extra).current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn kdns");
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let out = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -81,13 +71,7 @@ impl Kdns {
                 }
             });
         }
-        let k = Kdns {
-            child,
-            dir,
-            conf,
-            port,
-            output,
-        };
+        let k = Kdns { child, dir, conf, port, output };
         k.wait_for_line("kdns-", Duration::from_secs(10));
         k
     }
@@ -106,11 +90,7 @@ impl Kdns {
             if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
                 return l;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no line containing {needle:?}; output:\n{}",
-                self.lines().join("\n")
-            );
+            assert!(Instant::now() < deadline, "no line containing {needle:?}; output:\n{}", self.lines().join("\n"));
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -193,12 +173,7 @@ pub fn udp(addr: SocketAddr, m: &Message) -> Message {
 }
 
 /// Retries a UDP exchange until `ok` accepts the reply (for reload tests).
-pub fn udp_until(
-    addr: SocketAddr,
-    m: &Message,
-    timeout: Duration,
-    ok: impl Fn(&Message) -> bool,
-) -> Message {
+pub fn udp_until(addr: SocketAddr, m: &Message, timeout: Duration, ok: impl Fn(&Message) -> bool) -> Message {
     let deadline = Instant::now() + timeout;
     loop {
         let r = udp(addr, m);
@@ -238,20 +213,15 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
 
 /// Value of one sample in a Prometheus text scrape (`name{labels}` exactly as rendered).
 pub fn metric(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
 pub fn path_str(p: &Path) -> String {

@@ -24,10 +24,7 @@ impl Plugin for Any {
         m.answers.push(Record::new(
             req.qname().clone(),
             8482,
-            RData::Hinfo {
-                cpu: b"ANY obsoleted".to_vec(),
-                os: b"See RFC 8482".to_vec(),
-            },
+            RData::Hinfo { cpu: b"ANY obsoleted".to_vec(), os: b"See RFC 8482".to_vec() },
         ));
         Step::Reply(Reply::message(m, "any"))
     }

@@ -22,10 +22,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         }
         for (prop, vals) in disp.block() {
             if prop.text != "except" {
-                return Err(Error::at(
-                    prop,
-                    format!("plugin/bind: unknown property '{}'", prop.text),
-                ));
+                return Err(Error::at(prop, format!("plugin/bind: unknown property '{}'", prop.text)));
             }
             if vals.is_empty() {
                 return Err(disp.arg_err(prop));
@@ -42,10 +39,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         }
     }
     if out.is_empty() {
-        return Err(Error::at(
-            &ds[0].name,
-            "plugin/bind: no address left to bind after applying except",
-        ));
+        return Err(Error::at(&ds[0].name, "plugin/bind: no address left to bind after applying except"));
     }
     ctx.listen.extend(out);
     Ok(None)
@@ -56,8 +50,8 @@ fn resolve(token: &Token) -> Result<Vec<IpAddr>, Error> {
     if let Ok(ip) = token.text.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    let ifaces = if_addrs::get_if_addrs()
-        .map_err(|e| Error::at(token, format!("plugin/bind: cannot list interfaces: {e}")))?;
+    let ifaces =
+        if_addrs::get_if_addrs().map_err(|e| Error::at(token, format!("plugin/bind: cannot list interfaces: {e}")))?;
     let ips: Vec<IpAddr> = ifaces
         .into_iter()
         .filter(|i| i.name == token.text)
@@ -68,10 +62,7 @@ fn resolve(token: &Token) -> Result<Vec<IpAddr>, Error> {
     if ips.is_empty() {
         return Err(Error::at(
             token,
-            format!(
-                "plugin/bind: not a valid IP address or interface name: {:?}",
-                token.text
-            ),
+            format!("plugin/bind: not a valid IP address or interface name: {:?}", token.text),
         ));
     }
     Ok(ips)

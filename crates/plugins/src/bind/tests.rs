@@ -5,18 +5,8 @@ use std::net::IpAddr;
 fn addresses_interfaces_and_except() {
     let (r, _, listen) = run_setup(super::setup, "bind", ".:53 {\n bind 127.0.0.1 ::1\n}");
     assert!(r.unwrap().is_none());
-    assert_eq!(
-        listen,
-        vec![
-            "127.0.0.1".parse::<IpAddr>().unwrap(),
-            "::1".parse().unwrap()
-        ]
-    );
-    let (_, _, listen) = run_setup(
-        super::setup,
-        "bind",
-        ".:53 {\n bind lo {\n  except ::1\n }\n}",
-    );
+    assert_eq!(listen, vec!["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+    let (_, _, listen) = run_setup(super::setup, "bind", ".:53 {\n bind lo {\n  except ::1\n }\n}");
     assert!(listen.contains(&"127.0.0.1".parse().unwrap()));
     assert!(!listen.contains(&"::1".parse().unwrap()));
 }
@@ -29,10 +19,6 @@ fn bad_input() {
     assert!(e.message.contains("no-such-if0"));
     let (r, _, _) = run_setup(super::setup, "bind", ".:53 {\n bind\n}");
     assert!(r.is_err());
-    let (r, _, _) = run_setup(
-        super::setup,
-        "bind",
-        ".:53 {\n bind 127.0.0.1 {\n except 127.0.0.1\n }\n}",
-    );
+    let (r, _, _) = run_setup(super::setup, "bind", ".:53 {\n bind 127.0.0.1 {\n except 127.0.0.1\n }\n}");
     assert!(r.is_err());
 }

@@ -10,10 +10,7 @@ mod tests;
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("debug", ds)?;
     if let Some(extra) = ds[0].args.first() {
-        return Err(Error::at(
-            extra,
-            "plugin/debug: this plugin takes no arguments",
-        ));
+        return Err(Error::at(extra, "plugin/debug: this plugin takes no arguments"));
     }
     ctx.debug = true;
     kdns_server::log::set_debug(true);

@@ -25,20 +25,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 }
                 let period = parse_duration(&args[0].text)
                     .filter(|p| !p.is_zero())
-                    .ok_or_else(|| {
-                        Error::at(
-                            args[0],
-                            format!("plugin/errors: invalid duration {:?}", args[0].text),
-                        )
-                    })?;
+                    .ok_or_else(|| Error::at(args[0], format!("plugin/errors: invalid duration {:?}", args[0].text)))?;
                 if args[1].text.len() > 10_000 {
-                    return Err(Error::at(
-                        args[1],
-                        "plugin/errors: regexp too long (more than 10000 characters)",
-                    ));
+                    return Err(Error::at(args[1], "plugin/errors: regexp too long (more than 10000 characters)"));
                 }
-                let regex = Regex::new(&args[1].text)
-                    .map_err(|e| Error::at(args[1], format!("plugin/errors: {e}")))?;
+                let regex = Regex::new(&args[1].text).map_err(|e| Error::at(args[1], format!("plugin/errors: {e}")))?;
                 let mut level = Level::Error;
                 let mut show_first = false;
                 for a in &args[2..] {
@@ -49,27 +40,13 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                         "debug" => level = Level::Debug,
                         "show_first" => show_first = true,
                         other => {
-                            return Err(Error::at(
-                                a,
-                                format!("plugin/errors: unknown log level or option {other:?}"),
-                            ))
+                            return Err(Error::at(a, format!("plugin/errors: unknown log level or option {other:?}")))
                         }
                     }
                 }
-                patterns.push(Arc::new(Pattern {
-                    period,
-                    regex,
-                    level,
-                    show_first,
-                    count: AtomicU64::new(0),
-                }));
+                patterns.push(Arc::new(Pattern { period, regex, level, show_first, count: AtomicU64::new(0) }));
             }
-            other => {
-                return Err(Error::at(
-                    prop,
-                    format!("plugin/errors: unknown property {other:?}"),
-                ))
-            }
+            other => return Err(Error::at(prop, format!("plugin/errors: unknown property {other:?}"))),
         }
     }
     for p in &patterns {

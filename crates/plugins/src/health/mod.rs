@@ -23,27 +23,14 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                     return Err(d.arg_err(prop));
                 };
                 let dur = parse_duration(&v.text).ok_or_else(|| {
-                    Error::at(
-                        v,
-                        format!(
-                            "plugin/health: unable to parse lameduck duration {:?}",
-                            v.text
-                        ),
-                    )
+                    Error::at(v, format!("plugin/health: unable to parse lameduck duration {:?}", v.text))
                 })?;
                 ctx.contrib.lameduck = Some(ctx.contrib.lameduck.map_or(dur, |l| l.max(dur)));
             }
-            other => {
-                return Err(Error::at(
-                    prop,
-                    format!("plugin/health: unknown property {other:?}"),
-                ))
-            }
+            other => return Err(Error::at(prop, format!("plugin/health: unknown property {other:?}"))),
         }
     }
-    ctx.contrib
-        .routes
-        .push((addr, "/health".into(), Arc::new(|| (200, "OK".into()))));
+    ctx.contrib.routes.push((addr, "/health".into(), Arc::new(|| (200, "OK".into()))));
     ctx.contrib.tasks.push(Box::pin(self_check(resolved)));
     Ok(None)
 }
@@ -59,15 +46,10 @@ async fn self_check(addr: std::net::SocketAddr) {
             Ok(Ok(200))
         );
         let took = start.elapsed();
-        metrics::health_request_duration_seconds()
-            .with(&[])
-            .observe(took.as_secs_f64());
+        metrics::health_request_duration_seconds().with(&[]).observe(took.as_secs_f64());
         if !ok {
             metrics::health_request_failures_total().with(&[]).inc();
-            kdns_server::warning!(
-                plugin = "health",
-                "Local health request to \"http://{addr}/health\" failed"
-            );
+            kdns_server::warning!(plugin = "health", "Local health request to \"http://{addr}/health\" failed");
         } else if took > Duration::from_secs(1) {
             kdns_server::warning!(
                 plugin = "health",

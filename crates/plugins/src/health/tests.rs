@@ -3,11 +3,7 @@ use std::time::Duration;
 
 #[test]
 fn address_and_lameduck() {
-    let (r, c, _) = run_setup(
-        super::setup,
-        "health",
-        ".:53 {\n health 127.0.0.1:18080 {\n  lameduck 5s\n }\n}",
-    );
+    let (r, c, _) = run_setup(super::setup, "health", ".:53 {\n health 127.0.0.1:18080 {\n  lameduck 5s\n }\n}");
     assert!(r.unwrap().is_none());
     assert_eq!(c.lameduck, Some(Duration::from_secs(5)));
     assert_eq!(c.routes[0].0, "127.0.0.1:18080");
@@ -19,10 +15,6 @@ fn address_and_lameduck() {
 
 #[test]
 fn bad_lameduck() {
-    let (r, _, _) = run_setup(
-        super::setup,
-        "health",
-        ".:53 {\n health {\n  lameduck soon\n }\n}",
-    );
+    let (r, _, _) = run_setup(super::setup, "health", ".:53 {\n health {\n  lameduck soon\n }\n}");
     assert_eq!(r.err().unwrap().line, 3);
 }

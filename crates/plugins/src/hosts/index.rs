@@ -64,10 +64,7 @@ pub fn parse_hosts(text: &str) -> Vec<(IpAddr, Vec<String>)> {
         let mut fields = line.split_whitespace();
         let Some(ip) = fields.next() else { continue };
         let Some(ip) = parse_ip(ip) else { continue };
-        let names: Vec<String> = fields
-            .filter(|n| Name::from_ascii(n).is_ok())
-            .map(normalize_zone)
-            .collect();
+        let names: Vec<String> = fields.filter(|n| Name::from_ascii(n).is_ok()).map(normalize_zone).collect();
         if !names.is_empty() {
             out.push((ip, names));
         }
@@ -83,24 +80,16 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// The address a reverse name stands for (`4.3.2.1.in-addr.arpa.` → 1.2.3.4), if complete.
 pub fn reverse_to_ip(name: &Name) -> Option<IpAddr> {
     let labels: Vec<&[u8]> = name.labels().collect();
-    let lower: Vec<String> = labels
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
-        .collect();
+    let lower: Vec<String> = labels.iter().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect();
     match lower.as_slice() {
         [a, b, c, d, arpa, top] if arpa == "in-addr" && top == "arpa" => {
-            let o: Vec<u8> = [d, c, b, a]
-                .iter()
-                .map(|s| s.parse::<u8>().ok())
-                .collect::<Option<_>>()?;
+            let o: Vec<u8> = [d, c, b, a].iter().map(|s| s.parse::<u8>().ok()).collect::<Option<_>>()?;
             Some(IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])))
         }
         l if l.len() == 34 && l[32] == "ip6" && l[33] == "arpa" => {
             let mut v: u128 = 0;
             for nib in l[..32].iter().rev() {
-                let d = u8::from_str_radix(nib, 16)
-                    .ok()
-                    .filter(|_| nib.len() == 1)?;
+                let d = u8::from_str_radix(nib, 16).ok().filter(|_| nib.len() == 1)?;
                 v = (v << 4) | d as u128;
             }
             Some(IpAddr::V6(Ipv6Addr::from(v)))

@@ -46,9 +46,7 @@ impl Plugin for Hosts {
         let answers: Vec<Record> = match req.qtype() {
             rtype::PTR => {
                 let names = if self.reverse {
-                    reverse_to_ip(&qname)
-                        .map(|ip| index.names_for(ip))
-                        .unwrap_or_default()
+                    reverse_to_ip(&qname).map(|ip| index.names_for(ip)).unwrap_or_default()
                 } else {
                     Vec::new()
                 };
@@ -61,16 +59,10 @@ impl Plugin for Hosts {
                     .map(|n| Record::new(qname.clone(), self.ttl, RData::Ptr(n)))
                     .collect()
             }
-            rtype::A => index
-                .v4(&key)
-                .iter()
-                .map(|ip| Record::new(qname.clone(), self.ttl, RData::A(*ip)))
-                .collect(),
-            rtype::AAAA => index
-                .v6(&key)
-                .iter()
-                .map(|ip| Record::new(qname.clone(), self.ttl, RData::Aaaa(*ip)))
-                .collect(),
+            rtype::A => index.v4(&key).iter().map(|ip| Record::new(qname.clone(), self.ttl, RData::A(*ip))).collect(),
+            rtype::AAAA => {
+                index.v6(&key).iter().map(|ip| Record::new(qname.clone(), self.ttl, RData::Aaaa(*ip))).collect()
+            }
             _ => Vec::new(),
         };
         if answers.is_empty() && !index.has_name(&key) {

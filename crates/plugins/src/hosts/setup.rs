@@ -13,11 +13,8 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let path = PathBuf::from(args.first().map_or("/etc/hosts", |t| t.text.as_str()));
-    let zone_texts: Vec<String> = if args.len() > 1 {
-        args[1..].iter().map(|t| normalize_zone(&t.text)).collect()
-    } else {
-        ctx.zones.to_vec()
-    };
+    let zone_texts: Vec<String> =
+        if args.len() > 1 { args[1..].iter().map(|t| normalize_zone(&t.text)).collect() } else { ctx.zones.to_vec() };
     let origins = names(&zone_texts, d.name())?;
     let mut ttl = 3600u32;
     let mut reverse = true;
@@ -30,29 +27,17 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 let [v] = vals.as_slice() else {
                     return Err(d.arg_err(prop));
                 };
-                ttl = v
-                    .text
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|t| (1..=65535).contains(t))
-                    .ok_or_else(|| {
-                        Error::at(
-                            v,
-                            format!("plugin/hosts: ttl must be in range [1, 65535]: {}", v.text),
-                        )
-                    })?;
+                ttl = v.text.parse::<u32>().ok().filter(|t| (1..=65535).contains(t)).ok_or_else(|| {
+                    Error::at(v, format!("plugin/hosts: ttl must be in range [1, 65535]: {}", v.text))
+                })?;
             }
             "no_reverse" => reverse = false,
             "reload" => {
                 let [v] = vals.as_slice() else {
                     return Err(d.arg_err(prop));
                 };
-                reload = parse_duration(&v.text).ok_or_else(|| {
-                    Error::at(
-                        v,
-                        format!("plugin/hosts: invalid duration for reload {:?}", v.text),
-                    )
-                })?;
+                reload = parse_duration(&v.text)
+                    .ok_or_else(|| Error::at(v, format!("plugin/hosts: invalid duration for reload {:?}", v.text)))?;
             }
             "fallthrough" => {
                 let zs: Vec<String> = vals.iter().map(|t| normalize_zone(&t.text)).collect();
@@ -68,45 +53,28 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 if parsed.is_empty() {
                     return Err(Error::at(
                         prop,
-                        format!(
-                            "plugin/hosts: unknown property or invalid inline entry {:?}",
-                            prop.text
-                        ),
+                        format!("plugin/hosts: unknown property or invalid inline entry {:?}", prop.text),
                     ));
                 }
                 inline.extend(parsed);
             }
         }
     }
-    let source = FileSource {
-        path: path.clone(),
-        inline: Arc::new(inline),
-    };
+    let source = FileSource { path: path.clone(), inline: Arc::new(inline) };
     let index = Arc::new(RwLock::new(Arc::new(source.load())));
     if !path.exists() {
         kdns_server::warning!(plugin = "hosts", "File does not exist: {}", path.display());
     }
     if !reload.is_zero() {
-        ctx.contrib
-            .tasks
-            .push(Box::pin(watch(source, index.clone(), reload)));
+        ctx.contrib.tasks.push(Box::pin(watch(source, index.clone(), reload)));
     }
-    Ok(Some(Arc::new(Hosts {
-        origins,
-        fallthrough,
-        ttl,
-        reverse,
-        index,
-    })))
+    Ok(Some(Arc::new(Hosts { origins, fallthrough, ttl, reverse, index })))
 }
 
 fn names(zones: &[String], at: &kdns_corefile::Token) -> Result<Vec<Name>, Error> {
     zones
         .iter()
-        .map(|z| {
-            Name::from_ascii(z)
-                .map_err(|e| Error::at(at, format!("plugin/hosts: bad zone {z:?}: {e}")))
-        })
+        .map(|z| Name::from_ascii(z).map_err(|e| Error::at(at, format!("plugin/hosts: bad zone {z:?}: {e}"))))
         .collect()
 }
 
@@ -122,18 +90,11 @@ impl FileSource {
     }
 
     fn load(&self) -> Index {
-        let file = std::fs::read_to_string(&self.path)
-            .map(|t| parse_hosts(&t))
-            .unwrap_or_default();
+        let file = std::fs::read_to_string(&self.path).map(|t| parse_hosts(&t)).unwrap_or_default();
         let index = Index::from_entries([self.inline.as_slice(), file.as_slice()]);
         let label = self.path.display().to_string();
-        metrics::hosts_entries()
-            .with(&[&label])
-            .set(index.len() as f64);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        metrics::hosts_entries().with(&[&label]).set(index.len() as f64);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         metrics::hosts_reload_timestamp_seconds().with(&[]).set(now);
         index
     }

@@ -25,11 +25,7 @@ impl Plugin for LoadBalance {
         if reply.msg.rcode != rcode::NOERROR || matches!(req.qtype(), rtype::AXFR | rtype::IXFR) {
             return;
         }
-        for section in [
-            &mut reply.msg.answers,
-            &mut reply.msg.authority,
-            &mut reply.msg.additional,
-        ] {
+        for section in [&mut reply.msg.answers, &mut reply.msg.authority, &mut reply.msg.additional] {
             round_robin(section);
             if !self.prefer.is_empty() {
                 self.apply_prefer(section);
@@ -46,15 +42,9 @@ impl LoadBalance {
                 RData::Aaaa(v6) => IpAddr::V6(v6),
                 _ => return usize::MAX,
             };
-            self.prefer
-                .iter()
-                .position(|(net, len)| in_subnet(ip, *net, *len))
-                .unwrap_or(self.prefer.len())
+            self.prefer.iter().position(|(net, len)| in_subnet(ip, *net, *len)).unwrap_or(self.prefer.len())
         };
-        let Some(first) = rrs
-            .iter()
-            .position(|r| matches!(r.rtype, rtype::A | rtype::AAAA))
-        else {
+        let Some(first) = rrs.iter().position(|r| matches!(r.rtype, rtype::A | rtype::AAAA)) else {
             return;
         };
         let end = rrs[first..]
@@ -67,12 +57,8 @@ impl LoadBalance {
 
 fn in_subnet(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            len == 0 || (u32::from(a) ^ u32::from(n)) >> (32 - len as u32) == 0
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            len == 0 || (u128::from(a) ^ u128::from(n)) >> (128 - len as u32) == 0
-        }
+        (IpAddr::V4(a), IpAddr::V4(n)) => len == 0 || (u32::from(a) ^ u32::from(n)) >> (32 - len as u32) == 0,
+        (IpAddr::V6(a), IpAddr::V6(n)) => len == 0 || (u128::from(a) ^ u128::from(n)) >> (128 - len as u32) == 0,
         _ => false,
     }
 }
@@ -109,27 +95,16 @@ pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dy
         [] => {}
         [p] if p.text == "round_robin" => {}
         [p, ..] if p.text == "weighted" => {
-            return Err(Error::at(
-                p,
-                "plugin/loadbalance: the weighted policy is not supported by this kdns build yet",
-            ))
+            return Err(Error::at(p, "plugin/loadbalance: the weighted policy is not supported by this kdns build yet"))
         }
-        [p, ..] => {
-            return Err(Error::at(
-                p,
-                format!("plugin/loadbalance: unknown policy: {}", p.text),
-            ))
-        }
+        [p, ..] => return Err(Error::at(p, format!("plugin/loadbalance: unknown policy: {}", p.text))),
     }
     let mut prefer = Vec::new();
     for (prop, vals) in d.block() {
         if prop.text != "prefer" || vals.is_empty() {
             return Err(Error::at(
                 prop,
-                format!(
-                    "plugin/loadbalance: unknown property {:?} or missing CIDR",
-                    prop.text
-                ),
+                format!("plugin/loadbalance: unknown property {:?} or missing CIDR", prop.text),
             ));
         }
         for v in vals {
@@ -138,9 +113,7 @@ pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dy
                 .split_once('/')
                 .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)))
                 .filter(|(ip, len)| *len <= if ip.is_ipv4() { 32 } else { 128 })
-                .ok_or_else(|| {
-                    Error::at(v, format!("plugin/loadbalance: invalid CIDR {:?}", v.text))
-                })?;
+                .ok_or_else(|| Error::at(v, format!("plugin/loadbalance: invalid CIDR {:?}", v.text)))?;
             prefer.push((ip, len));
         }
     }

@@ -5,20 +5,12 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 fn a(i: u8) -> Record {
-    Record::new(
-        Name::from_ascii("x.org.").unwrap(),
-        30,
-        RData::A(Ipv4Addr::new(10, 0, 0, i)),
-    )
+    Record::new(Name::from_ascii("x.org.").unwrap(), 30, RData::A(Ipv4Addr::new(10, 0, 0, i)))
 }
 
 #[test]
 fn shuffles_addresses_keeps_cname_first() {
-    let cname = Record::new(
-        Name::from_ascii("y.org.").unwrap(),
-        30,
-        RData::Cname(Name::from_ascii("x.org.").unwrap()),
-    );
+    let cname = Record::new(Name::from_ascii("y.org.").unwrap(), 30, RData::Cname(Name::from_ascii("x.org.").unwrap()));
     let mut firsts = HashSet::new();
     for _ in 0..200 {
         let mut rrs = vec![a(1), cname.clone(), a(2), a(3)];
@@ -32,11 +24,8 @@ fn shuffles_addresses_keeps_cname_first() {
 
 #[test]
 fn prefer_moves_subnet_first_and_errors_only_untouched() {
-    let (p, _, _) = run_setup(
-        super::setup,
-        "loadbalance",
-        ".:53 {\n loadbalance round_robin {\n  prefer 10.0.0.3/32\n }\n}",
-    );
+    let (p, _, _) =
+        run_setup(super::setup, "loadbalance", ".:53 {\n loadbalance round_robin {\n  prefer 10.0.0.3/32\n }\n}");
     let p = p.unwrap().unwrap();
     let q = query("x.org.", rtype::A);
     let req = request(&q, "127.0.0.1:1".parse().unwrap());
@@ -45,10 +34,7 @@ fn prefer_moves_subnet_first_and_errors_only_untouched() {
         m.answers = vec![a(1), a(2), a(3)];
         let mut reply = Reply::message(m, "test");
         p.respond(&req, &mut reply);
-        assert_eq!(
-            reply.msg.answers[0].data,
-            RData::A(Ipv4Addr::new(10, 0, 0, 3))
-        );
+        assert_eq!(reply.msg.answers[0].data, RData::A(Ipv4Addr::new(10, 0, 0, 3)));
     }
     let mut m = Message::reply_to(&q);
     m.rcode = rcode::SERVFAIL;

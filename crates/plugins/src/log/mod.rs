@@ -57,11 +57,7 @@ impl Plugin for Log {
 
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
         let qname = req.qname();
-        let Some(rule) = self
-            .rules
-            .iter()
-            .find(|r| r.names.iter().any(|n| qname.is_subdomain_of(n)))
-        else {
+        let Some(rule) = self.rules.iter().find(|r| r.names.iter().any(|n| qname.is_subdomain_of(n))) else {
             return;
         };
         if !rule.classes.contains(&Class::All) && !rule.classes.contains(&classify(done)) {

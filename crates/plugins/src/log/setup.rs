@@ -24,10 +24,7 @@ pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dy
         let mut classes = Vec::new();
         for (prop, vals) in disp.block() {
             if prop.text != "class" {
-                return Err(Error::at(
-                    prop,
-                    format!("plugin/log: unknown property {:?}", prop.text),
-                ));
+                return Err(Error::at(prop, format!("plugin/log: unknown property {:?}", prop.text)));
             }
             if vals.is_empty() {
                 return Err(disp.arg_err(prop));
@@ -38,20 +35,14 @@ pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dy
                     "success" => Class::Success,
                     "denial" => Class::Denial,
                     "error" => Class::Error,
-                    other => {
-                        return Err(Error::at(v, format!("plugin/log: unknown class {other:?}")))
-                    }
+                    other => return Err(Error::at(v, format!("plugin/log: unknown class {other:?}"))),
                 });
             }
         }
         if classes.is_empty() {
             classes.push(Class::All);
         }
-        rules.push(Rule {
-            names,
-            format: Format::compile(format),
-            classes,
-        });
+        rules.push(Rule { names, format: Format::compile(format), classes });
     }
     Ok(Some(Arc::new(Log { rules })))
 }

@@ -5,13 +5,7 @@ use kdns_wire::{flag, Message};
 use std::time::Duration;
 
 fn done_for(msg: &Message, size: usize) -> Done<'_> {
-    Done {
-        msg,
-        size,
-        plugin: "whoami",
-        error: None,
-        duration: Duration::from_micros(37990),
-    }
+    Done { msg, size, plugin: "whoami", error: None, duration: Duration::from_micros(37990) }
 }
 
 #[test]
@@ -22,15 +16,9 @@ fn common_format_matches_coredns() {
     let mut r = Message::reply_to(&q);
     r.set(flag::RA, true);
     let req = request(&q, "[::1]:50759".parse().unwrap());
-    let req = kdns_server::Request {
-        wire_len: 41,
-        ..req
-    };
+    let req = kdns_server::Request { wire_len: 41, ..req };
     let line = Format::compile(COMMON_FORMAT).render(&req, &done_for(&r, 68));
-    assert_eq!(
-        line,
-        "[::1]:50759 - 29008 \"A IN example.org. udp 41 false 4096\" NOERROR qr,rd,ra 68 0.03799s"
-    );
+    assert_eq!(line, "[::1]:50759 - 29008 \"A IN example.org. udp 41 false 4096\" NOERROR qr,rd,ra 68 0.03799s");
     let line = Format::compile("{combined}").render(&req, &done_for(&r, 68));
     assert!(line.ends_with(" \"QUERY\""), "{line}");
     let line = Format::compile("{remote} {nope} {>rd}").render(&req, &done_for(&r, 68));

@@ -30,23 +30,12 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let d = Dispenser::new(ds[0]);
     let addr = crate::listen_address("prometheus", &d, DEFAULT_ADDRESS)?;
     if let Some((prop, _)) = d.block().first() {
-        return Err(Error::at(
-            prop,
-            format!("plugin/prometheus: unsupported property {:?}", prop.text),
-        ));
+        return Err(Error::at(prop, format!("plugin/prometheus: unsupported property {:?}", prop.text)));
     }
     metrics::build_info()
-        .with(&[
-            env!("CARGO_PKG_VERSION"),
-            option_env!("KDNS_REVISION").unwrap_or("unknown"),
-            "rustc",
-        ])
+        .with(&[env!("CARGO_PKG_VERSION"), option_env!("KDNS_REVISION").unwrap_or("unknown"), "rustc"])
         .set(1.0);
     metrics::panics_total().with(&[]);
-    ctx.contrib.routes.push((
-        addr,
-        "/metrics".into(),
-        Arc::new(|| (200, metrics::registry().render())),
-    ));
+    ctx.contrib.routes.push((addr, "/metrics".into(), Arc::new(|| (200, metrics::registry().render()))));
     Ok(Some(Arc::new(Metrics)))
 }

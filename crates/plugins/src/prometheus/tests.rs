@@ -10,10 +10,6 @@ fn address_and_route() {
     assert!(body.contains("coredns_build_info{"));
     let (_, c, _) = run_setup(super::setup, "prometheus", ".:53 {\n prometheus\n}");
     assert_eq!(c.routes[0].0, "localhost:9153");
-    let (r, _, _) = run_setup(
-        super::setup,
-        "prometheus",
-        ".:53 {\n prometheus nowhere:x\n}",
-    );
+    let (r, _, _) = run_setup(super::setup, "prometheus", ".:53 {\n prometheus nowhere:x\n}");
     assert!(r.is_err());
 }

@@ -18,18 +18,10 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         match (prop.text.as_str(), vals.as_slice()) {
             ("monitor", [v]) if v.text == "until-ready" => {}
             ("monitor", [v]) if v.text == "continuously" => {
-                return Err(Error::at(
-                    v,
-                    "plugin/ready: monitor continuously is not supported by this kdns build yet",
-                ));
+                return Err(Error::at(v, "plugin/ready: monitor continuously is not supported by this kdns build yet"));
             }
             ("monitor", _) => return Err(d.arg_err(prop)),
-            (other, _) => {
-                return Err(Error::at(
-                    prop,
-                    format!("plugin/ready: unknown property {other:?}"),
-                ))
-            }
+            (other, _) => return Err(Error::at(prop, format!("plugin/ready: unknown property {other:?}"))),
         }
     }
     if !ctx.contrib.ready_addresses.contains(&addr) {

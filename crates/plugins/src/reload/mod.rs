@@ -25,30 +25,21 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         interval = parse_duration(&t.text)
             .ok_or_else(|| Error::at(t, format!("plugin/reload: invalid interval {:?}", t.text)))?;
         if interval < MIN_INTERVAL {
-            return Err(Error::at(
-                t,
-                "plugin/reload: interval value must be greater or equal to 2s",
-            ));
+            return Err(Error::at(t, "plugin/reload: interval value must be greater or equal to 2s"));
         }
     }
     if let Some(t) = args.get(1) {
         jitter = parse_duration(&t.text)
             .ok_or_else(|| Error::at(t, format!("plugin/reload: invalid jitter {:?}", t.text)))?;
         if jitter != Duration::ZERO && jitter < MIN_JITTER {
-            return Err(Error::at(
-                t,
-                "plugin/reload: jitter value must be greater or equal to 1s",
-            ));
+            return Err(Error::at(t, "plugin/reload: jitter value must be greater or equal to 1s"));
         }
     }
     if jitter > interval / 2 {
         jitter = interval / 2;
     }
     if d.has_block() {
-        return Err(Error::at(
-            d.name(),
-            "plugin/reload: this plugin takes no block",
-        ));
+        return Err(Error::at(d.name(), "plugin/reload: this plugin takes no block"));
     }
     let settings = ReloadSettings { interval, jitter };
     // Reload is process-wide: the shortest interval of all blocks wins.

@@ -36,12 +36,7 @@ impl Plugin for Whoami {
             let mut srv = Record::new(
                 owner,
                 0,
-                RData::Srv {
-                    priority: 0,
-                    weight: 0,
-                    port: req.remote.port(),
-                    target: kdns_wire::Name::root(),
-                },
+                RData::Srv { priority: 0, weight: 0, port: req.remote.port(), target: kdns_wire::Name::root() },
             );
             srv.class = req.qclass();
             m.additional.push(srv);

@@ -6,10 +6,7 @@ use std::sync::Arc;
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("whoami", ds)?;
     if let Some(extra) = ds[0].args.first() {
-        return Err(Error::at(
-            extra,
-            "plugin/whoami: this plugin takes no arguments",
-        ));
+        return Err(Error::at(extra, "plugin/whoami: this plugin takes no arguments"));
     }
     Ok(Some(Arc::new(Whoami)))
 }

@@ -1,0 +1,191 @@
+//! A scriptable upstream DNS server for forward tests. The first label of the query name picks
+//! the behaviour; everything it receives is recorded.
+//!
+//! | first label | behaviour |
+//! |---|---|
+//! | anything else | A 192.0.2.1, TTL 300 |
+//! | `slow<MS>` | same, after MS milliseconds |
+//! | `drop` | never answers |
+//! | `servfail`, `refused` | that rcode |
+//! | `nxdomain` | NXDOMAIN with an SOA in authority |
+//! | `tc` | UDP: empty reply with TC; TCP: the answer |
+//! | `garbage` | bytes that are not DNS |
+//! | `badid` | the answer with a wrong ID (and nothing else) |
+//! | `badq` | the answer for another name |
+//! | `reset` | TCP: closes the connection without answering; UDP: drops |
+//! | `big` | 60 A records |
+#![allow(dead_code)]
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub tcp: bool,
+    pub id: u16,
+    pub qname: String,
+    pub qtype: RecordType,
+    pub src: SocketAddr,
+    pub edns_options: usize,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        udp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let (s, st) = (seen.clone(), stop.clone());
+        let udp = Arc::new(udp);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65535];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, src)) = udp.recv_from(&mut buf) else { continue };
+                let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                record(&s, &q, false, src);
+                let udp = udp.clone();
+                std::thread::spawn(move || {
+                    if let Some(bytes) = respond(&q, false) {
+                        let _ = udp.send_to(&bytes, src);
+                    }
+                });
+            }
+        });
+        tcp.set_nonblocking(true).unwrap();
+        let (s, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut conn, src)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let s = s.clone();
+                std::thread::spawn(move || loop {
+                    let mut len = [0u8; 2];
+                    if conn.read_exact(&mut len).is_err() {
+                        return;
+                    }
+                    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if conn.read_exact(&mut buf).is_err() {
+                        return;
+                    }
+                    let Ok(q) = Message::from_vec(&buf) else { return };
+                    record(&s, &q, true, src);
+                    match respond(&q, true) {
+                        Some(bytes) => {
+                            let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
+                            f.extend_from_slice(&bytes);
+                            if conn.write_all(&f).is_err() {
+                                return;
+                            }
+                        }
+                        None => {
+                            if first_label(&q) == "reset" {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { addr, seen, stop }
+    }
+
+    pub fn count(&self, qname_prefix: &str) -> usize {
+        self.seen.lock().unwrap().iter().filter(|s| s.qname.starts_with(qname_prefix)).count()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn record(seen: &Mutex<Vec<Seen>>, q: &Message, tcp: bool, src: SocketAddr) {
+    let Some(query) = q.queries.first() else { return };
+    seen.lock().unwrap().push(Seen {
+        tcp,
+        id: q.metadata.id,
+        qname: query.name().to_string(),
+        qtype: query.query_type(),
+        src,
+        edns_options: q.edns.as_ref().map_or(0, |e| e.options().as_ref().len()),
+    });
+}
+
+fn first_label(q: &Message) -> String {
+    q.queries
+        .first()
+        .map(|x| x.name().to_string())
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
+    let label = first_label(q);
+    let query = q.queries.first()?.clone();
+    let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.add_query(query.clone());
+    let a =
+        |ip: [u8; 4]| Record::from_rdata(query.name().clone(), 300, RData::A(A::from(std::net::Ipv4Addr::from(ip))));
+    match label.as_str() {
+        l if l.starts_with("slow") => {
+            let ms: u64 = l[4..].parse().unwrap_or(500);
+            std::thread::sleep(Duration::from_millis(ms));
+            r.answers.push(a([192, 0, 2, 1]));
+        }
+        "drop" | "reset" => return None,
+        "servfail" => r.metadata.response_code = ResponseCode::ServFail,
+        "refused" => r.metadata.response_code = ResponseCode::Refused,
+        "nxdomain" => {
+            r.metadata.response_code = ResponseCode::NXDomain;
+            let soa =
+                SOA::new(Name::from_str("ns.example.").unwrap(), Name::from_str("h.example.").unwrap(), 1, 2, 3, 4, 30);
+            r.authorities.push(Record::from_rdata(Name::from_str("example.").unwrap(), 60, RData::SOA(soa)));
+        }
+        "tc" if !tcp => r.metadata.truncation = true,
+        "garbage" => return Some(b"\x01\x02this is not dns at all".to_vec()),
+        "badid" => {
+            r.metadata.id = q.metadata.id.wrapping_add(1);
+            r.answers.push(a([6, 6, 6, 6]));
+        }
+        "badq" => {
+            r.queries.clear();
+            r.add_query(hickory_proto::op::Query::query(Name::from_str("victim.example.").unwrap(), RecordType::A));
+            r.answers.push(a([6, 6, 6, 6]));
+        }
+        "big" => {
+            for i in 0..60u8 {
+                r.answers.push(a([10, 1, 0, i]));
+            }
+        }
+        _ => r.answers.push(a([192, 0, 2, 1])),
+    }
+    r.to_vec().ok()
+}

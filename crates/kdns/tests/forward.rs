@@ -1,0 +1,254 @@
+//! forward against the scriptable upstream: answers, retries, validation, health, limits.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{RData, RecordType};
+use std::time::{Duration, Instant};
+
+fn ok_ip() -> RData {
+    RData::A("192.0.2.1".parse().unwrap())
+}
+
+fn dead_addr() -> String {
+    // A port nobody listens on: UDP gets ICMP port unreachable, TCP gets RST.
+    format!("127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn forwards_over_udp_and_tcp_with_fresh_ids() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let q = query("www.example.org.", RecordType::A);
+    let r = udp(k.addr(), &q);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers[0].data, ok_ip());
+    let r = tcp(k.addr(), &query("tcp.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].data, ok_ip());
+    let seen = up.seen();
+    assert!(
+        seen.iter().any(|s| s.qname == "www.example.org." && !s.tcp && s.id != q.metadata.id),
+        "fresh upstream ID over UDP"
+    );
+    assert!(seen.iter().any(|s| s.qname == "tcp.example.org." && s.tcp), "TCP client → TCP upstream");
+}
+
+#[test]
+fn nxdomain_and_servfail_pass_through() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let r = udp(k.addr(), &query("nxdomain.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    let r = udp(k.addr(), &query("servfail.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn client_cookie_is_not_sent_upstream() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let mut q = with_edns(query("cookie.example.", RecordType::A), 1232);
+    q.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), vec![1, 2, 3, 4, 5, 6, 7, 8]));
+    let r = udp(k.addr(), &q);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let s = up.seen().into_iter().find(|s| s.qname == "cookie.example.").unwrap();
+    assert_eq!(s.edns_options, 0);
+}
+
+#[test]
+fn silent_upstream_gives_servfail_with_coredns_error_line() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    errors\n    forward . {} {{\n        read_timeout 300ms\n    }}\n}}\n",
+        up.addr
+    ));
+    let start = Instant::now();
+    let r = udp(k.addr(), &query("drop.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    let took = start.elapsed();
+    // 1 upstream → 2 attempts of 300 ms
+    assert!(took >= Duration::from_millis(550) && took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(up.count("drop."), 2, "attempts capped at 2 x upstreams");
+    let line =
+        k.wait_for_line("[ERROR] plugin/errors: 2 drop.example.org. A: read udp 127.0.0.1:", Duration::from_secs(2));
+    assert!(line.ends_with(&format!("->{}: i/o timeout", up.addr)), "{line}");
+}
+
+#[test]
+fn mismatched_and_garbage_replies_are_never_accepted() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {} {{\n        read_timeout 300ms\n    }}\n}}\n", up.addr));
+    for name in ["badid.example.org.", "badq.example.org.", "garbage.example.org."] {
+        let r = udp(k.addr(), &query(name, RecordType::A));
+        assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
+        assert!(r.answers.is_empty(), "{name}: nothing from the bad reply reaches the client");
+    }
+}
+
+#[test]
+fn truncated_udp_answer_is_retried_over_tcp() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let r = udp(k.addr(), &with_edns(query("tc.example.org.", RecordType::A), 1232));
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers[0].data, ok_ip());
+    let seen: Vec<bool> = up.seen().iter().filter(|s| s.qname == "tc.example.org.").map(|s| s.tcp).collect();
+    assert_eq!(seen, vec![false, true]);
+    // A big answer for a small client buffer is truncated by kdns, with TC.
+    let r = udp(k.addr(), &query("big.example.org.", RecordType::A));
+    assert!(r.metadata.truncation);
+}
+
+#[test]
+fn force_tcp_reuses_connections() {
+    let up = Upstream::start();
+    let mport = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    prometheus 127.0.0.1:{mport}\n    forward . {} {{\n        force_tcp\n    }}\n}}\n",
+        up.addr
+    ));
+    for i in 0..5 {
+        assert_eq!(udp(k.addr(), &query(&format!("n{i}.example.org."), RecordType::A)).answers[0].data, ok_ip());
+    }
+    assert!(up.seen().iter().all(|s| s.tcp));
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let hits = metric(
+        &s,
+        &format!("coredns_proxy_conn_cache_hits_total{{proto=\"tcp\",proxy_name=\"forward\",to=\"{}\"}}", up.addr),
+    )
+    .unwrap();
+    assert!(hits >= 4.0, "{s}");
+    assert!(
+        s.contains(&format!(
+            "coredns_proxy_request_duration_seconds_count{{proxy_name=\"forward\",rcode=\"NOERROR\",to=\"{}\"}} 5",
+            up.addr
+        )),
+        "{s}"
+    );
+}
+
+#[test]
+fn dead_first_upstream_fails_over_and_gets_health_checked() {
+    let up = Upstream::start();
+    let dead = dead_addr();
+    let mport = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    prometheus 127.0.0.1:{mport}\n    forward . {dead} {} {{\n        policy sequential\n        health_check 100ms\n    }}\n}}\n",
+        up.addr
+    ));
+    let r = udp(k.addr(), &query("www.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].data, ok_ip());
+    std::thread::sleep(Duration::from_millis(500));
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let fails =
+        metric(&s, &format!("coredns_proxy_healthcheck_failures_total{{proxy_name=\"forward\",to=\"{dead}\"}}"))
+            .unwrap_or(0.0);
+    assert!(fails >= 3.0, "dead upstream probed: {s}");
+    // Now marked down: queries go straight to the live one.
+    let before = up.count("after.");
+    let start = Instant::now();
+    udp(k.addr(), &query("after.example.org.", RecordType::A));
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(up.count("after."), before + 1);
+}
+
+#[test]
+fn failover_rcodes_try_the_next_upstream() {
+    let first = Upstream::start();
+    let second = Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward . {} {} {{\n        policy sequential\n        failover SERVFAIL REFUSED\n    }}\n}}\n",
+        first.addr, second.addr
+    ));
+    let r = udp(k.addr(), &query("servfail.example.org.", RecordType::A));
+    // both upstreams are the same script, so the last answer (SERVFAIL) comes back after trying both
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(first.count("servfail."), 1);
+    assert_eq!(second.count("servfail."), 1);
+}
+
+#[test]
+fn max_concurrent_refuses_over_the_limit() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {} {{\n        max_concurrent 1\n    }}\n}}\n", up.addr));
+    let addr = k.addr();
+    let slow = std::thread::spawn(move || udp(addr, &query("slow800.example.org.", RecordType::A)));
+    std::thread::sleep(Duration::from_millis(200));
+    let r = udp(k.addr(), &query("fast.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(slow.join().unwrap().answers[0].data, ok_ip());
+    assert_eq!(
+        udp(k.addr(), &query("fast2.example.org.", RecordType::A)).metadata.response_code,
+        ResponseCode::NoError
+    );
+}
+
+#[test]
+fn except_round_robin_several_lines_and_resolv_conf() {
+    let a = Upstream::start();
+    let b = Upstream::start();
+    let dir = temp_dir("resolv");
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, format!("# test\nnameserver {}\n", a.addr.ip())).unwrap();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward sub.example.org {} \n    forward . {} {} {{\n        except skip.org\n        policy round_robin\n    }}\n    whoami\n}}\n",
+        b.addr, a.addr, b.addr
+    ));
+    // except → next plugin (whoami: empty answer, SRV in additional)
+    let r = udp(k.addr(), &query("x.skip.org.", RecordType::A));
+    assert!(r.answers.is_empty() && r.additionals.iter().any(|x| x.record_type() == RecordType::SRV));
+    for i in 0..6 {
+        udp(k.addr(), &query(&format!("rr{i}.example.org."), RecordType::A));
+    }
+    assert_eq!(a.count("rr"), 3);
+    assert_eq!(b.count("rr"), 3);
+    // the first matching line wins
+    udp(k.addr(), &query("q.sub.example.org.", RecordType::A));
+    assert_eq!(b.count("q.sub"), 1);
+    assert_eq!(a.count("q.sub"), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_forward_lines_fail_at_startup() {
+    let dir = temp_dir("fwdbad");
+    let many: Vec<String> = (1..=16).map(|i| format!("127.0.0.{i}")).collect();
+    for (corefile, needle) in [
+        (
+            format!(".:0 {{\n    forward . {}\n}}\n", many.join(" ")),
+            "Corefile:2 - Error during parsing: plugin/forward: more than 15",
+        ),
+        (
+            ".:0 {\n    forward . tls://1.1.1.1\n}\n".to_string(),
+            "Corefile:2 - Error during parsing: plugin/forward: scheme \"tls://\" is not supported",
+        ),
+        (
+            ".:0 {\n    forward . 127.0.0.1 {\n        policy fastest\n    }\n}\n".to_string(),
+            "Corefile:3 - Error during parsing: plugin/forward: unknown policy",
+        ),
+        (
+            ".:0 {\n    forward . 127.0.0.1 {\n        max_concurrent 0\n    }\n}\n".to_string(),
+            "Corefile:3 - Error during parsing: plugin/forward: max_concurrent can't be 0",
+        ),
+        (
+            ".:0 {\n    forward . nowhere.conf\n}\n".to_string(),
+            "Corefile:2 - Error during parsing: plugin/forward: not an IP address or file",
+        ),
+        (".:0 {\n    forward .\n}\n".to_string(), "Corefile:2 - Error during parsing: Wrong argument count"),
+    ] {
+        std::fs::write(dir.join("Corefile"), &corefile).unwrap();
+        let out = std::process::Command::new(BIN).args(["-conf", "Corefile"]).current_dir(&dir).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{corefile}");
+        assert!(err.contains(needle), "{corefile}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

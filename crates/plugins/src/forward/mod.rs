@@ -1,0 +1,178 @@
+//! `forward`: proxies queries to upstream resolvers, with CoreDNS's selection, retry and
+//! health-check semantics. Every upstream reply is decoded and validated; raw upstream bytes
+//! never reach the client.
+
+mod proxy;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+pub use proxy::{validate, HealthCheck, Transport, Upstream};
+pub use setup::setup;
+
+use kdns_server::plugin::{Proto, Reply, Request, Step};
+use kdns_server::Plugin;
+use kdns_wire::{flag, rcode, Message, Name};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// CoreDNS's overall budget for one query across all attempts.
+const QUERY_DEADLINE: Duration = Duration::from_secs(5);
+/// EDNS COOKIE is hop-by-hop: never sent upstream on the client's behalf.
+const EDNS_COOKIE: u16 = 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Random,
+    RoundRobin,
+    Sequential,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub force_tcp: bool,
+    pub prefer_udp: bool,
+    pub expire: Duration,
+    pub max_fails: u32,
+    pub health: HealthCheck,
+    pub policy: Policy,
+    pub max_concurrent: Option<u32>,
+    pub failover: Vec<u16>,
+    /// 0 = no cap.
+    pub max_attempts: usize,
+    pub read_timeout: Duration,
+}
+
+pub struct Forwarder {
+    pub from: Name,
+    pub except: Vec<Name>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub opts: Options,
+    inflight: AtomicU32,
+    next_rr: AtomicUsize,
+}
+
+impl Forwarder {
+    pub fn new(from: Name, except: Vec<Name>, upstreams: Vec<Arc<Upstream>>, opts: Options) -> Forwarder {
+        Forwarder { from, except, upstreams, opts, inflight: AtomicU32::new(0), next_rr: AtomicUsize::new(0) }
+    }
+
+    fn matches(&self, qname: &Name) -> bool {
+        qname.is_subdomain_of(&self.from) && !self.except.iter().any(|e| qname.is_subdomain_of(e))
+    }
+
+    /// Upstream indices in the order this query tries them.
+    fn order(&self) -> Vec<usize> {
+        let n = self.upstreams.len();
+        let mut v: Vec<usize> = (0..n).collect();
+        match self.opts.policy {
+            Policy::Random => fastrand::shuffle(&mut v),
+            Policy::RoundRobin => {
+                let first = self.next_rr.fetch_add(1, Ordering::Relaxed) % n;
+                v.rotate_left(first);
+            }
+            Policy::Sequential => {}
+        }
+        v
+    }
+
+    async fn resolve(self: Arc<Self>, slot: Slot, query: Message, client: Proto) -> Reply {
+        let _slot = slot;
+        let mut upstream_query = query.clone();
+        if let Some(e) = upstream_query.edns.as_mut() {
+            e.options.retain(|(code, _)| *code != EDNS_COOKIE);
+        }
+        let transport = if self.opts.force_tcp {
+            Transport::Tcp
+        } else if self.opts.prefer_udp || client == Proto::Udp {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        let mut order: Vec<usize> =
+            self.order().into_iter().filter(|&i| !self.upstreams[i].is_down(self.opts.max_fails)).collect();
+        if order.is_empty() {
+            proxy::healthcheck_broken().with(&[]).inc();
+            order.push(fastrand::usize(..self.upstreams.len()));
+        }
+        let deadline = Instant::now() + QUERY_DEADLINE;
+        let mut last_error = None;
+        let mut attempts = 0usize;
+        let mut i = 0usize;
+        while Instant::now() < deadline && (self.opts.max_attempts == 0 || attempts < self.opts.max_attempts) {
+            let up = &self.upstreams[order[i % order.len()]];
+            i += 1;
+            attempts += 1;
+            let started = Instant::now();
+            let mut result = up.exchange(&upstream_query, transport, self.opts.read_timeout, self.opts.expire).await;
+            if let Ok(r) = &result {
+                // A truncated UDP answer is retried over TCP (the client would have to anyway).
+                if transport == Transport::Udp && r.has(flag::TC) {
+                    result =
+                        up.exchange(&upstream_query, Transport::Tcp, self.opts.read_timeout, self.opts.expire).await;
+                }
+            }
+            match result {
+                Ok(mut reply) => {
+                    proxy::request_duration()
+                        .with(&["forward", &up.label, &rcode::name(reply.rcode)])
+                        .observe(started.elapsed().as_secs_f64());
+                    if self.opts.failover.contains(&reply.rcode) && attempts < order.len() {
+                        last_error = Some(format!("upstream {} answered {}", up.label, rcode::name(reply.rcode)));
+                        continue;
+                    }
+                    // Hop-by-hop: the server writes its own OPT for the client.
+                    reply.edns = None;
+                    return Reply::message(reply, "forward");
+                }
+                Err(e) => {
+                    if self.opts.max_fails != 0 {
+                        up.start_probe(self.opts.health.clone());
+                    }
+                    last_error = Some(e.to_string());
+                }
+            }
+        }
+        Reply::servfail(&query, last_error.unwrap_or_else(|| "no upstream could be tried".into()))
+    }
+}
+
+/// One in-flight query counted against `max_concurrent`, taken before the future is spawned.
+struct Slot(Arc<Forwarder>);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// All `forward` lines of a block, tried in file order; the first whose FROM matches wins.
+pub struct Forward {
+    pub forwarders: Vec<Arc<Forwarder>>,
+}
+
+impl Plugin for Forward {
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn serve(&self, req: &Request<'_>) -> Step {
+        let qname = req.qname();
+        let Some(f) = self.forwarders.iter().find(|f| f.matches(qname)) else { return Step::Next };
+        let before = f.inflight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(f.clone());
+        if let Some(max) = f.opts.max_concurrent {
+            if before >= max {
+                drop(slot);
+                proxy::max_concurrent_rejects().with(&[]).inc();
+                return Step::Reply(Reply::rcode(
+                    req.msg,
+                    rcode::REFUSED,
+                    Some(format!("concurrent queries exceeded maximum {max}")),
+                ));
+            }
+        }
+        let fut = f.clone().resolve(slot, req.msg.clone(), req.proto);
+        Step::Pending(Box::pin(fut))
+    }
+}

@@ -1,0 +1,294 @@
+//! One upstream: exchanges over UDP (a fresh connected socket per attempt, so every query gets
+//! a kernel-random source port) and TCP (idle connections reused within `expire`), reply
+//! validation (ID, QR, question), and the health-check state.
+
+use kdns_server::metrics::{registry, Family, Kind};
+use kdns_wire::{class, flag, rtype, Message, Question};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub fn request_duration() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_proxy_request_duration_seconds",
+            "Histogram of the time each request took.",
+            Kind::Histogram(&kdns_server::metrics::TIME_BUCKETS),
+            &["proxy_name", "to", "rcode"],
+        )
+    })
+}
+pub fn healthcheck_failures() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_proxy_healthcheck_failures_total",
+            "Counter of the number of failed healthchecks.",
+            Kind::Counter,
+            &["proxy_name", "to"],
+        )
+    })
+}
+pub fn conn_cache_hits() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_proxy_conn_cache_hits_total",
+            "Counter of connection cache hits per upstream and protocol.",
+            Kind::Counter,
+            &["proxy_name", "to", "proto"],
+        )
+    })
+}
+pub fn conn_cache_misses() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_proxy_conn_cache_misses_total",
+            "Counter of connection cache misses per upstream and protocol.",
+            Kind::Counter,
+            &["proxy_name", "to", "proto"],
+        )
+    })
+}
+pub fn healthcheck_broken() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_forward_healthcheck_broken_total",
+            "Counter of the number of complete failures of the healthchecks.",
+            Kind::Counter,
+            &[],
+        )
+    })
+}
+pub fn max_concurrent_rejects() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "coredns_forward_max_concurrent_rejects_total",
+            "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+            Kind::Counter,
+            &[],
+        )
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Why an exchange failed, worded like Go's net errors so `errors` lines look familiar.
+#[derive(Debug)]
+pub struct ExchangeError {
+    pub message: String,
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// `to` label: `127.0.0.1:53`.
+    pub label: String,
+    pub fails: AtomicU32,
+    probing: AtomicBool,
+    idle_tcp: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+impl Upstream {
+    pub fn new(addr: SocketAddr) -> Upstream {
+        Upstream {
+            addr,
+            label: addr.to_string(),
+            fails: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+            idle_tcp: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Down when consecutive failed health checks exceed `max_fails` (0 disables).
+    pub fn is_down(&self, max_fails: u32) -> bool {
+        max_fails != 0 && self.fails.load(Ordering::Relaxed) > max_fails
+    }
+
+    /// Sends `query` (its ID replaced by a fresh random one) and returns the validated reply
+    /// with the original ID restored.
+    pub async fn exchange(
+        &self,
+        query: &Message,
+        transport: Transport,
+        read_timeout: Duration,
+        expire: Duration,
+    ) -> Result<Message, ExchangeError> {
+        let mut q = query.clone();
+        q.id = fastrand::u16(..);
+        let bytes = q.to_vec();
+        let reply = match transport {
+            Transport::Udp => self.exchange_udp(&bytes, &q, read_timeout).await?,
+            Transport::Tcp => self.exchange_tcp(&bytes, &q, read_timeout, expire).await?,
+        };
+        let mut reply = reply;
+        reply.id = query.id;
+        Ok(reply)
+    }
+
+    async fn exchange_udp(&self, bytes: &[u8], q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
+        let bind: SocketAddr =
+            if self.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+        let sock = UdpSocket::bind(bind).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
+        sock.connect(self.addr).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
+        let local = sock.local_addr().ok();
+        sock.send(bytes).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
+        conn_cache_misses().with(&["forward", &self.label, "udp"]).inc();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(self.err("read", Transport::Udp, local, e)),
+                Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
+            };
+            // Out-of-order or spoofed replies are skipped; keep waiting for ours.
+            if let Some(m) = validate(&buf[..n], q) {
+                return Ok(m);
+            }
+        }
+    }
+
+    async fn exchange_tcp(
+        &self,
+        bytes: &[u8],
+        q: &Message,
+        timeout: Duration,
+        expire: Duration,
+    ) -> Result<Message, ExchangeError> {
+        let cached = {
+            let mut idle = self.idle_tcp.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(_, t)| t.elapsed() < expire);
+            idle.pop()
+        };
+        let (mut stream, reused) = match cached {
+            Some((s, _)) => {
+                conn_cache_hits().with(&["forward", &self.label, "tcp"]).inc();
+                (s, true)
+            }
+            None => {
+                conn_cache_misses().with(&["forward", &self.label, "tcp"]).inc();
+                let s = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
+                    .await
+                    .map_err(|_| self.timeout("dial", Transport::Tcp, None))?
+                    .map_err(|e| self.err("dial", Transport::Tcp, None, e))?;
+                let _ = s.set_nodelay(true);
+                (s, false)
+            }
+        };
+        let local = stream.local_addr().ok();
+        let mut frame = Vec::with_capacity(bytes.len() + 2);
+        frame.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        frame.extend_from_slice(bytes);
+        let result = tokio::time::timeout(timeout, async {
+            stream.write_all(&frame).await?;
+            loop {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await?;
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                stream.read_exact(&mut buf).await?;
+                if let Some(m) = validate(&buf, q) {
+                    return Ok::<Message, io::Error>(m);
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(m)) => {
+                self.idle_tcp.lock().unwrap_or_else(|e| e.into_inner()).push((stream, Instant::now()));
+                Ok(m)
+            }
+            // A reused connection the upstream already closed: say so, the caller retries.
+            Ok(Err(e)) if reused => {
+                Err(ExchangeError { message: format!("cached connection to {} was closed: {e}", self.addr) })
+            }
+            Ok(Err(e)) => Err(self.err("read", Transport::Tcp, local, e)),
+            Err(_) => Err(self.timeout("read", Transport::Tcp, local)),
+        }
+    }
+
+    fn err(&self, op: &str, t: Transport, local: Option<SocketAddr>, e: io::Error) -> ExchangeError {
+        let from = local.map(|l| format!("{l}->")).unwrap_or_default();
+        ExchangeError { message: format!("{op} {} {from}{}: {e}", t.as_str(), self.addr) }
+    }
+
+    fn timeout(&self, op: &str, t: Transport, local: Option<SocketAddr>) -> ExchangeError {
+        let from = local.map(|l| format!("{l}->")).unwrap_or_default();
+        ExchangeError { message: format!("{op} {} {from}{}: i/o timeout", t.as_str(), self.addr) }
+    }
+
+    /// Starts the prober unless one runs: `. IN NS` (or `domain`) every `interval` until a
+    /// reply parses, then resets the failure count (CoreDNS semantics: any parsed reply is healthy).
+    pub fn start_probe(self: &Arc<Self>, check: HealthCheck) {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let up = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut q = Message { flags: if check.recursion_desired { flag::RD } else { 0 }, ..Message::default() };
+                q.questions.push(Question { name: check.domain.clone(), qtype: rtype::NS, qclass: class::IN });
+                match up.exchange(&q, check.transport, Duration::from_secs(1), Duration::ZERO).await {
+                    Ok(_) => {
+                        up.fails.store(0, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(_) => {
+                        healthcheck_failures().with(&["forward", &up.label]).inc();
+                        up.fails.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(check.interval).await;
+            }
+            up.probing.store(false, Ordering::Release);
+        });
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub recursion_desired: bool,
+    pub domain: kdns_wire::Name,
+    pub transport: Transport,
+}
+
+/// Decodes `bytes` and accepts it only as the answer to `q`: QR set, same ID, one question equal
+/// to ours (name case-insensitively, type and class). RFC 5452 §9.1.
+pub fn validate(bytes: &[u8], q: &Message) -> Option<Message> {
+    let m = Message::decode(bytes).ok()?;
+    if !m.has(flag::QR) || m.id != q.id {
+        return None;
+    }
+    let (a, b) = (m.questions.first()?, q.questions.first()?);
+    if m.questions.len() != 1 || a.qtype != b.qtype || a.qclass != b.qclass || !a.name.eq_ignore_case(&b.name) {
+        return None;
+    }
+    Some(m)
+}
