@@ -252,3 +252,33 @@ fn bad_forward_lines_fail_at_startup() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn loop_to_ourselves_halts_with_coredns_message() {
+    let mut k = Kdns::start(".:PORT {\n    loop\n    forward . 127.0.0.1:PORT\n}\n");
+    let code = k.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1));
+    let line = k.wait_for_line("[FATAL] plugin/loop: Loop (127.0.0.1:", Duration::from_secs(1));
+    assert!(line.contains(&format!(":{}) detected for zone \".\"", k.port)), "{line}");
+    assert!(line.contains("see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO "), "{line}");
+}
+
+#[test]
+fn no_loop_probe_reaches_upstream_once_and_server_stays_up() {
+    let up = Upstream::start();
+    let mut k = Kdns::start(&format!("example.org:PORT {{\n    loop\n    forward . {}\n}}\n", up.addr));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !up.seen().iter().any(|s| s.qtype == RecordType::HINFO) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let probes: Vec<_> = up.seen().into_iter().filter(|s| s.qtype == RecordType::HINFO).collect();
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    let labels: Vec<&str> = probes[0].qname.split('.').collect();
+    assert!(
+        labels[0].parse::<u64>().is_ok() && labels[1].parse::<u64>().is_ok() && labels[2] == "example",
+        "{}",
+        probes[0].qname
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(k.wait_exit(Duration::from_millis(10)), None, "still running");
+}

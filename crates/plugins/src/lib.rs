@@ -12,6 +12,7 @@ pub mod health;
 pub mod hosts;
 pub mod loadbalance;
 pub mod log;
+pub mod r#loop;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
@@ -39,7 +40,7 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 13] = [
+    let defs: [(&'static str, SetupFn); 14] = [
         ("any", any::setup),
         ("bind", bind::setup),
         ("debug", debug::setup),
@@ -49,6 +50,7 @@ pub fn all() -> Vec<PluginDef> {
         ("hosts", hosts::setup),
         ("loadbalance", loadbalance::setup),
         ("log", log::setup),
+        ("loop", r#loop::setup),
         ("prometheus", prometheus::setup),
         ("ready", ready::setup),
         ("reload", reload::setup),

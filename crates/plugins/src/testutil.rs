@@ -20,8 +20,14 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
     let ds: Vec<&Directive> = c.blocks[0].directives.iter().filter(|d| d.name.text == name).collect();
     let zones = vec![".".to_string()];
     let mut contrib = Contributions::default();
-    let mut ctx =
-        SetupCtx { zones: &zones, config_dir: Path::new("."), listen: Vec::new(), debug: false, contrib: &mut contrib };
+    let mut ctx = SetupCtx {
+        zones: &zones,
+        config_dir: Path::new("."),
+        listen: Vec::new(),
+        debug: false,
+        port: 53,
+        contrib: &mut contrib,
+    };
     let r = setup(&mut ctx, &ds);
     let listen = ctx.listen.clone();
     (r, contrib, listen)

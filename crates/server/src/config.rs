@@ -137,8 +137,14 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             by_name.entry(d.name.text.as_str()).or_default().push(d);
         }
         let zone_names: Vec<String> = zones.iter().map(|z| z.0.clone()).collect();
-        let mut ctx =
-            SetupCtx { zones: &zone_names, config_dir, listen: Vec::new(), debug: false, contrib: &mut contrib };
+        let mut ctx = SetupCtx {
+            zones: &zone_names,
+            config_dir,
+            listen: Vec::new(),
+            debug: false,
+            port: zones.first().map_or(default_port, |z| z.1),
+            contrib: &mut contrib,
+        };
         let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
         for name in &order {
             let Some(ds) = by_name.get(name) else {

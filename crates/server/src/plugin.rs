@@ -181,6 +181,8 @@ pub struct SetupCtx<'a> {
     pub listen: Vec<IpAddr>,
     /// Set by `debug`: panics are not recovered, debug lines are printed.
     pub debug: bool,
+    /// Port of the block's first key (what `loop` probes).
+    pub port: u16,
     pub contrib: &'a mut Contributions,
 }
 
