@@ -3,7 +3,7 @@
 
 use crate::config::{Block, ZoneTable};
 use crate::metrics::{self, ZoneStats};
-use crate::plugin::{BoxFuture, Done, Proto, Reply, Request, Step};
+use crate::plugin::{Body, BoxFuture, Done, Proto, Reply, Request, Step};
 use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -109,7 +109,7 @@ pub fn handle(
     };
     let Some(entry) = entry else {
         let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
-        let size = write_reply(&req, &mut reply.msg, out);
+        let size = write_reply(&req, reply.body_mut(), out);
         report(&req, "", rcode::REFUSED, size);
         return Outcome::Reply;
     };
@@ -159,9 +159,9 @@ fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply
     if let Err(panic) = back {
         reply = recovered(req.server, req.msg, panic, block.debug);
     }
-    let size = write_reply(req, &mut reply.msg, out);
+    let size = write_reply(req, reply.body_mut(), out);
     let done = Done {
-        msg: &reply.msg,
+        reply: &reply,
         size,
         plugin: reply.plugin,
         error: reply.error.as_deref(),
@@ -177,13 +177,23 @@ fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply
 /// Applies CoreDNS's `SizeAndDo` + `Scrub`: reflect the client's OPT (version 0, its buffer size,
 /// its DO bit, supported options only), drop OPT for non-EDNS clients, truncate to the client's
 /// buffer with TC. Returns the number of bytes written.
-pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> usize {
+pub fn write_reply(req: &Request<'_>, body: &mut Body, out: &mut Vec<u8>) -> usize {
+    let limit = match req.proto {
+        Proto::Tcp => 65535,
+        Proto::Udp => req.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
+    };
+    if let Body::Wire(bytes) = body {
+        if write_wire(req, bytes, limit, out) {
+            return out.len();
+        }
+        // Does not fit: take the general path, which truncates whole records.
+        let decoded = Message::decode(bytes).unwrap_or_else(|_| Message::reply_to(req.msg));
+        *body = Body::Message(decoded);
+    }
+    let Body::Message(msg) = body else { unreachable!("wire handled above") };
     match &req.msg.edns {
         Some(q) => {
-            let mut o = msg.edns.take().unwrap_or_else(|| Edns {
-                options: q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect(),
-                ..Edns::default()
-            });
+            let mut o = msg.edns.take().unwrap_or_else(|| Edns { options: reflected_options(q), ..Edns::default() });
             o.version = 0;
             o.udp_size = q.udp_size;
             o.dnssec_ok = o.dnssec_ok || q.dnssec_ok;
@@ -196,15 +206,44 @@ pub fn write_reply(req: &Request<'_>, msg: &mut Message, out: &mut Vec<u8>) -> u
         msg.set(kdns_wire::flag::QR, true);
     }
     msg.id = req.msg.id;
-    let limit = match req.proto {
-        Proto::Tcp => 65535,
-        Proto::Udp => req.msg.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
-    };
     let encoded = msg.encode(out, limit);
     if encoded.truncated {
         msg.set(kdns_wire::flag::TC, true);
     }
     encoded.len
+}
+
+fn reflected_options(q: &Edns) -> Vec<(u16, Vec<u8>)> {
+    q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect()
+}
+
+/// Wire bodies (cache hits): copy, append the client's OPT, done — no parse. False when the
+/// result would exceed `limit`.
+fn write_wire(req: &Request<'_>, bytes: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.extend_from_slice(bytes);
+    if out.len() < kdns_wire::HEADER_LEN {
+        return false;
+    }
+    out[0..2].copy_from_slice(&req.msg.id.to_be_bytes());
+    out[2] |= 0x80;
+    if let Some(q) = &req.msg.edns {
+        let options = reflected_options(q);
+        out.push(0);
+        out.extend_from_slice(&kdns_wire::rtype::OPT.to_be_bytes());
+        out.extend_from_slice(&q.udp_size.to_be_bytes());
+        out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
+        let rdlen: usize = options.iter().map(|(_, d)| 4 + d.len()).sum();
+        out.extend_from_slice(&(rdlen as u16).to_be_bytes());
+        for (code, data) in &options {
+            out.extend_from_slice(&code.to_be_bytes());
+            out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            out.extend_from_slice(data);
+        }
+        let arcount = u16::from_be_bytes([out[10], out[11]]).wrapping_add(1);
+        out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    }
+    out.len() <= limit
 }
 
 fn recovered(server: &str, query: &Message, panic: Box<dyn std::any::Any + Send>, debug: bool) -> Reply {

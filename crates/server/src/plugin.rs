@@ -76,10 +76,18 @@ impl Request<'_> {
     }
 }
 
+/// What a reply carries: a message built by a plugin, or finished wire bytes (a cache hit:
+/// ID, flags, question case and TTLs already patched, no OPT record).
+#[derive(Debug, Clone)]
+pub enum Body {
+    Message(Message),
+    Wire(Vec<u8>),
+}
+
 /// A handler's answer, or the rcode it returned without writing.
 #[derive(Debug)]
 pub struct Reply {
-    pub msg: Message,
+    body: Body,
     /// The plugin that wrote the reply; empty when the server wrote it (CoreDNS's `plugin` label).
     pub plugin: &'static str,
     /// The error a plugin returned (logged by `errors`).
@@ -90,18 +98,68 @@ pub struct Reply {
 
 impl Reply {
     pub fn message(msg: Message, plugin: &'static str) -> Reply {
-        Reply { msg, plugin, error: None, written: true }
+        Reply { body: Body::Message(msg), plugin, error: None, written: true }
+    }
+
+    /// Finished wire bytes (without OPT); the server adds the client's OPT and checks the size.
+    pub fn wire(bytes: Vec<u8>, plugin: &'static str) -> Reply {
+        Reply { body: Body::Wire(bytes), plugin, error: None, written: true }
     }
 
     /// An rcode returned without writing (SERVFAIL, REFUSED, …), optionally with an error.
     pub fn rcode(query: &Message, code: u16, error: Option<String>) -> Reply {
         let mut msg = Message::reply_to(query);
         msg.rcode = code;
-        Reply { msg, plugin: "", error, written: false }
+        Reply { body: Body::Message(msg), plugin: "", error, written: false }
     }
 
     pub fn servfail(query: &Message, error: String) -> Reply {
         Reply::rcode(query, rcode::SERVFAIL, Some(error))
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The reply as a message to change; wire bytes are decoded first (off the cache-hit path:
+    /// only plugins that rewrite answers, like loadbalance, call this).
+    pub fn msg(&mut self) -> &mut Message {
+        if let Body::Wire(bytes) = &self.body {
+            let decoded = Message::decode(bytes).unwrap_or_default();
+            self.body = Body::Message(decoded);
+        }
+        match &mut self.body {
+            Body::Message(m) => m,
+            Body::Wire(_) => unreachable!("decoded above"),
+        }
+    }
+
+    /// The reply as a message to read (decoded copy for wire bytes).
+    pub fn as_message(&self) -> std::borrow::Cow<'_, Message> {
+        match &self.body {
+            Body::Message(m) => std::borrow::Cow::Borrowed(m),
+            Body::Wire(b) => std::borrow::Cow::Owned(Message::decode(b).unwrap_or_default()),
+        }
+    }
+
+    /// Response code (12 bits for messages; wire bodies carry no OPT, so 4 bits).
+    pub fn rcode_value(&self) -> u16 {
+        match &self.body {
+            Body::Message(m) => m.rcode,
+            Body::Wire(b) => b.get(3).map_or(0, |x| (x & 0xF) as u16),
+        }
+    }
+
+    /// Header flag bits (without the rcode).
+    pub fn flags(&self) -> u16 {
+        match &self.body {
+            Body::Message(m) => m.flags,
+            Body::Wire(b) => b.get(2..4).map_or(0, |f| u16::from_be_bytes([f[0], f[1]]) & !0xF),
+        }
+    }
+
+    pub(crate) fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
     }
 }
 
@@ -115,7 +173,7 @@ pub enum Step {
 
 /// What observers see after the reply went out.
 pub struct Done<'a> {
-    pub msg: &'a Message,
+    pub reply: &'a Reply,
     /// Bytes written on the wire.
     pub size: usize,
     pub plugin: &'static str,

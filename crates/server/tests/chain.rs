@@ -48,7 +48,7 @@ impl Plugin for Observer {
         Step::Next
     }
     fn respond(&self, _req: &Request<'_>, reply: &mut Reply) {
-        reply.msg.set(flag::RA, true);
+        reply.msg().set(flag::RA, true);
     }
     fn observe(&self, _req: &Request<'_>, _done: &Done<'_>) {
         OBSERVED.fetch_add(1, Ordering::SeqCst);

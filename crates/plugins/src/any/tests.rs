@@ -8,8 +8,8 @@ fn any_gets_hinfo_others_pass() {
     let p = p.unwrap().unwrap();
     let q = query("example.org.", rtype::ANY);
     let Step::Reply(r) = p.serve(&request(&q, "127.0.0.1:1".parse().unwrap())) else { panic!() };
-    assert_eq!(r.msg.answers[0].ttl, 8482);
-    assert!(matches!(&r.msg.answers[0].data, RData::Hinfo { cpu, .. } if cpu == b"ANY obsoleted"));
+    assert_eq!(r.as_message().answers[0].ttl, 8482);
+    assert!(matches!(&r.as_message().answers[0].data, RData::Hinfo { cpu, .. } if cpu == b"ANY obsoleted"));
     let q = query("example.org.", rtype::A);
     assert!(matches!(p.serve(&request(&q, "127.0.0.1:1".parse().unwrap())), Step::Next));
 }

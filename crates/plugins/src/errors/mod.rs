@@ -52,7 +52,8 @@ impl Plugin for Errors {
 
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
         let Some(err) = done.error else { return };
-        let line = format!("{} {} {}: {}", done.msg.rcode, req.qname(), kdns_wire::rtype::name(req.qtype()), err);
+        let line =
+            format!("{} {} {}: {}", done.reply.rcode_value(), req.qname(), kdns_wire::rtype::name(req.qtype()), err);
         for p in &self.patterns {
             if p.regex.is_match(&line) {
                 let before = p.count.fetch_add(1, Ordering::Relaxed);

@@ -16,20 +16,20 @@ fn inline_entries_answer_a_aaaa_ptr() {
     );
     let p = p.unwrap().unwrap();
     let Step::Reply(r) = serve(&p, "WEB.example.org.", rtype::A) else { panic!() };
-    assert_eq!(r.msg.answers.len(), 1);
-    assert_eq!(r.msg.answers[0].ttl, 60);
-    assert_eq!(r.msg.answers[0].name.to_string(), "web.example.org.");
-    assert!(r.msg.has(flag::AA));
+    assert_eq!(r.as_message().answers.len(), 1);
+    assert_eq!(r.as_message().answers[0].ttl, 60);
+    assert_eq!(r.as_message().answers[0].name.to_string(), "web.example.org.");
+    assert!(r.as_message().has(flag::AA));
     let Step::Reply(r) = serve(&p, "web.example.org.", rtype::AAAA) else { panic!() };
-    assert_eq!(r.msg.answers[0].data, RData::Aaaa("fd00::1".parse().unwrap()));
+    assert_eq!(r.as_message().answers[0].data, RData::Aaaa("fd00::1".parse().unwrap()));
     let Step::Reply(r) = serve(&p, "web2.example.org.", rtype::AAAA) else { panic!() };
-    assert!(r.msg.answers.is_empty() && r.written, "name exists: NODATA");
+    assert!(r.as_message().answers.is_empty() && r.written, "name exists: NODATA");
     let Step::Reply(r) = serve(&p, "1.0.0.10.in-addr.arpa.", rtype::PTR) else { panic!() };
-    assert_eq!(r.msg.answers.len(), 2);
+    assert_eq!(r.as_message().answers.len(), 2);
     assert!(matches!(serve(&p, "2.0.0.10.in-addr.arpa.", rtype::PTR), Step::Next));
     let Step::Reply(r) = serve(&p, "nope.example.org.", rtype::A) else { panic!() };
     assert!(!r.written);
-    assert_eq!(r.msg.rcode, rcode::SERVFAIL);
+    assert_eq!(r.as_message().rcode, rcode::SERVFAIL);
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn file_is_read_and_bad_options_rejected() {
     let (p, _, _) = run_setup(super::setup, "hosts", &format!(".:53 {{\n hosts {}\n}}", f.display()));
     let p = p.unwrap().unwrap();
     let Step::Reply(r) = serve(&p, "db.", rtype::A) else { panic!() };
-    assert_eq!(r.msg.answers[0].data, RData::A("192.0.2.7".parse().unwrap()));
+    assert_eq!(r.as_message().answers[0].data, RData::A("192.0.2.7".parse().unwrap()));
     for text in
         [".:53 {\n hosts {\n  ttl 0\n }\n}", ".:53 {\n hosts {\n  bogus\n }\n}", ".:53 {\n hosts {\n  reload x\n }\n}"]
     {

@@ -4,7 +4,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, Reply, Request, SetupCtx};
+use kdns_server::plugin::{once, Body, Plugin, Reply, Request, SetupCtx};
 use kdns_wire::{rcode, rtype, RData, Record};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,10 +22,18 @@ impl Plugin for LoadBalance {
         false
     }
     fn respond(&self, req: &Request<'_>, reply: &mut Reply) {
-        if reply.msg.rcode != rcode::NOERROR || matches!(req.qtype(), rtype::AXFR | rtype::IXFR) {
+        if reply.rcode_value() != rcode::NOERROR || matches!(req.qtype(), rtype::AXFR | rtype::IXFR) {
             return;
         }
-        for section in [&mut reply.msg.answers, &mut reply.msg.authority, &mut reply.msg.additional] {
+        // A wire body (cache hit) with fewer than two records has nothing to shuffle: skip the decode.
+        if let Body::Wire(b) = reply.body() {
+            let count = |i: usize| b.get(i..i + 2).map_or(0, |x| u16::from_be_bytes([x[0], x[1]]) as u32);
+            if count(6) + count(8) + count(10) < 2 {
+                return;
+            }
+        }
+        let msg = reply.msg();
+        for section in [&mut msg.answers, &mut msg.authority, &mut msg.additional] {
             round_robin(section);
             if !self.prefer.is_empty() {
                 self.apply_prefer(section);

@@ -34,14 +34,14 @@ fn prefer_moves_subnet_first_and_errors_only_untouched() {
         m.answers = vec![a(1), a(2), a(3)];
         let mut reply = Reply::message(m, "test");
         p.respond(&req, &mut reply);
-        assert_eq!(reply.msg.answers[0].data, RData::A(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(reply.as_message().answers[0].data, RData::A(Ipv4Addr::new(10, 0, 0, 3)));
     }
     let mut m = Message::reply_to(&q);
     m.rcode = rcode::SERVFAIL;
     m.answers = vec![a(1), a(2)];
     let mut reply = Reply::message(m.clone(), "test");
     p.respond(&req, &mut reply);
-    assert_eq!(reply.msg, m);
+    assert_eq!(reply.as_message().into_owned(), m);
 }
 
 #[test]

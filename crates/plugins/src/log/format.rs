@@ -110,7 +110,7 @@ impl Format {
                 Part::Port => write!(s, "{}", req.remote.port()),
                 Part::Local => write_ip(&mut s, req.local.ip()),
                 Part::LocalPort => write!(s, "{}", req.local.port()),
-                Part::Rcode => write!(s, "{}", rcode::name(done.msg.rcode)),
+                Part::Rcode => write!(s, "{}", rcode::name(done.reply.rcode_value())),
                 Part::Rsize => write!(s, "{}", done.size),
                 Part::Duration => write!(s, "{}s", done.duration.as_secs_f64()),
                 Part::Id => write!(s, "{}", req.msg.id),
@@ -118,7 +118,7 @@ impl Format {
                 Part::Do => write!(s, "{}", req.do_bit()),
                 Part::Bufsize => write!(s, "{}", req.bufsize()),
                 Part::Rflags => {
-                    write_flags(&mut s, done.msg.flags);
+                    write_flags(&mut s, done.reply.flags());
                     Ok(())
                 }
                 Part::Flag(f) => write!(s, "{}", req.msg.has(*f)),

@@ -31,9 +31,9 @@ pub struct Log {
 
 /// CoreDNS's response classification (`response.Typify` then `Classify`).
 pub fn classify(done: &Done<'_>) -> Class {
-    let m = done.msg;
-    match m.rcode {
+    match done.reply.rcode_value() {
         rcode::NOERROR => {
+            let m = done.reply.as_message();
             let nodata = m.answers.is_empty() && m.authority.iter().any(|r| r.rtype == rtype::SOA);
             if nodata {
                 Class::Denial

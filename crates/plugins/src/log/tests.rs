@@ -1,11 +1,11 @@
 use super::*;
 use crate::testutil::*;
-use kdns_server::plugin::Done;
+use kdns_server::plugin::{Done, Reply};
 use kdns_wire::{flag, Message};
 use std::time::Duration;
 
-fn done_for(msg: &Message, size: usize) -> Done<'_> {
-    Done { msg, size, plugin: "whoami", error: None, duration: Duration::from_micros(37990) }
+fn done_for(reply: &Reply, size: usize) -> Done<'_> {
+    Done { reply, size, plugin: "whoami", error: None, duration: Duration::from_micros(37990) }
 }
 
 #[test]
@@ -13,8 +13,9 @@ fn common_format_matches_coredns() {
     let mut q = query("Example.org.", kdns_wire::rtype::A);
     q.id = 29008;
     q.edns = Some(kdns_wire::Edns::new(4096));
-    let mut r = Message::reply_to(&q);
-    r.set(flag::RA, true);
+    let mut m = Message::reply_to(&q);
+    m.set(flag::RA, true);
+    let r = Reply::message(m, "whoami");
     let req = request(&q, "[::1]:50759".parse().unwrap());
     let req = kdns_server::Request { wire_len: 41, ..req };
     let line = Format::compile(COMMON_FORMAT).render(&req, &done_for(&r, 68));
@@ -40,10 +41,12 @@ fn setup_forms() {
 #[test]
 fn classes() {
     let q = query("example.org.", kdns_wire::rtype::A);
-    let mut r = Message::reply_to(&q);
-    assert_eq!(classify(&done_for(&r, 10)), Class::Success);
-    r.rcode = kdns_wire::rcode::NXDOMAIN;
-    assert_eq!(classify(&done_for(&r, 10)), Class::Denial);
-    r.rcode = kdns_wire::rcode::SERVFAIL;
-    assert_eq!(classify(&done_for(&r, 10)), Class::Error);
+    let with = |code: u16| {
+        let mut m = Message::reply_to(&q);
+        m.rcode = code;
+        Reply::message(m, "x")
+    };
+    assert_eq!(classify(&done_for(&with(kdns_wire::rcode::NOERROR), 10)), Class::Success);
+    assert_eq!(classify(&done_for(&with(kdns_wire::rcode::NXDOMAIN), 10)), Class::Denial);
+    assert_eq!(classify(&done_for(&with(kdns_wire::rcode::SERVFAIL), 10)), Class::Error);
 }

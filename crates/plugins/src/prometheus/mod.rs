@@ -21,7 +21,7 @@ impl Plugin for Metrics {
         false
     }
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
-        report(req, done.plugin, done.msg.rcode, done.size);
+        report(req, done.plugin, done.reply.rcode_value(), done.size);
     }
 }
 

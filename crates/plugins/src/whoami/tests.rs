@@ -8,12 +8,12 @@ fn answers_with_client_address_in_additional() {
     let p = p.unwrap().unwrap();
     let q = query("Example.ORG.", rtype::A);
     let Step::Reply(r) = p.serve(&request(&q, "10.1.2.3:4444".parse().unwrap())) else { panic!("whoami must answer") };
-    assert!(r.msg.has(flag::AA));
-    assert!(r.msg.answers.is_empty());
-    assert_eq!(r.msg.additional[0].data, RData::A("10.1.2.3".parse().unwrap()));
-    assert_eq!(r.msg.additional[0].name.to_string(), "example.org.");
-    assert_eq!(r.msg.additional[1].name.to_string(), "_udp.example.org.");
-    assert!(matches!(r.msg.additional[1].data, RData::Srv { port: 4444, .. }));
+    assert!(r.as_message().has(flag::AA));
+    assert!(r.as_message().answers.is_empty());
+    assert_eq!(r.as_message().additional[0].data, RData::A("10.1.2.3".parse().unwrap()));
+    assert_eq!(r.as_message().additional[0].name.to_string(), "example.org.");
+    assert_eq!(r.as_message().additional[1].name.to_string(), "_udp.example.org.");
+    assert!(matches!(r.as_message().additional[1].data, RData::Srv { port: 4444, .. }));
 }
 
 #[test]
