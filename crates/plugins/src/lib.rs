@@ -5,6 +5,7 @@
 
 pub mod any;
 pub mod bind;
+pub mod cache;
 pub mod debug;
 pub mod errors;
 pub mod forward;
@@ -40,9 +41,10 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 14] = [
+    let defs: [(&'static str, SetupFn); 15] = [
         ("any", any::setup),
         ("bind", bind::setup),
+        ("cache", cache::setup),
         ("debug", debug::setup),
         ("errors", errors::setup),
         ("forward", forward::setup),

@@ -7,7 +7,8 @@
 //! | `slow<MS>` | same, after MS milliseconds |
 //! | `drop` | never answers |
 //! | `servfail`, `refused` | that rcode |
-//! | `nxdomain` | NXDOMAIN with an SOA in authority |
+//! | `nxdomain` | NXDOMAIN with an SOA in authority (SOA TTL 60) |
+//! | `nxnosoa` | NXDOMAIN without SOA |
 //! | `tc` | UDP: empty reply with TC; TCP: the answer |
 //! | `garbage` | bytes that are not DNS |
 //! | `badid` | the answer with a wrong ID (and nothing else) |
@@ -162,6 +163,7 @@ fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
         }
         "drop" | "reset" => return None,
         "servfail" => r.metadata.response_code = ResponseCode::ServFail,
+        "nxnosoa" => r.metadata.response_code = ResponseCode::NXDomain,
         "refused" => r.metadata.response_code = ResponseCode::Refused,
         "nxdomain" => {
             r.metadata.response_code = ResponseCode::NXDomain;

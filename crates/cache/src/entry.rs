@@ -1,0 +1,152 @@
+//! A cached response: finished wire bytes plus where its TTLs live.
+
+use kdns_wire::{flag, Message, HEADER_LEN};
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct Entry {
+    /// The response without OPT, every TTL set to `duration`, question at offset 12.
+    wire: Box<[u8]>,
+    ttl_offsets: Box<[u16]>,
+    qname_len: usize,
+    stored: Instant,
+    /// Seconds this entry lives (the TTL the first reply carried).
+    pub duration: u32,
+    pub rcode: u16,
+}
+
+impl Entry {
+    /// Encodes `msg` (OPT dropped, all TTLs set to `duration`). `None` if it cannot be walked.
+    pub fn new(msg: &Message, now: Instant, duration: u32) -> Option<Entry> {
+        let mut m = msg.clone();
+        m.edns = None;
+        m.id = 0;
+        for rr in m.answers.iter_mut().chain(m.authority.iter_mut()).chain(m.additional.iter_mut()) {
+            rr.ttl = duration;
+        }
+        let wire = m.to_vec();
+        let (qname_len, ttl_offsets) = walk(&wire)?;
+        Some(Entry {
+            wire: wire.into(),
+            ttl_offsets: ttl_offsets.into(),
+            qname_len,
+            stored: now,
+            duration,
+            rcode: m.rcode & 0xF,
+        })
+    }
+
+    /// Seconds left; zero or negative means expired.
+    pub fn ttl(&self, now: Instant) -> i64 {
+        self.duration as i64 - now.saturating_duration_since(self.stored).as_secs() as i64
+    }
+
+    pub fn len(&self) -> usize {
+        self.wire.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wire.is_empty()
+    }
+
+    /// The reply to `query` from this entry, as CoreDNS builds it from a cache item: the
+    /// query's ID, opcode, RD and CD, AA always set, RA and the rcode from the item, AD only if
+    /// the client asked with DO or AD, the client's question case, every TTL = `ttl`.
+    pub fn write_hit(&self, query: &Message, query_wire_qname: &[u8], ttl: u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.wire);
+        out[0..2].copy_from_slice(&query.id.to_be_bytes());
+        let stored = u16::from_be_bytes([out[2], out[3]]);
+        let wants_ad = query.has(flag::AD) || query.edns.as_ref().is_some_and(|e| e.dnssec_ok);
+        let mut flags = flag::QR | flag::AA | (query.flags & (0xF << 11 | flag::RD | flag::CD)) | (stored & flag::RA);
+        if wants_ad {
+            flags |= stored & flag::AD;
+        }
+        flags |= self.rcode;
+        out[2..4].copy_from_slice(&flags.to_be_bytes());
+        if query_wire_qname.len() == self.qname_len {
+            out[HEADER_LEN..HEADER_LEN + self.qname_len].copy_from_slice(query_wire_qname);
+        }
+        let t = ttl.to_be_bytes();
+        for &off in self.ttl_offsets.iter() {
+            let off = off as usize;
+            out[off..off + 4].copy_from_slice(&t);
+        }
+    }
+}
+
+/// Finds the question name's length and every RR's TTL offset in a message kdns encoded.
+fn walk(wire: &[u8]) -> Option<(usize, Vec<u16>)> {
+    let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]) as usize;
+    if wire.len() < HEADER_LEN || count(4) != 1 {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    let qname_end = skip_name(wire, pos)?;
+    let qname_len = qname_end - pos;
+    pos = qname_end + 4;
+    let rrs = count(6) + count(8) + count(10);
+    let mut offsets = Vec::with_capacity(rrs);
+    for _ in 0..rrs {
+        pos = skip_name(wire, pos)?;
+        let ttl_at = pos + 4;
+        let rdlen = u16::from_be_bytes([*wire.get(pos + 8)?, *wire.get(pos + 9)?]) as usize;
+        offsets.push(u16::try_from(ttl_at).ok()?);
+        pos += 10 + rdlen;
+        if pos > wire.len() {
+            return None;
+        }
+    }
+    Some((qname_len, offsets))
+}
+
+fn skip_name(wire: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *wire.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            l if l & 0xC0 == 0xC0 => return Some(pos + 2),
+            l => pos += 1 + l as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kdns_wire::{class, rtype, Edns, Name, Question, RData, Record};
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    fn answer() -> Message {
+        let n = Name::from_ascii("www.example.org.").unwrap();
+        let mut m = Message { id: 77, flags: flag::QR | flag::RD | flag::RA | flag::AD, ..Default::default() };
+        m.questions.push(Question { name: n.clone(), qtype: rtype::A, qclass: class::IN });
+        m.answers.push(Record::new(n.clone(), 300, RData::A(Ipv4Addr::new(192, 0, 2, 1))));
+        m.answers.push(Record::new(n, 60, RData::A(Ipv4Addr::new(192, 0, 2, 2))));
+        m.edns = Some(Edns::new(1232));
+        m
+    }
+
+    #[test]
+    fn hit_patches_id_flags_case_and_ttls() {
+        let now = Instant::now();
+        let e = Entry::new(&answer(), now, 30).unwrap();
+        assert_eq!(e.ttl(now + Duration::from_secs(12)), 18);
+        let mut q = Message { id: 4242, flags: flag::RD, ..Default::default() };
+        let asked = Name::from_ascii("WwW.ExAmple.org.").unwrap();
+        q.questions.push(Question { name: asked.clone(), qtype: rtype::A, qclass: class::IN });
+        let mut out = Vec::new();
+        e.write_hit(&q, asked.as_wire(), 18, &mut out);
+        let m = Message::decode(&out).unwrap();
+        assert_eq!(m.id, 4242);
+        assert!(m.has(flag::QR) && m.has(flag::AA) && m.has(flag::RD) && m.has(flag::RA));
+        assert!(!m.has(flag::AD), "AD only when the client asked with DO or AD");
+        assert_eq!(m.questions[0].name.to_string(), "WwW.ExAmple.org.");
+        assert!(m.answers.iter().all(|r| r.ttl == 18));
+        assert!(m.edns.is_none());
+        q.flags |= flag::AD;
+        e.write_hit(&q, asked.as_wire(), 18, &mut out);
+        assert!(Message::decode(&out).unwrap().has(flag::AD));
+    }
+}

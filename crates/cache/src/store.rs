@@ -1,0 +1,163 @@
+//! Bounded, sharded store: 256 shards of `hash → entry`, an arbitrary entry evicted when a shard
+//! is over its entry or byte budget (CoreDNS evicts randomly too).
+
+use crate::Entry;
+use kdns_wire::Name;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+const SHARDS: usize = 256;
+/// Byte budget per entry slot: the store holds at most `capacity × AVG_ENTRY_BYTES` bytes.
+pub const AVG_ENTRY_BYTES: usize = 2048;
+
+/// CoreDNS's key: lower-cased qname, qtype, qclass, DO, CD. Kept whole to verify hash hits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    bytes: Vec<u8>,
+    pub hash: u64,
+}
+
+impl Key {
+    pub fn new(qname: &Name, qtype: u16, qclass: u16, dnssec_ok: bool, checking_disabled: bool) -> Key {
+        let mut bytes = Vec::with_capacity(qname.as_wire().len() + 5);
+        bytes.push((dnssec_ok as u8) | (checking_disabled as u8) << 1);
+        bytes.extend_from_slice(&qtype.to_be_bytes());
+        bytes.extend_from_slice(&qclass.to_be_bytes());
+        bytes.extend(qname.as_wire().iter().map(u8::to_ascii_lowercase));
+        // FNV-1a 64, as CoreDNS hashes its key.
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for b in &bytes {
+            hash ^= *b as u64;
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+        Key { bytes, hash }
+    }
+}
+
+struct Slot {
+    key: Key,
+    entry: Arc<Entry>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u64, Slot>,
+    bytes: usize,
+}
+
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    per_shard_bytes: usize,
+    count: AtomicUsize,
+}
+
+impl Store {
+    /// `capacity` entries in all (at least 4 per shard, as CoreDNS).
+    pub fn new(capacity: usize) -> Store {
+        let per_shard = (capacity / SHARDS).max(4);
+        Store {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            per_shard,
+            per_shard_bytes: per_shard * AVG_ENTRY_BYTES,
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(key.hash as usize) % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        let shard = self.shard(key);
+        shard.map.get(&key.hash).filter(|s| s.key == *key).map(|s| s.entry.clone())
+    }
+
+    /// Inserts or replaces; returns how many other entries were evicted to make room.
+    pub fn insert(&self, key: Key, entry: Entry) -> usize {
+        let size = entry.len();
+        if size > self.per_shard_bytes {
+            return 0;
+        }
+        let mut shard = self.shard(&key);
+        let mut removed = 0;
+        if let Some(old) = shard.map.remove(&key.hash) {
+            shard.bytes -= old.entry.len();
+            removed += 1;
+        }
+        let mut evicted = 0;
+        while shard.map.len() >= self.per_shard || shard.bytes + size > self.per_shard_bytes {
+            let Some(victim) = shard.map.keys().next().copied() else { break };
+            if let Some(old) = shard.map.remove(&victim) {
+                shard.bytes -= old.entry.len();
+                evicted += 1;
+            }
+        }
+        shard.bytes += size;
+        shard.map.insert(key.hash, Slot { key, entry: Arc::new(entry) });
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_sub(removed + evicted, Ordering::Relaxed);
+        evicted
+    }
+
+    pub fn remove(&self, key: &Key) {
+        let mut shard = self.shard(key);
+        if shard.map.get(&key.hash).is_some_and(|s| s.key == *key) {
+            if let Some(old) = shard.map.remove(&key.hash) {
+                shard.bytes -= old.entry.len();
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kdns_wire::{class, rtype, Message, Question};
+    use std::time::Instant;
+
+    fn entry(name: &str) -> (Key, Entry) {
+        let n = Name::from_ascii(name).unwrap();
+        let mut m = Message::default();
+        m.questions.push(Question { name: n.clone(), qtype: rtype::A, qclass: class::IN });
+        (Key::new(&n, rtype::A, class::IN, false, false), Entry::new(&m, Instant::now(), 30).unwrap())
+    }
+
+    #[test]
+    fn keys_fold_case_and_separate_do_cd_type_class() {
+        let a = Name::from_ascii("Example.ORG.").unwrap();
+        let b = Name::from_ascii("example.org.").unwrap();
+        assert_eq!(Key::new(&a, 1, 1, false, false), Key::new(&b, 1, 1, false, false));
+        assert_ne!(Key::new(&a, 1, 1, true, false), Key::new(&b, 1, 1, false, false));
+        assert_ne!(Key::new(&a, 1, 1, false, true), Key::new(&b, 1, 1, false, false));
+        assert_ne!(Key::new(&a, 28, 1, false, false), Key::new(&b, 1, 1, false, false));
+        assert_ne!(Key::new(&a, 1, 3, false, false), Key::new(&b, 1, 1, false, false));
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let s = Store::new(1024);
+        let mut evicted = 0;
+        for i in 0..5000 {
+            let (k, e) = entry(&format!("n{i}.example.org."));
+            evicted += s.insert(k, e);
+        }
+        assert!(s.len() <= 1024, "{}", s.len());
+        assert_eq!(s.len() + evicted, 5000);
+        let (k, e) = entry("again.example.org.");
+        s.insert(k.clone(), e);
+        assert!(s.get(&k).is_some());
+        s.remove(&k);
+        assert!(s.get(&k).is_none());
+    }
+}
