@@ -1,7 +1,8 @@
 //! A cached response: finished wire bytes plus where its TTLs live.
 
 use kdns_wire::{flag, Message, HEADER_LEN};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct Entry {
@@ -13,6 +14,12 @@ pub struct Entry {
     /// Seconds this entry lives (the TTL the first reply carried).
     pub duration: u32,
     pub rcode: u16,
+    /// A background refresh (prefetch, stale refresh) is running for this entry.
+    refreshing: AtomicBool,
+    /// Prefetch frequency: hits within the current window, and when the window's last hit was
+    /// (milliseconds after `stored`).
+    hits: AtomicU32,
+    last_hit_ms: AtomicU64,
 }
 
 impl Entry {
@@ -33,6 +40,9 @@ impl Entry {
             stored: now,
             duration,
             rcode: m.rcode & 0xF,
+            refreshing: AtomicBool::new(false),
+            hits: AtomicU32::new(0),
+            last_hit_ms: AtomicU64::new(0),
         })
     }
 
@@ -43,6 +53,29 @@ impl Entry {
 
     pub fn len(&self) -> usize {
         self.wire.len()
+    }
+
+    /// Claims the one background refresh allowed per entry; false if one is running.
+    pub fn begin_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn end_refresh(&self) {
+        self.refreshing.store(false, Ordering::Release);
+    }
+
+    /// Counts a hit for prefetch: hits accumulate while each comes within `window` of the
+    /// previous one, else the count restarts at 1 (CoreDNS's `freq`). Returns the count.
+    pub fn record_hit(&self, now: Instant, window: Duration) -> u32 {
+        let at = now.saturating_duration_since(self.stored).as_millis() as u64;
+        let last = self.last_hit_ms.swap(at, Ordering::AcqRel);
+        let count = self.hits.load(Ordering::Acquire);
+        if count > 0 && at.saturating_sub(last) <= window.as_millis() as u64 {
+            self.hits.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.hits.store(1, Ordering::Release);
+            1
+        }
     }
 
     pub fn is_empty(&self) -> bool {

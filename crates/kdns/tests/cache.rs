@@ -177,8 +177,12 @@ fn bad_cache_options_fail_with_file_and_line() {
     let dir = temp_dir("cachebad");
     for (corefile, needle) in [
         (
-            ".:0 {\n    cache {\n        prefetch 10\n    }\n}\n",
-            "Corefile:3 - Error during parsing: plugin/cache: option 'prefetch' is not supported",
+            ".:0 {\n    cache {\n        prefetch 10 1m 95%\n    }\n}\n",
+            "Corefile:3 - Error during parsing: plugin/cache: prefetch percentage should fall in range [10, 90]",
+        ),
+        (
+            ".:0 {\n    cache {\n        serve_stale 1h sometimes\n    }\n}\n",
+            "Corefile:3 - Error during parsing: plugin/cache: invalid value for serve_stale refresh mode",
         ),
         (
             ".:0 {\n    cache {\n        servfail 6m\n    }\n}\n",
@@ -195,10 +199,85 @@ fn bad_cache_options_fail_with_file_and_line() {
         ),
     ] {
         std::fs::write(dir.join("Corefile"), corefile).unwrap();
-        let out = std::process::Command::new(BIN).args(["-conf", "Corefile"]).current_dir(&dir).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{corefile}");
+        let (code, _, err) = run_to_exit(&["-conf", "Corefile"], &dir);
+        assert_eq!(code, 1, "{corefile}");
         assert!(err.contains(needle), "{corefile}: {err}");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn wait_count(up: &Upstream, prefix: &str, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while up.count(prefix) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    up.count(prefix)
+}
+
+#[test]
+fn prefetch_refreshes_popular_entries_before_they_expire() {
+    let up = Upstream::start();
+    let mport = free_port();
+    let k = start(
+        &up,
+        "cache {\n        success 1000 10 10\n        prefetch 1 1m 90%\n    }",
+        &format!("    prometheus 127.0.0.1:{mport}\n"),
+    );
+    udp(k.addr(), &query("p.example.org.", RecordType::A));
+    assert_eq!(up.count("p."), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let hit = udp(k.addr(), &query("p.example.org.", RecordType::A));
+    assert!(hit.metadata.authoritative, "served from cache");
+    assert_eq!(wait_count(&up, "p.", 2), 2, "a background refresh went upstream");
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    assert!(s.contains("coredns_cache_prefetch_total{server=") && s.contains("} 1\n"), "{s}");
+    // The refreshed entry starts a new life: full TTL again.
+    let again = udp(k.addr(), &query("p.example.org.", RecordType::A));
+    assert_eq!(again.answers[0].ttl, 10);
+}
+
+#[test]
+fn serve_stale_answers_from_expired_entries_when_upstream_is_gone() {
+    let up = Upstream::start();
+    let mport = free_port();
+    let k = start(
+        &up,
+        "cache {\n        success 1000 1 1\n        serve_stale 1h\n    }",
+        &format!("    prometheus 127.0.0.1:{mport}\n"),
+    );
+    assert_eq!(udp(k.addr(), &query("s.example.org.", RecordType::A)).answers[0].ttl, 1);
+    drop(up);
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = udp(k.addr(), &query("s.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers[0].ttl, 0, "stale answers carry TTL 0 (CoreDNS default)");
+    assert_eq!(
+        format!("{:?}", r.answers[0].data),
+        format!("{:?}", hickory_proto::rr::RData::A("192.0.2.1".parse().unwrap()))
+    );
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let server = format!("dns://:{}", k.port);
+    assert_eq!(
+        metric(&s, &format!("coredns_cache_served_stale_total{{server=\"{server}\",view=\"\",zones=\".\"}}")),
+        Some(1.0),
+        "{s}"
+    );
+}
+
+#[test]
+fn serve_stale_verify_prefers_a_fresh_answer() {
+    let up = Upstream::start();
+    let k = start(&up, "cache {\n        success 1000 1 1\n        serve_stale 1h verify\n    }", "");
+    udp(k.addr(), &query("v.example.org.", RecordType::A));
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = udp(k.addr(), &query("v.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].ttl, 1, "fresh answer, not the stale one");
+    assert_eq!(up.count("v."), 2);
+    // Upstream gone: verify falls back to the stale entry.
+    let addr = up.addr;
+    drop(up);
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = udp(k.addr(), &query("v.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError, "stale entry after a failed refresh ({addr})");
+    assert_eq!(r.answers[0].ttl, 0);
 }

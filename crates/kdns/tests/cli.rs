@@ -9,12 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    run_to_exit(args, dir)
 }
 
 fn start_error(corefile: &str) -> String {

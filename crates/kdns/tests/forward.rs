@@ -245,9 +245,8 @@ fn bad_forward_lines_fail_at_startup() {
         (".:0 {\n    forward .\n}\n".to_string(), "Corefile:2 - Error during parsing: Wrong argument count"),
     ] {
         std::fs::write(dir.join("Corefile"), &corefile).unwrap();
-        let out = std::process::Command::new(BIN).args(["-conf", "Corefile"]).current_dir(&dir).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{corefile}");
+        let (code, _, err) = run_to_exit(&["-conf", "Corefile"], &dir);
+        assert_eq!(code, 1, "{corefile}");
         assert!(err.contains(needle), "{corefile}: {err}");
     }
     let _ = std::fs::remove_dir_all(dir);

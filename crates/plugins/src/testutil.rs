@@ -54,5 +54,6 @@ pub fn request<'a>(msg: &'a Message, remote: SocketAddr) -> kdns_server::Request
         server: "dns://:53",
         zone: ".",
         start: Instant::now(),
+        chain: None,
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::config::{Block, ZoneTable};
 use crate::metrics::{self, ZoneStats};
-use crate::plugin::{Body, BoxFuture, Done, Proto, Reply, Request, Step};
+use crate::plugin::{Body, BoxFuture, ChainCursor, Done, Proto, Reply, Request, Rest, Step};
 use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -62,6 +63,7 @@ impl PendingReply {
             zone: &meta.stats.zone,
             stats: &meta.stats,
             start: meta.start,
+            chain: None,
         };
         let mut out = Vec::with_capacity(512);
         finish_chain(&block, index, &req, reply, &mut out);
@@ -96,6 +98,7 @@ pub fn handle(
     let routed = if q.qclass != class::IN { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
+    let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
     let req = Request {
         msg: &msg,
         wire_len: packet.len(),
@@ -106,6 +109,7 @@ pub fn handle(
         zone: &stats.zone,
         stats,
         start,
+        chain: cursor.as_ref(),
     };
     let Some(entry) = entry else {
         let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
@@ -114,7 +118,7 @@ pub fn handle(
         return Outcome::Reply;
     };
     let block = &entry.block;
-    let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, &req)));
+    let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, 0, &req)));
     let (index, step) = match run {
         Ok(v) => v,
         Err(panic) => (block.plugins.len(), Step::Reply(recovered(&table.server, &msg, panic, block.debug))),
@@ -133,10 +137,13 @@ pub fn handle(
 }
 
 /// Walks the chain until a plugin answers. Returns that plugin's index and its step.
-fn run_chain(block: &Block, req: &Request<'_>) -> (usize, Step) {
-    for (i, p) in block.plugins.iter().enumerate() {
+fn run_chain(block: &Block, from: usize, req: &Request<'_>) -> (usize, Step) {
+    for (i, p) in block.plugins.iter().enumerate().skip(from) {
         if !p.serves() {
             continue;
+        }
+        if let Some(c) = req.chain {
+            c.at.set(i);
         }
         match p.serve(req) {
             Step::Next => continue,
@@ -146,6 +153,65 @@ fn run_chain(block: &Block, req: &Request<'_>) -> (usize, Step) {
     let last = block.plugins.last().map_or("", |p| p.name());
     let err = format!("plugin/{last}: no next plugin found");
     (block.plugins.len(), Step::Reply(Reply::servfail(req.msg, err)))
+}
+
+impl Rest {
+    /// Runs the detached plugins with `msg` and returns their reply after their own way back
+    /// (respond hooks of the plugins between here and the one that answered). Nothing is written
+    /// to a client and no observer runs: this is a background refresh, not a query.
+    pub async fn run(self, msg: Message) -> Reply {
+        let start = Instant::now();
+        let (index, step) = self.start(&msg, start);
+        let reply = match step {
+            Step::Pending(fut) => match (CatchUnwind { inner: fut }).await {
+                Ok(r) => r,
+                Err(panic) => recovered(&self.stats.server, &msg, panic, self.block.debug),
+            },
+            Step::Reply(r) => r,
+            Step::Next => unreachable!("run_chain never returns Next"),
+        };
+        self.way_back(&msg, start, index, reply)
+    }
+
+    fn request<'a>(&'a self, msg: &'a Message, start: Instant, cursor: Option<&'a ChainCursor<'a>>) -> Request<'a> {
+        Request {
+            msg,
+            wire_len: 0,
+            remote: self.remote,
+            local: self.local,
+            proto: self.proto,
+            server: &self.stats.server,
+            zone: &self.stats.zone,
+            stats: &self.stats,
+            start,
+            chain: cursor,
+        }
+    }
+
+    fn start(&self, msg: &Message, start: Instant) -> (usize, Step) {
+        let cursor = ChainCursor { block: &self.block, stats: &self.stats, at: Cell::new(self.from) };
+        let req = self.request(msg, start, Some(&cursor));
+        match catch_unwind(AssertUnwindSafe(|| run_chain(&self.block, self.from, &req))) {
+            Ok(v) => v,
+            Err(panic) => {
+                (self.block.plugins.len(), Step::Reply(recovered(&self.stats.server, msg, panic, self.block.debug)))
+            }
+        }
+    }
+
+    fn way_back(&self, msg: &Message, start: Instant, index: usize, mut reply: Reply) -> Reply {
+        let req = self.request(msg, start, None);
+        let between = &self.block.plugins[self.from.min(index)..index.min(self.block.plugins.len())];
+        let back = catch_unwind(AssertUnwindSafe(|| {
+            for p in between.iter().rev() {
+                p.respond(&req, &mut reply);
+            }
+        }));
+        match back {
+            Ok(()) => reply,
+            Err(panic) => recovered(&self.stats.server, msg, panic, self.block.debug),
+        }
+    }
 }
 
 /// The way back: respond hooks, write, observe hooks (innermost first).

@@ -44,9 +44,43 @@ pub struct Request<'a> {
     /// Metric handles for (server, zone).
     pub stats: &'a crate::metrics::ZoneStats,
     pub start: Instant,
+    /// Where this request is in its chain (absent in unit tests that call a plugin directly).
+    pub chain: Option<&'a ChainCursor<'a>>,
+}
+
+/// The position of a request in its chain: set by the server before each `serve` call, so the
+/// serving plugin can detach "the plugins after me" with [`Request::rest`].
+pub struct ChainCursor<'a> {
+    pub(crate) block: &'a Arc<crate::config::Block>,
+    pub(crate) stats: &'a Arc<crate::metrics::ZoneStats>,
+    pub(crate) at: std::cell::Cell<usize>,
+}
+
+/// The rest of a chain, detached from the request: run it again later with another message
+/// (cache prefetch and serve_stale refreshes). See `handler.rs` for `run`.
+pub struct Rest {
+    pub(crate) block: Arc<crate::config::Block>,
+    pub(crate) from: usize,
+    pub(crate) stats: Arc<crate::metrics::ZoneStats>,
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) proto: Proto,
 }
 
 impl Request<'_> {
+    /// The plugins after the one now serving, detached so they can run in a background task.
+    pub fn rest(&self) -> Option<Rest> {
+        let c = self.chain?;
+        Some(Rest {
+            block: c.block.clone(),
+            from: c.at.get() + 1,
+            stats: c.stats.clone(),
+            remote: self.remote,
+            local: self.local,
+            proto: self.proto,
+        })
+    }
+
     pub fn qname(&self) -> &Name {
         &self.msg.questions[0].name
     }

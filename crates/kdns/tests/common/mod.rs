@@ -227,3 +227,33 @@ pub fn metric(scrape: &str, series: &str) -> Option<f64> {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Runs kdns to completion: (exit code, stdout, stderr). A run that does not end within 10 s is
+/// killed and fails the test (a config meant to be rejected must never start serving).
+pub fn run_to_exit(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let mut child =
+        Command::new(BIN).args(args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kdns {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status.code().unwrap_or(-1), out_reader.join().unwrap(), err_reader.join().unwrap())
+}

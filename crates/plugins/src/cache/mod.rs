@@ -10,7 +10,7 @@ pub use setup::setup;
 use kdns_cache::{compute_ttl, minimal_ttl, typify, Entry, Key, ResponseType, Store};
 use kdns_server::metrics::{registry, Family, Kind, Series};
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
-use kdns_wire::{flag, Name};
+use kdns_wire::{flag, rcode, Name};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,21 @@ pub struct Settings {
     pub keepttl: bool,
     pub disable_success: Vec<Name>,
     pub disable_denial: Vec<Name>,
+    pub prefetch: Option<Prefetch>,
+    pub serve_stale: Option<ServeStale>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefetch {
+    pub amount: u32,
+    pub window: Duration,
+    pub percentage: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeStale {
+    pub max_stale: Duration,
+    pub verify: bool,
 }
 
 impl Default for Settings {
@@ -41,14 +56,20 @@ impl Default for Settings {
             keepttl: false,
             disable_success: Vec::new(),
             disable_denial: Vec::new(),
+            prefetch: None,
+            serve_stale: None,
         }
     }
 }
 
 pub struct Cache {
-    pub zones: Vec<Name>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    zones: Vec<Name>,
     zones_label: String,
-    pub settings: Settings,
+    settings: Settings,
     success: Store,
     denial: Store,
     stats: RwLock<Vec<Arc<Stats>>>,
@@ -66,6 +87,8 @@ struct Stats {
     entries_denial: Arc<Series>,
     evictions_success: Arc<Series>,
     evictions_denial: Arc<Series>,
+    prefetch: Arc<Series>,
+    served_stale: Arc<Series>,
 }
 
 macro_rules! family {
@@ -119,19 +142,46 @@ family!(
     ["server", "type", "zones", "view"]
 );
 
+family!(
+    prefetches,
+    "coredns_cache_prefetch_total",
+    "The number of times the cache has prefetched a cached item.",
+    Kind::Counter,
+    ["server", "zones", "view"]
+);
+family!(
+    served_stale,
+    "coredns_cache_served_stale_total",
+    "The number of requests served from stale cache entries.",
+    Kind::Counter,
+    ["server", "zones", "view"]
+);
+
 impl Cache {
     pub fn new(zones: Vec<Name>, settings: Settings) -> Cache {
         let zones_label = zones.iter().map(|z| z.to_string()).collect::<Vec<_>>().join(",");
         Cache {
-            success: Store::new(settings.success_cap),
-            denial: Store::new(settings.denial_cap),
-            zones,
-            zones_label,
-            settings,
-            stats: RwLock::new(Vec::new()),
+            inner: Arc::new(Inner {
+                success: Store::new(settings.success_cap),
+                denial: Store::new(settings.denial_cap),
+                zones,
+                zones_label,
+                settings,
+                stats: RwLock::new(Vec::new()),
+            }),
         }
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn zones(&self) -> &[Name] {
+        &self.inner.zones
+    }
+}
+
+impl Inner {
     fn stats(&self, server: &str) -> Arc<Stats> {
         if let Some(s) = self.stats.read().unwrap_or_else(|e| e.into_inner()).iter().find(|s| s.server == server) {
             return s.clone();
@@ -148,6 +198,8 @@ impl Cache {
             entries_denial: entries().with(&[server, "denial", z, ""]),
             evictions_success: evictions().with(&[server, "success", z, ""]),
             evictions_denial: evictions().with(&[server, "denial", z, ""]),
+            prefetch: prefetches().with(&[server, z, ""]),
+            served_stale: served_stale().with(&[server, z, ""]),
         });
         self.stats.write().unwrap_or_else(|e| e.into_inner()).push(s.clone());
         s
@@ -156,7 +208,9 @@ impl Cache {
     fn in_zones(&self, qname: &Name) -> bool {
         self.zones.iter().any(|z| qname.is_subdomain_of(z))
     }
+}
 
+impl Cache {
     fn key(req: &Request<'_>) -> Key {
         Key::new(req.qname(), req.qtype(), req.qclass(), req.do_bit(), req.msg.has(flag::CD))
     }
@@ -166,43 +220,17 @@ fn disabled(list: &[Name], qname: &Name) -> bool {
     list.iter().any(|z| qname.is_subdomain_of(z))
 }
 
-impl Plugin for Cache {
-    fn name(&self) -> &'static str {
-        "cache"
-    }
+/// The stale TTL CoreDNS writes by default (RFC 8767 would want 30).
+const STALE_TTL: u32 = 0;
 
-    fn serve(&self, req: &Request<'_>) -> Step {
-        if !self.in_zones(req.qname()) {
-            return Step::Next;
-        }
-        let stats = self.stats(req.server);
-        stats.requests.inc();
-        let key = Cache::key(req);
-        let now = Instant::now();
-        // Denial first, as CoreDNS; an expired entry is a miss.
-        for (store, hits) in [(&self.denial, &stats.hits_denial), (&self.success, &stats.hits_success)] {
-            let Some(entry) = store.get(&key) else { continue };
-            let left = entry.ttl(now);
-            if left <= 0 {
-                continue;
-            }
-            hits.inc();
-            let ttl = if self.settings.keepttl { entry.duration } else { left as u32 };
-            let mut out = Vec::with_capacity(entry.len() + 64);
-            entry.write_hit(req.msg, req.qname().as_wire(), ttl, &mut out);
-            return Step::Reply(Reply::wire(out, "cache"));
-        }
-        stats.misses.inc();
-        Step::Next
-    }
-
-    /// The way back from a miss: store what the rest of the chain wrote, and give this first
-    /// reply the same single TTL later hits will carry (CoreDNS rewrites it too).
-    fn respond(&self, req: &Request<'_>, reply: &mut Reply) {
-        if !reply.written || !self.in_zones(req.qname()) {
+impl Inner {
+    /// Stores what the rest of the chain answered (a miss, a prefetch or a stale refresh) and
+    /// rewrites the reply's TTLs and AD bit the way CoreDNS's cache writer does.
+    fn store(&self, server: &str, key: Key, asked: (&Name, u16, u16), wants_ad: bool, reply: &mut Reply) {
+        if !reply.written {
             return;
         }
-        let stats = self.stats(req.server);
+        let stats = self.stats(server);
         let msg = reply.msg();
         let kind = typify(msg);
         let msg_ttl = minimal_ttl(msg, kind);
@@ -216,14 +244,14 @@ impl Plugin for Cache {
             !msg.has(flag::TC) && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
         let secs = duration.as_secs() as u32;
         if cacheable && secs > 0 {
+            let (qname, qtype, qclass) = asked;
             let matches = msg.questions.len() == 1
-                && msg.questions[0].qtype == req.qtype()
-                && msg.questions[0].qclass == req.qclass()
-                && msg.questions[0].name.eq_ignore_case(req.qname());
+                && msg.questions[0].qtype == qtype
+                && msg.questions[0].qclass == qclass
+                && msg.questions[0].name.eq_ignore_case(qname);
             if !matches {
                 stats.drops.inc();
             } else {
-                let qname = req.qname();
                 let (store, off, evict_metric, entries_metric) = match kind {
                     ResponseType::NoError | ResponseType::Delegation => (
                         &self.success,
@@ -240,7 +268,7 @@ impl Plugin for Cache {
                 };
                 if !off {
                     if let Some(entry) = Entry::new(msg, Instant::now(), secs) {
-                        let evicted = store.insert(Cache::key(req), entry);
+                        let evicted = store.insert(key, entry);
                         evict_metric.add(evicted as u64);
                         entries_metric.set(store.len() as f64);
                     }
@@ -250,9 +278,108 @@ impl Plugin for Cache {
         for rr in msg.answers.iter_mut().chain(msg.authority.iter_mut()).chain(msg.additional.iter_mut()) {
             rr.ttl = secs;
         }
-        let wants_ad = req.do_bit() || req.msg.has(flag::AD);
         if !wants_ad {
             msg.set(flag::AD, false);
         }
+    }
+
+    /// Runs the rest of the chain for `query` in the background and stores the answer.
+    fn refresh(self: &Arc<Self>, req: &Request<'_>, entry: Arc<Entry>) {
+        let Some(rest) = req.rest() else {
+            entry.end_refresh();
+            return;
+        };
+        let inner = self.clone();
+        let query = req.msg.clone();
+        let server = req.server.to_string();
+        let key = Cache::key(req);
+        let wants_ad = req.do_bit() || req.msg.has(flag::AD);
+        tokio::spawn(async move {
+            let mut reply = rest.run(query.clone()).await;
+            let q = &query.questions[0];
+            inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
+            entry.end_refresh();
+        });
+    }
+}
+
+impl Plugin for Cache {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    fn serve(&self, req: &Request<'_>) -> Step {
+        let c = &self.inner;
+        if !c.in_zones(req.qname()) {
+            return Step::Next;
+        }
+        let stats = c.stats(req.server);
+        stats.requests.inc();
+        let key = Cache::key(req);
+        let now = Instant::now();
+        // Denial first, as CoreDNS.
+        for (store, hits) in [(&c.denial, &stats.hits_denial), (&c.success, &stats.hits_success)] {
+            let Some(entry) = store.get(&key) else { continue };
+            let left = entry.ttl(now);
+            if left > 0 {
+                hits.inc();
+                if let Some(p) = c.settings.prefetch {
+                    let count = entry.record_hit(now, p.window);
+                    let threshold = (entry.duration as u64 * p.percentage as u64).div_ceil(100);
+                    if count >= p.amount && (left as u64) <= threshold && entry.begin_refresh() {
+                        stats.prefetch.inc();
+                        c.refresh(req, entry.clone());
+                    }
+                }
+                let ttl = if c.settings.keepttl { entry.duration } else { left as u32 };
+                let mut out = Vec::with_capacity(entry.len() + 64);
+                entry.write_hit(req.msg, req.qname().as_wire(), ttl, &mut out);
+                return Step::Reply(Reply::wire(out, "cache"));
+            }
+            let Some(stale) = c.settings.serve_stale else { continue };
+            if (-left) as u64 >= stale.max_stale.as_secs() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(entry.len() + 64);
+            entry.write_hit(req.msg, req.qname().as_wire(), STALE_TTL, &mut out);
+            if !stale.verify {
+                hits.inc();
+                stats.served_stale.inc();
+                if entry.begin_refresh() {
+                    c.refresh(req, entry.clone());
+                }
+                return Step::Reply(Reply::wire(out, "cache"));
+            }
+            // verify: ask the rest of the chain first; serve the stale entry only if that fails.
+            let Some(rest) = req.rest() else { continue };
+            let inner = c.clone();
+            let query = req.msg.clone();
+            let server = req.server.to_string();
+            let wants_ad = req.do_bit() || req.msg.has(flag::AD);
+            let stale_stats = stats.clone();
+            return Step::Pending(Box::pin(async move {
+                let mut reply = rest.run(query.clone()).await;
+                if reply.written && matches!(reply.rcode_value(), rcode::NOERROR | rcode::NXDOMAIN) {
+                    let q = &query.questions[0];
+                    inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
+                    return reply;
+                }
+                stale_stats.served_stale.inc();
+                Reply::wire(out, "cache")
+            }));
+        }
+        stats.misses.inc();
+        Step::Next
+    }
+
+    /// The way back from a miss: store what the rest of the chain wrote, and give this first
+    /// reply the same single TTL later hits will carry (CoreDNS rewrites it too).
+    fn respond(&self, req: &Request<'_>, reply: &mut Reply) {
+        let c = &self.inner;
+        if !c.in_zones(req.qname()) {
+            return;
+        }
+        let wants_ad = req.do_bit() || req.msg.has(flag::AD);
+        c.store(req.server, Cache::key(req), (req.qname(), req.qtype(), req.qclass()), wants_ad, reply);
     }
 }

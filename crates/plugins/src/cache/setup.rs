@@ -108,7 +108,63 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 }
                 s.keepttl = true;
             }
-            "prefetch" | "serve_stale" | "serve_stale_policy" => {
+            "prefetch" => {
+                let Some(amount) = vals.first() else { return Err(d.arg_err(prop)) };
+                let amount = amount.text.parse::<u32>().ok().filter(|a| *a > 0).ok_or_else(|| {
+                    Error::at(amount, format!("plugin/cache: prefetch amount must be positive: {:?}", amount.text))
+                })?;
+                let mut p = super::Prefetch { amount, window: Duration::from_secs(60), percentage: 10 };
+                if let Some(w) = vals.get(1) {
+                    p.window = parse_duration(&w.text).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        Error::at(w, format!("plugin/cache: prefetch duration must be positive: {:?}", w.text))
+                    })?;
+                }
+                if let Some(pct) = vals.get(2) {
+                    p.percentage = pct
+                        .text
+                        .strip_suffix('%')
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .filter(|n| (10..=90).contains(n))
+                        .ok_or_else(|| {
+                            Error::at(
+                                pct,
+                                format!(
+                                    "plugin/cache: prefetch percentage should fall in range [10, 90]: {:?}",
+                                    pct.text
+                                ),
+                            )
+                        })?;
+                }
+                if let Some(extra) = vals.get(3) {
+                    return Err(d.arg_err(extra));
+                }
+                s.prefetch = Some(p);
+            }
+            "serve_stale" => {
+                let mut st = super::ServeStale { max_stale: Duration::from_secs(3600), verify: false };
+                if let Some(v) = vals.first() {
+                    st.max_stale = parse_duration(&v.text).ok_or_else(|| {
+                        Error::at(v, format!("plugin/cache: invalid serve_stale duration {:?}", v.text))
+                    })?;
+                }
+                if let Some(mode) = vals.get(1) {
+                    st.verify = match mode.text.as_str() {
+                        "immediate" => false,
+                        "verify" => true,
+                        other => {
+                            return Err(Error::at(
+                                mode,
+                                format!("plugin/cache: invalid value for serve_stale refresh mode: {other}"),
+                            ))
+                        }
+                    };
+                }
+                if let Some(extra) = vals.get(2) {
+                    return Err(Error::at(extra, "plugin/cache: serve_stale options beyond DURATION and the refresh mode are not supported by this kdns build yet"));
+                }
+                s.serve_stale = Some(st);
+            }
+            "serve_stale_policy" => {
                 return Err(Error::at(
                     prop,
                     format!("plugin/cache: option '{}' is not supported by this kdns build yet", prop.text),
