@@ -281,3 +281,45 @@ fn no_loop_probe_reaches_upstream_once_and_server_stays_up() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(k.wait_exit(Duration::from_millis(10)), None, "still running");
 }
+
+#[test]
+fn tcp_reset_and_slow_upstreams_end_in_servfail_within_budget() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward . {} {{\n        force_tcp\n        read_timeout 400ms\n    }}\n}}\n",
+        up.addr
+    ));
+    // The upstream closes the TCP connection without answering: both attempts fail fast.
+    let start = Instant::now();
+    assert_eq!(
+        udp(k.addr(), &query("reset.example.org.", RecordType::A)).metadata.response_code,
+        ResponseCode::ServFail
+    );
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert_eq!(up.count("reset."), 2);
+    // Slower than read_timeout: SERVFAIL after the capped attempts, not a hang.
+    let start = Instant::now();
+    assert_eq!(
+        udp(k.addr(), &query("slow1500.example.org.", RecordType::A)).metadata.response_code,
+        ResponseCode::ServFail
+    );
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(750) && took < Duration::from_secs(3), "{took:?}");
+    // Still healthy for normal names afterwards, over a reused or new connection.
+    assert_eq!(udp(k.addr(), &query("fine.example.org.", RecordType::A)).answers[0].data, ok_ip());
+}
+
+#[test]
+fn all_upstreams_down_counts_healthcheck_broken_and_still_tries_one() {
+    let dead1 = dead_addr();
+    let dead2 = dead_addr();
+    let mport = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    prometheus 127.0.0.1:{mport}\n    forward . {dead1} {dead2} {{\n        health_check 50ms\n        max_fails 1\n    }}\n}}\n"
+    ));
+    assert_eq!(udp(k.addr(), &query("a.example.org.", RecordType::A)).metadata.response_code, ResponseCode::ServFail);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(udp(k.addr(), &query("b.example.org.", RecordType::A)).metadata.response_code, ResponseCode::ServFail);
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    assert!(metric(&s, "coredns_forward_healthcheck_broken_total").unwrap_or(0.0) >= 1.0, "{s}");
+}
