@@ -323,3 +323,20 @@ fn all_upstreams_down_counts_healthcheck_broken_and_still_tries_one() {
     let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
     assert!(metric(&s, "coredns_forward_healthcheck_broken_total").unwrap_or(0.0) >= 1.0, "{s}");
 }
+
+#[test]
+fn concurrent_queries_share_one_pipelined_tcp_connection() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {} {{\n        force_tcp\n    }}\n}}\n", up.addr));
+    let addr = k.addr();
+    let threads: Vec<_> = (0..16)
+        .map(|i| std::thread::spawn(move || udp(addr, &query(&format!("pipe{i}.example.org."), RecordType::A))))
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().answers[0].data, ok_ip());
+    }
+    let ports: std::collections::HashSet<u16> =
+        up.seen().iter().filter(|s| s.qname.starts_with("pipe")).map(|s| s.src.port()).collect();
+    assert_eq!(up.count("pipe"), 16);
+    assert!(ports.len() <= 2, "queries should share a connection, saw {} source ports", ports.len());
+}

@@ -4,13 +4,15 @@
 
 use kdns_server::metrics::{registry, Family, Kind};
 use kdns_wire::{class, flag, rtype, Message, Question};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
 
 pub fn request_duration() -> &'static Family {
     static F: OnceLock<&'static Family> = OnceLock::new();
@@ -112,7 +114,8 @@ pub struct Upstream {
     pub label: String,
     pub fails: AtomicU32,
     probing: AtomicBool,
-    idle_tcp: Mutex<Vec<(TcpStream, Instant)>>,
+    tcp: Mutex<Option<Arc<Mux>>>,
+    dialing: tokio::sync::Mutex<()>,
 }
 
 impl Upstream {
@@ -122,7 +125,8 @@ impl Upstream {
             label: addr.to_string(),
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
-            idle_tcp: Mutex::new(Vec::new()),
+            tcp: Mutex::new(None),
+            dialing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -142,10 +146,9 @@ impl Upstream {
     ) -> Result<Message, ExchangeError> {
         let mut q = query.clone();
         q.id = fastrand::u16(..);
-        let bytes = q.to_vec();
         let reply = match transport {
-            Transport::Udp => self.exchange_udp(&bytes, &q, read_timeout).await?,
-            Transport::Tcp => self.exchange_tcp(&bytes, &q, read_timeout, expire).await?,
+            Transport::Udp => self.exchange_udp(&q.to_vec(), &q, read_timeout).await?,
+            Transport::Tcp => self.exchange_tcp(&q, read_timeout, expire).await?,
         };
         let mut reply = reply;
         reply.id = query.id;
@@ -175,61 +178,62 @@ impl Upstream {
         }
     }
 
-    async fn exchange_tcp(
-        &self,
-        bytes: &[u8],
-        q: &Message,
-        timeout: Duration,
-        expire: Duration,
-    ) -> Result<Message, ExchangeError> {
-        let cached = {
-            let mut idle = self.idle_tcp.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|(_, t)| t.elapsed() < expire);
-            idle.pop()
-        };
-        let (mut stream, reused) = match cached {
-            Some((s, _)) => {
-                conn_cache_hits().with(&["forward", &self.label, "tcp"]).inc();
-                (s, true)
-            }
-            None => {
-                conn_cache_misses().with(&["forward", &self.label, "tcp"]).inc();
-                let s = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
-                    .await
-                    .map_err(|_| self.timeout("dial", Transport::Tcp, None))?
-                    .map_err(|e| self.err("dial", Transport::Tcp, None, e))?;
-                let _ = s.set_nodelay(true);
-                (s, false)
-            }
-        };
-        let local = stream.local_addr().ok();
+    /// The live multiplexed connection, or a new one. Returns it and whether it was reused.
+    async fn connection(&self, timeout: Duration, expire: Duration) -> Result<(Arc<Mux>, bool), ExchangeError> {
+        if let Some(m) = self.live_connection(expire) {
+            return Ok((m, true));
+        }
+        // One dial at a time: concurrent queries wait for it and then share the connection.
+        let _dialing = self.dialing.lock().await;
+        if let Some(m) = self.live_connection(expire) {
+            return Ok((m, true));
+        }
+        conn_cache_misses().with(&["forward", &self.label, "tcp"]).inc();
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| self.timeout("dial", Transport::Tcp, None))?
+            .map_err(|e| self.err("dial", Transport::Tcp, None, e))?;
+        let _ = stream.set_nodelay(true);
+        let mux = Mux::start(stream, expire);
+        *self.tcp.lock().unwrap_or_else(|e| e.into_inner()) = Some(mux.clone());
+        Ok((mux, false))
+    }
+
+    fn live_connection(&self, expire: Duration) -> Option<Arc<Mux>> {
+        let cur = self.tcp.lock().unwrap_or_else(|e| e.into_inner());
+        let m = cur.as_ref().filter(|m| !m.closed.load(Ordering::Acquire) && m.idle_for() < expire)?;
+        conn_cache_hits().with(&["forward", &self.label, "tcp"]).inc();
+        Some(m.clone())
+    }
+
+    /// TCP exchange over the shared connection: queries are pipelined and matched by ID.
+    async fn exchange_tcp(&self, q: &Message, timeout: Duration, expire: Duration) -> Result<Message, ExchangeError> {
+        let (mux, reused) = self.connection(timeout, expire).await?;
+        let local = mux.local;
+        let mut q = q.clone();
+        let (id, rx) = mux.register();
+        q.id = id;
+        let bytes = q.to_vec();
         let mut frame = Vec::with_capacity(bytes.len() + 2);
         frame.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        frame.extend_from_slice(bytes);
-        let result = tokio::time::timeout(timeout, async {
-            stream.write_all(&frame).await?;
-            loop {
-                let mut len = [0u8; 2];
-                stream.read_exact(&mut len).await?;
-                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                stream.read_exact(&mut buf).await?;
-                if let Some(m) = validate(&buf, q) {
-                    return Ok::<Message, io::Error>(m);
-                }
+        frame.extend_from_slice(&bytes);
+        mux.touch();
+        if mux.tx.send(frame).await.is_err() {
+            mux.forget(id);
+            return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => validate(&reply, &q).ok_or_else(|| ExchangeError {
+                message: format!("read tcp {}: reply does not match the question", self.addr),
+            }),
+            Ok(Err(_)) if reused => {
+                Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
             }
-        })
-        .await;
-        match result {
-            Ok(Ok(m)) => {
-                self.idle_tcp.lock().unwrap_or_else(|e| e.into_inner()).push((stream, Instant::now()));
-                Ok(m)
+            Ok(Err(_)) => Err(self.err("read", Transport::Tcp, local, io::Error::from(io::ErrorKind::ConnectionReset))),
+            Err(_) => {
+                mux.forget(id);
+                Err(self.timeout("read", Transport::Tcp, local))
             }
-            // A reused connection the upstream already closed: say so, the caller retries.
-            Ok(Err(e)) if reused => {
-                Err(ExchangeError { message: format!("cached connection to {} was closed: {e}", self.addr) })
-            }
-            Ok(Err(e)) => Err(self.err("read", Transport::Tcp, local, e)),
-            Err(_) => Err(self.timeout("read", Transport::Tcp, local)),
         }
     }
 
@@ -291,4 +295,95 @@ pub fn validate(bytes: &[u8], q: &Message) -> Option<Message> {
         return None;
     }
     Some(m)
+}
+
+type Waiters = Arc<Mutex<HashMap<u16, oneshot::Sender<Vec<u8>>>>>;
+
+/// One TCP connection to an upstream shared by concurrent queries (RFC 7766 pipelining): a
+/// writer task sends frames, a reader task hands each reply to the query waiting for its ID.
+/// The connection closes when the upstream closes it or after `expire` without traffic.
+pub struct Mux {
+    tx: mpsc::Sender<Vec<u8>>,
+    waiters: Waiters,
+    closed: Arc<AtomicBool>,
+    local: Option<SocketAddr>,
+    opened: Instant,
+    last_used_ms: AtomicU64,
+}
+
+impl Mux {
+    fn start(stream: TcpStream, expire: Duration) -> Arc<Mux> {
+        let local = stream.local_addr().ok();
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        let waiters: Waiters = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let c = closed.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if wr.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            c.store(true, Ordering::Release);
+        });
+        let (w, c) = (waiters.clone(), closed.clone());
+        let idle = expire.max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 2];
+                match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        if w.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                if rd.read_exact(&mut buf).await.is_err() {
+                    break;
+                }
+                if buf.len() < 2 {
+                    continue;
+                }
+                let id = u16::from_be_bytes([buf[0], buf[1]]);
+                let waiter = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(buf);
+                }
+            }
+            c.store(true, Ordering::Release);
+            // Dropping the senders wakes every waiter with an error.
+            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        });
+        Arc::new(Mux { tx, waiters, closed, local, opened: Instant::now(), last_used_ms: AtomicU64::new(0) })
+    }
+
+    /// A fresh random ID not in use on this connection, and where its reply will arrive.
+    fn register(&self) -> (u16, oneshot::Receiver<Vec<u8>>) {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut id = fastrand::u16(..);
+        while w.contains_key(&id) {
+            id = fastrand::u16(..);
+        }
+        w.insert(id, tx);
+        (id, rx)
+    }
+
+    fn forget(&self, id: u16) {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    fn touch(&self) {
+        self.last_used_ms.store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
 }
