@@ -227,8 +227,8 @@ fn bad_forward_lines_fail_at_startup() {
             "Corefile:2 - Error during parsing: plugin/forward: more than 15",
         ),
         (
-            ".:0 {\n    forward . tls://1.1.1.1\n}\n".to_string(),
-            "Corefile:2 - Error during parsing: plugin/forward: scheme \"tls://\" is not supported",
+            ".:0 {\n    forward . https://1.1.1.1\n}\n".to_string(),
+            "Corefile:2 - Error during parsing: plugin/forward: scheme \"https://\" is not supported",
         ),
         (
             ".:0 {\n    forward . 127.0.0.1 {\n        policy fastest\n    }\n}\n".to_string(),
@@ -339,4 +339,66 @@ fn concurrent_queries_share_one_pipelined_tcp_connection() {
         up.seen().iter().filter(|s| s.qname.starts_with("pipe")).map(|s| s.src.port()).collect();
     assert_eq!(up.count("pipe"), 16);
     assert!(ports.len() <= 2, "queries should share a connection, saw {} source ports", ports.len());
+}
+
+fn self_signed(dir: &std::path::Path) -> (String, String, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["dns.kdns.test".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    (cert, key, ca)
+}
+
+#[test]
+fn dns_over_tls_upstream_with_servername_and_ca() {
+    let dir = temp_dir("dot");
+    let (cert, key, ca) = self_signed(&dir);
+    let up = Upstream::start_tls(&cert, &key);
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward . tls://{} {{\n        tls {}\n        tls_servername dns.kdns.test\n    }}\n}}\n",
+        up.addr,
+        ca.display()
+    ));
+    for i in 0..3 {
+        let r = udp(k.addr(), &query(&format!("dot{i}.example.org."), RecordType::A));
+        assert_eq!(r.answers[0].data, ok_ip());
+    }
+    assert!(up.seen().iter().all(|s| s.tcp));
+    let ports: std::collections::HashSet<u16> = up.seen().iter().map(|s| s.src.port()).collect();
+    assert_eq!(ports.len(), 1, "one TLS connection reused");
+    // Without tls_servername the upstream's IP is verified against the certificate's IP SAN.
+    let k2 = Kdns::start(&format!(
+        ".:PORT {{\n    forward . tls://{} {{\n        tls {}\n    }}\n}}\n",
+        up.addr,
+        ca.display()
+    ));
+    assert_eq!(udp(k2.addr(), &query("ip.example.org.", RecordType::A)).answers[0].data, ok_ip());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dns_over_tls_refuses_unverified_upstreams() {
+    let dir = temp_dir("dotbad");
+    let (cert, key, ca) = self_signed(&dir);
+    let up = Upstream::start_tls(&cert, &key);
+    // Wrong name: the handshake fails, the client gets SERVFAIL, errors says why.
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    errors\n    forward . tls://{} {{\n        tls {}\n        tls_servername other.kdns.test\n    }}\n}}\n",
+        up.addr,
+        ca.display()
+    ));
+    assert_eq!(udp(k.addr(), &query("bad.example.org.", RecordType::A)).metadata.response_code, ResponseCode::ServFail);
+    let line = k.wait_for_line("[ERROR] plugin/errors: 2 bad.example.org. A: tls handshake", Duration::from_secs(2));
+    assert!(line.contains("certificate"), "{line}");
+    // System roots do not trust a self-signed certificate.
+    let k2 = Kdns::start(&format!(
+        ".:PORT {{\n    forward . tls://{} {{\n        tls_servername dns.kdns.test\n    }}\n}}\n",
+        up.addr
+    ));
+    assert_eq!(
+        udp(k2.addr(), &query("bad2.example.org.", RecordType::A)).metadata.response_code,
+        ResponseCode::ServFail
+    );
+    assert_eq!(up.count("bad"), 0, "no query was sent over an unverified connection");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -108,6 +108,62 @@ impl Upstream {
         Upstream { addr, seen, stop }
     }
 
+    /// The same script over DNS-over-TLS (RFC 7858) with the given certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Upstream {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((sock, src)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                sock.set_nonblocking(false).unwrap();
+                let (s, config) = (s.clone(), config.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, sock);
+                    loop {
+                        let mut len = [0u8; 2];
+                        if tls.read_exact(&mut len).is_err() {
+                            return;
+                        }
+                        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if tls.read_exact(&mut buf).is_err() {
+                            return;
+                        }
+                        let Ok(q) = Message::from_vec(&buf) else { return };
+                        record(&s, &q, true, src);
+                        let Some(bytes) = respond(&q, true) else { return };
+                        let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
+                        f.extend_from_slice(&bytes);
+                        if tls.write_all(&f).and_then(|_| tls.flush()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { addr, seen, stop }
+    }
+
     pub fn count(&self, qname_prefix: &str) -> usize {
         self.seen.lock().unwrap().iter().filter(|s| s.qname.starts_with(qname_prefix)).count()
     }

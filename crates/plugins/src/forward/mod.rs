@@ -7,7 +7,7 @@ mod setup;
 #[cfg(test)]
 mod tests;
 
-pub use proxy::{validate, HealthCheck, Transport, Upstream};
+pub use proxy::{validate, HealthCheck, TlsTarget, Transport, Upstream};
 pub use setup::setup;
 
 use kdns_server::plugin::{Proto, Reply, Request, Step};

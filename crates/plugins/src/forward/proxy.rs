@@ -112,6 +112,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// `to` label: `127.0.0.1:53`.
     pub label: String,
+    tls: Option<TlsTarget>,
     pub fails: AtomicU32,
     probing: AtomicBool,
     tcp: Mutex<Option<Arc<Mux>>>,
@@ -120,8 +121,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(addr: SocketAddr) -> Upstream {
+        Upstream::with_tls(addr, None)
+    }
+
+    /// An upstream reached over DNS-over-TLS (RFC 7858) when `tls` is set.
+    pub fn with_tls(addr: SocketAddr, tls: Option<TlsTarget>) -> Upstream {
         Upstream {
             addr,
+            tls,
             label: addr.to_string(),
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
@@ -146,6 +153,8 @@ impl Upstream {
     ) -> Result<Message, ExchangeError> {
         let mut q = query.clone();
         q.id = fastrand::u16(..);
+        // tls:// upstreams are always TCP-TLS, whatever the client or force_tcp/prefer_udp say.
+        let transport = if self.tls.is_some() { Transport::Tcp } else { transport };
         let reply = match transport {
             Transport::Udp => self.exchange_udp(&q.to_vec(), &q, read_timeout).await?,
             Transport::Tcp => self.exchange_tcp(&q, read_timeout, expire).await?,
@@ -194,7 +203,18 @@ impl Upstream {
             .map_err(|_| self.timeout("dial", Transport::Tcp, None))?
             .map_err(|e| self.err("dial", Transport::Tcp, None, e))?;
         let _ = stream.set_nodelay(true);
-        let mux = Mux::start(stream, expire);
+        let local = stream.local_addr().ok();
+        let mux = match &self.tls {
+            None => Mux::start(stream, local, expire),
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                let tls = tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), stream))
+                    .await
+                    .map_err(|_| self.timeout("tls handshake", Transport::Tcp, local))?
+                    .map_err(|e| self.err("tls handshake", Transport::Tcp, local, e))?;
+                Mux::start(tls, local, expire)
+            }
+        };
         *self.tcp.lock().unwrap_or_else(|e| e.into_inner()) = Some(mux.clone());
         Ok((mux, false))
     }
@@ -297,6 +317,19 @@ pub fn validate(bytes: &[u8], q: &Message) -> Option<Message> {
     Some(m)
 }
 
+/// Where and how to reach a DNS-over-TLS upstream.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsTarget({:?})", self.server_name)
+    }
+}
+
 type Waiters = Arc<Mutex<HashMap<u16, oneshot::Sender<Vec<u8>>>>>;
 
 /// One TCP connection to an upstream shared by concurrent queries (RFC 7766 pipelining): a
@@ -312,9 +345,11 @@ pub struct Mux {
 }
 
 impl Mux {
-    fn start(stream: TcpStream, expire: Duration) -> Arc<Mux> {
-        let local = stream.local_addr().ok();
-        let (mut rd, mut wr) = stream.into_split();
+    fn start<S>(stream: S, local: Option<SocketAddr>, expire: Duration) -> Arc<Mux>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
         let waiters: Waiters = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));

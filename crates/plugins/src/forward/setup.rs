@@ -1,4 +1,4 @@
-use super::{Forward, Forwarder, HealthCheck, Options, Policy, Transport, Upstream};
+use super::{Forward, Forwarder, HealthCheck, Options, Policy, TlsTarget, Transport, Upstream};
 use kdns_corefile::address::{normalize_zone, parse_key};
 use kdns_corefile::{Directive, Dispenser, Error, Token};
 use kdns_server::plugin::{parse_duration, Plugin, SetupCtx};
@@ -31,21 +31,21 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
     // FROM: a zone; a CIDR expands to reverse zones of which the first is used (as CoreDNS).
     let from_key = parse_key(&args[0].text).map_err(|m| Error::at(args[0], format!("plugin/forward: {m}")))?;
     let from = name(args[0], &from_key.zones[0])?;
-    let mut upstreams = Vec::new();
+    let mut targets: Vec<(SocketAddr, bool)> = Vec::new();
     for t in &args[1..] {
-        for addr in to_addresses(t, ctx.config_dir)? {
-            upstreams.push(Arc::new(Upstream::new(addr)));
-        }
+        targets.extend(to_addresses(t, ctx.config_dir)?);
     }
-    if upstreams.is_empty() {
+    if targets.is_empty() {
         return Err(Error::at(args[1], "plugin/forward: no nameservers found"));
     }
-    if upstreams.len() > MAX_UPSTREAMS {
+    if targets.len() > MAX_UPSTREAMS {
         return Err(Error::at(
             args[1],
-            format!("plugin/forward: more than {MAX_UPSTREAMS} TOs configured: {}", upstreams.len()),
+            format!("plugin/forward: more than {MAX_UPSTREAMS} TOs configured: {}", targets.len()),
         ));
     }
+    let mut tls_files: Option<(&Token, Vec<&Token>)> = None;
+    let mut tls_servername: Option<String> = None;
     let mut opts = Options {
         force_tcp: false,
         prefer_udp: false,
@@ -142,9 +142,14 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
                     opts.failover.push(code);
                 }
             }
-            "tls"
-            | "tls_servername"
-            | "next"
+            "tls" => {
+                if vals.len() > 3 {
+                    return Err(disp.arg_err(vals[3]));
+                }
+                tls_files = Some((prop, vals.clone()));
+            }
+            "tls_servername" => tls_servername = Some(one()?.text.clone()),
+            "next"
             | "next_on_nodata"
             | "max_idle_conns"
             | "max_age"
@@ -167,13 +172,101 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
     if opts.force_tcp {
         opts.health.transport = Transport::Tcp;
     }
+    let any_tls = targets.iter().any(|(_, tls)| *tls);
+    let client_config = if any_tls || tls_files.is_some() {
+        Some(tls_config(tls_files.as_ref().map(|(p, v)| (*p, v.as_slice())), ctx.config_dir, d_name(&disp))?)
+    } else {
+        None
+    };
+    let mut upstreams = Vec::new();
+    for (addr, tls) in targets {
+        let target = match (&client_config, tls) {
+            (Some(cfg), true) => {
+                let name = match &tls_servername {
+                    Some(n) => rustls::pki_types::ServerName::try_from(n.clone()).map_err(|e| {
+                        Error::at(disp.name(), format!("plugin/forward: bad tls_servername {n:?}: {e}"))
+                    })?,
+                    None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                };
+                Some(TlsTarget { config: cfg.clone(), server_name: name })
+            }
+            _ => None,
+        };
+        upstreams.push(Arc::new(Upstream::with_tls(addr, target)));
+    }
     opts.max_attempts = max_attempts.unwrap_or(2 * upstreams.len());
     Ok(Forwarder::new(from, except, upstreams, opts))
 }
 
-/// One TO: `IP[:port]`, `dns://IP[:port]`, `[v6]:port`, or a resolv.conf-style file.
-fn to_addresses(t: &Token, dir: &std::path::Path) -> Result<Vec<SocketAddr>, Error> {
+fn d_name<'a>(d: &Dispenser<'a>) -> &'a Token {
+    d.name()
+}
+
+/// `tls [CERT KEY CA]`: no files → system roots; `CA` → that CA; `CERT KEY` → client cert with
+/// system roots; `CERT KEY CA` → both. TLS 1.2 minimum.
+fn tls_config(
+    files: Option<(&Token, &[&Token])>,
+    dir: &std::path::Path,
+    at: &Token,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let path =
+        |t: &Token| if std::path::Path::new(&t.text).is_absolute() { t.text.clone().into() } else { dir.join(&t.text) };
+    let load_certs = |t: &Token| -> Result<Vec<CertificateDer<'static>>, Error> {
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path(t))
+            .map_err(|e| Error::at(t, format!("plugin/forward: cannot read {:?}: {e}", t.text)))?
+            .collect();
+        certs.map_err(|e| Error::at(t, format!("plugin/forward: bad certificate in {:?}: {e}", t.text)))
+    };
+    let vals: &[&Token] = files.map_or(&[], |(_, v)| v);
+    let (client, ca) = match vals {
+        [] => (None, None),
+        [ca] => (None, Some(*ca)),
+        [cert, key] => (Some((*cert, *key)), None),
+        [cert, key, ca] => (Some((*cert, *key)), Some(*ca)),
+        _ => return Err(Error::at(files.map_or(at, |(p, _)| p), "plugin/forward: tls takes at most CERT KEY CA")),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            for c in load_certs(ca)? {
+                roots.add(c).map_err(|e| Error::at(ca, format!("plugin/forward: bad CA certificate: {e}")))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::at(at, format!("plugin/forward: tls: {e}")))?
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let key = PrivateKeyDer::from_pem_file(path(key))
+                .map_err(|e| Error::at(key, format!("plugin/forward: cannot read key {:?}: {e}", key.text)))?;
+            builder
+                .with_client_auth_cert(load_certs(cert)?, key)
+                .map_err(|e| Error::at(cert, format!("plugin/forward: tls client certificate: {e}")))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// One TO: `IP[:port]`, `dns://IP[:port]`, `tls://IP[:port]` (port 853), `[v6]:port`, or a
+/// resolv.conf-style file. The flag says whether it is DNS over TLS.
+fn to_addresses(t: &Token, dir: &std::path::Path) -> Result<Vec<(SocketAddr, bool)>, Error> {
     let text = t.text.as_str();
+    if let Some(rest) = text.strip_prefix("tls://") {
+        let addr = parse_addr(rest, 853)
+            .ok_or_else(|| Error::at(t, format!("plugin/forward: not an IP address: {text:?}")))?;
+        return Ok(vec![(addr, true)]);
+    }
     if let Some((scheme, _)) = text.split_once("://") {
         if scheme != "dns" {
             return Err(Error::at(
@@ -182,6 +275,22 @@ fn to_addresses(t: &Token, dir: &std::path::Path) -> Result<Vec<SocketAddr>, Err
             ));
         }
     }
+    let plain = |v: Vec<SocketAddr>| v.into_iter().map(|a| (a, false)).collect();
+    Ok(plain(plain_addresses(t, text, dir)?))
+}
+
+fn parse_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, default_port));
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    Some(SocketAddr::new(host.parse().ok()?, port.parse().ok()?))
+}
+
+fn plain_addresses(t: &Token, text: &str, dir: &std::path::Path) -> Result<Vec<SocketAddr>, Error> {
     let bare = text.strip_prefix("dns://").unwrap_or(text);
     if let Ok(a) = bare.parse::<SocketAddr>() {
         return Ok(vec![a]);
