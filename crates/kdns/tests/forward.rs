@@ -402,3 +402,45 @@ fn dns_over_tls_refuses_unverified_upstreams() {
     assert_eq!(up.count("bad"), 0, "no query was sent over an unverified connection");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn next_moves_to_the_following_forward_line() {
+    let first = Upstream::start();
+    let second = Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward . {} {{\n        next NXDOMAIN SERVFAIL\n    }}\n    forward . {}\n}}\n",
+        first.addr, second.addr
+    ));
+    assert_eq!(
+        udp(k.addr(), &query("nxdomain.example.", RecordType::A)).metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!((first.count("nxdomain."), second.count("nxdomain.")), (1, 1));
+    assert_eq!(udp(k.addr(), &query("plain.example.org.", RecordType::A)).answers[0].data, ok_ip());
+    assert_eq!((first.count("plain."), second.count("plain.")), (1, 0));
+}
+
+#[test]
+fn prefer_udp_attempt_cap_and_health_check_domain() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    forward . {} {{\n        prefer_udp\n        max_connect_attempts 1\n        read_timeout 200ms\n        health_check 100ms no_rec domain hc.kdns.test\n    }}\n}}\n",
+        up.addr
+    ));
+    // A TCP client, but the upstream is asked over UDP.
+    assert_eq!(tcp(k.addr(), &query("viaudp.example.org.", RecordType::A)).answers[0].data, ok_ip());
+    assert!(up.seen().iter().any(|s| s.qname == "viaudp.example.org." && !s.tcp));
+    // One attempt only, then the failure starts a health check with the configured domain.
+    assert_eq!(
+        udp(k.addr(), &query("drop.example.org.", RecordType::A)).metadata.response_code,
+        ResponseCode::ServFail
+    );
+    assert_eq!(up.count("drop."), 1);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !up.seen().iter().any(|s| s.qname == "hc.kdns.test." && s.qtype == RecordType::NS)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up.seen().iter().any(|s| s.qname == "hc.kdns.test." && s.qtype == RecordType::NS), "health check sent");
+}

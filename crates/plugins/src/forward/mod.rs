@@ -42,6 +42,8 @@ pub struct Options {
     /// 0 = no cap.
     pub max_attempts: usize,
     pub read_timeout: Duration,
+    /// Upstream rcodes that hand the query to the next matching `forward` line.
+    pub next: Vec<u16>,
 }
 
 pub struct Forwarder {
@@ -158,7 +160,8 @@ impl Plugin for Forward {
 
     fn serve(&self, req: &Request<'_>) -> Step {
         let qname = req.qname();
-        let Some(f) = self.forwarders.iter().find(|f| f.matches(qname)) else { return Step::Next };
+        let Some(first) = self.forwarders.iter().position(|f| f.matches(qname)) else { return Step::Next };
+        let f = &self.forwarders[first];
         let before = f.inflight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(f.clone());
         if let Some(max) = f.opts.max_concurrent {
@@ -172,7 +175,29 @@ impl Plugin for Forward {
                 ));
             }
         }
-        let fut = f.clone().resolve(slot, req.msg.clone(), req.proto);
-        Step::Pending(Box::pin(fut))
+        // Later matching lines, for `next`: CoreDNS chains forward lines and `next` moves on
+        // to the following forward only.
+        let later: Vec<Arc<Forwarder>> =
+            self.forwarders[first + 1..].iter().filter(|g| g.matches(qname)).cloned().collect();
+        let (msg, proto) = (req.msg.clone(), req.proto);
+        let fut = f.clone().resolve(slot, msg.clone(), proto);
+        if f.opts.next.is_empty() || later.is_empty() {
+            return Step::Pending(Box::pin(fut));
+        }
+        let mut moves_on = f.opts.next.clone();
+        Step::Pending(Box::pin(async move {
+            let mut reply = fut.await;
+            for g in later {
+                // Only rcodes an upstream answered move on, not our own SERVFAIL after failures.
+                if !reply.written || !moves_on.contains(&reply.rcode_value()) {
+                    break;
+                }
+                g.inflight.fetch_add(1, Ordering::AcqRel);
+                let slot = Slot(g.clone());
+                moves_on = g.opts.next.clone();
+                reply = g.clone().resolve(slot, msg.clone(), proto).await;
+            }
+            reply
+        }))
     }
 }

@@ -62,6 +62,7 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
         failover: Vec::new(),
         max_attempts: 0,
         read_timeout: Duration::from_secs(2),
+        next: Vec::new(),
     };
     let mut max_attempts: Option<usize> = None;
     let mut except = Vec::new();
@@ -128,18 +129,23 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
             }
             "max_connect_attempts" => max_attempts = Some(number(one()?)? as usize),
             "read_timeout" => opts.read_timeout = duration(one()?)?,
-            "failover" => {
+            "failover" | "next" => {
                 if vals.is_empty() {
                     return Err(disp.arg_err(prop));
                 }
+                let is_next = prop.text == "next";
                 for v in &vals {
                     let code = (0u16..=23)
                         .find(|c| kdns_wire::rcode::name(*c).eq_ignore_ascii_case(&v.text))
                         .ok_or_else(|| Error::at(v, format!("plugin/forward: unknown rcode {:?}", v.text)))?;
                     if code == kdns_wire::rcode::NOERROR {
-                        return Err(Error::at(v, "plugin/forward: NoError cannot be a failover rcode"));
+                        return Err(Error::at(v, format!("plugin/forward: NoError cannot be a {} rcode", prop.text)));
                     }
-                    opts.failover.push(code);
+                    if is_next {
+                        opts.next.push(code);
+                    } else {
+                        opts.failover.push(code);
+                    }
                 }
             }
             "tls" => {
@@ -149,8 +155,7 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
                 tls_files = Some((prop, vals.clone()));
             }
             "tls_servername" => tls_servername = Some(one()?.text.clone()),
-            "next"
-            | "next_on_nodata"
+            "next_on_nodata"
             | "max_idle_conns"
             | "max_age"
             | "doh_method"
