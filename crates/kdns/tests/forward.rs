@@ -85,12 +85,19 @@ fn silent_upstream_gives_servfail_with_coredns_error_line() {
 #[test]
 fn mismatched_and_garbage_replies_are_never_accepted() {
     let up = Upstream::start();
-    let k = Kdns::start(&format!(".:PORT {{\n    forward . {} {{\n        read_timeout 300ms\n    }}\n}}\n", up.addr));
+    let mport = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    prometheus 127.0.0.1:{mport}\n    forward . {} {{\n        read_timeout 300ms\n    }}\n}}\n",
+        up.addr
+    ));
     for name in ["badid.example.org.", "badq.example.org.", "garbage.example.org."] {
         let r = udp(k.addr(), &query(name, RecordType::A));
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name}");
         assert!(r.answers.is_empty(), "{name}: nothing from the bad reply reaches the client");
     }
+    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let dropped = metric(&s, &format!("kdns_forward_mismatched_replies_total{{to=\"{}\"}}", up.addr)).unwrap_or(0.0);
+    assert!(dropped >= 6.0, "3 names x 2 attempts counted: {dropped}");
 }
 
 #[test]

@@ -69,6 +69,20 @@ pub fn healthcheck_broken() -> &'static Family {
         )
     })
 }
+/// kdns addition (no CoreDNS equivalent): replies that failed validation (ID, QR, question) and
+/// were dropped — a spoofing or broken-upstream signal.
+pub fn mismatched_replies() -> &'static Family {
+    static F: OnceLock<&'static Family> = OnceLock::new();
+    F.get_or_init(|| {
+        registry().family(
+            "kdns_forward_mismatched_replies_total",
+            "Counter of upstream replies dropped because ID, QR bit or question did not match the query.",
+            Kind::Counter,
+            &["to"],
+        )
+    })
+}
+
 pub fn max_concurrent_rejects() -> &'static Family {
     static F: OnceLock<&'static Family> = OnceLock::new();
     F.get_or_init(|| {
@@ -180,10 +194,11 @@ impl Upstream {
                 Ok(Err(e)) => return Err(self.err("read", Transport::Udp, local, e)),
                 Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
             };
-            // Out-of-order or spoofed replies are skipped; keep waiting for ours.
+            // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
             if let Some(m) = validate(&buf[..n], q) {
                 return Ok(m);
             }
+            mismatched_replies().with(&[&self.label]).inc();
         }
     }
 
@@ -243,8 +258,9 @@ impl Upstream {
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => validate(&reply, &q).ok_or_else(|| ExchangeError {
-                message: format!("read tcp {}: reply does not match the question", self.addr),
+            Ok(Ok(reply)) => validate(&reply, &q).ok_or_else(|| {
+                mismatched_replies().with(&[&self.label]).inc();
+                ExchangeError { message: format!("read tcp {}: reply does not match the question", self.addr) }
             }),
             Ok(Err(_)) if reused => {
                 Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
