@@ -240,109 +240,112 @@ pub static SLIM_TIME_BUCKETS: [f64; 5] = [0.00025, 0.0025, 0.025, 0.25, 2.5];
 pub static SIZE_BUCKETS: [f64; 14] =
     [0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3];
 
-macro_rules! family {
-    ($fn:ident, $name:literal, $help:literal, $kind:expr, [$($l:literal),*]) => {
-        pub fn $fn() -> &'static Family {
-            static F: OnceLock<&'static Family> = OnceLock::new();
-            F.get_or_init(|| registry().family($name, $help, $kind, &[$($l),*]))
+/// Defines `fn NAME() -> &'static Family`, registered once on first use. Plugins define their
+/// own families with it (`kdns_server::metric_family!`).
+#[macro_export]
+macro_rules! metric_family {
+    ($vis:vis $fn:ident, $name:literal, $help:literal, $kind:expr, [$($l:literal),*]) => {
+        $vis fn $fn() -> &'static $crate::metrics::Family {
+            static F: std::sync::OnceLock<&'static $crate::metrics::Family> = std::sync::OnceLock::new();
+            F.get_or_init(|| $crate::metrics::registry().family($name, $help, $kind, &[$($l),*]))
         }
     };
 }
 
-family!(
-    build_info,
+metric_family!(
+    pub build_info,
     "coredns_build_info",
     "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
     Kind::Gauge,
     ["version", "revision", "goversion"]
 );
-family!(panics_total, "coredns_panics_total", "A metrics that counts the number of panics.", Kind::Counter, []);
-family!(
-    plugin_enabled,
+metric_family!(pub panics_total, "coredns_panics_total", "A metrics that counts the number of panics.", Kind::Counter, []);
+metric_family!(
+    pub plugin_enabled,
     "coredns_plugin_enabled",
     "A metric that indicates whether a plugin is enabled on per server and zone basis.",
     Kind::Gauge,
     ["server", "zone", "view", "name"]
 );
-family!(
-    dns_requests_total,
+metric_family!(
+    pub dns_requests_total,
     "coredns_dns_requests_total",
     "Counter of DNS requests made per zone, protocol and family.",
     Kind::Counter,
     ["server", "zone", "view", "proto", "family", "type"]
 );
-family!(
-    dns_responses_total,
+metric_family!(
+    pub dns_responses_total,
     "coredns_dns_responses_total",
     "Counter of response status codes.",
     Kind::Counter,
     ["server", "zone", "view", "rcode", "plugin"]
 );
-family!(
-    dns_request_duration_seconds,
+metric_family!(
+    pub dns_request_duration_seconds,
     "coredns_dns_request_duration_seconds",
     "Histogram of the time (in seconds) each request took per zone.",
     Kind::Histogram(&TIME_BUCKETS),
     ["server", "zone", "view"]
 );
-family!(
-    dns_request_size_bytes,
+metric_family!(
+    pub dns_request_size_bytes,
     "coredns_dns_request_size_bytes",
     "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
     Kind::Histogram(&SIZE_BUCKETS),
     ["server", "zone", "view", "proto"]
 );
-family!(
-    dns_response_size_bytes,
+metric_family!(
+    pub dns_response_size_bytes,
     "coredns_dns_response_size_bytes",
     "Size of the returned response in bytes.",
     Kind::Histogram(&SIZE_BUCKETS),
     ["server", "zone", "view", "proto"]
 );
-family!(
-    dns_do_requests_total,
+metric_family!(
+    pub dns_do_requests_total,
     "coredns_dns_do_requests_total",
     "Counter of DNS requests with DO bit set per zone.",
     Kind::Counter,
     ["server", "zone", "view"]
 );
-family!(
-    reload_failed_total,
+metric_family!(
+    pub reload_failed_total,
     "coredns_reload_failed_total",
     "Counter of the number of failed reload attempts.",
     Kind::Counter,
     []
 );
-family!(
-    reload_version_info,
+metric_family!(
+    pub reload_version_info,
     "coredns_reload_version_info",
     "A metric with a constant '1' value labeled by hash, and value which type of hash generated.",
     Kind::Gauge,
     ["hash", "value"]
 );
-family!(
-    health_request_duration_seconds,
+metric_family!(
+    pub health_request_duration_seconds,
     "coredns_health_request_duration_seconds",
     "Histogram of the time (in seconds) each request took.",
     Kind::Histogram(&SLIM_TIME_BUCKETS),
     []
 );
-family!(
-    health_request_failures_total,
+metric_family!(
+    pub health_request_failures_total,
     "coredns_health_request_failures_total",
     "The number of times the health check failed.",
     Kind::Counter,
     []
 );
-family!(
-    hosts_entries,
+metric_family!(
+    pub hosts_entries,
     "coredns_hosts_entries",
     "The combined number of entries in hosts and Corefile.",
     Kind::Gauge,
     ["hostsfile"]
 );
-family!(
-    hosts_reload_timestamp_seconds,
+metric_family!(
+    pub hosts_reload_timestamp_seconds,
     "coredns_hosts_reload_timestamp_seconds",
     "The timestamp of the last reload of hosts file.",
     Kind::Gauge,

@@ -8,10 +8,10 @@ mod tests;
 pub use setup::setup;
 
 use kdns_cache::{compute_ttl, minimal_ttl, typify, Entry, Key, ResponseType, Store};
-use kdns_server::metrics::{registry, Family, Kind, Series};
+use kdns_server::metrics::{Kind, Series};
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Name};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,50 +91,42 @@ struct Stats {
     served_stale: Arc<Series>,
 }
 
-macro_rules! family {
-    ($fn:ident, $name:literal, $help:literal, $kind:expr, [$($l:literal),*]) => {
-        fn $fn() -> &'static Family {
-            static F: OnceLock<&'static Family> = OnceLock::new();
-            F.get_or_init(|| registry().family($name, $help, $kind, &[$($l),*]))
-        }
-    };
-}
-family!(
+kdns_server::metric_family!(
     entries,
     "coredns_cache_entries",
     "The number of elements in the cache.",
     Kind::Gauge,
     ["server", "type", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     requests,
     "coredns_cache_requests_total",
     "The count of cache requests.",
     Kind::Counter,
     ["server", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     hits,
     "coredns_cache_hits_total",
     "The count of cache hits.",
     Kind::Counter,
     ["server", "type", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     misses,
     "coredns_cache_misses_total",
     "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
     Kind::Counter,
     ["server", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     drops,
     "coredns_cache_drops_total",
     "The number responses that are not cached, because the reply is malformed.",
     Kind::Counter,
     ["server", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     evictions,
     "coredns_cache_evictions_total",
     "The count of cache evictions.",
@@ -142,14 +134,14 @@ family!(
     ["server", "type", "zones", "view"]
 );
 
-family!(
+kdns_server::metric_family!(
     prefetches,
     "coredns_cache_prefetch_total",
     "The number of times the cache has prefetched a cached item.",
     Kind::Counter,
     ["server", "zones", "view"]
 );
-family!(
+kdns_server::metric_family!(
     served_stale,
     "coredns_cache_served_stale_total",
     "The number of requests served from stale cache entries.",

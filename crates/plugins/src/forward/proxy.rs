@@ -2,98 +2,28 @@
 //! a kernel-random source port) and TCP (idle connections reused within `expire`), reply
 //! validation (ID, QR, question), and the health-check state.
 
-use kdns_server::metrics::{registry, Family, Kind};
+use kdns_server::metrics::Kind;
 use kdns_wire::{class, flag, rtype, Message, Question};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-pub fn request_duration() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_proxy_request_duration_seconds",
-            "Histogram of the time each request took.",
-            Kind::Histogram(&kdns_server::metrics::TIME_BUCKETS),
-            &["proxy_name", "to", "rcode"],
-        )
-    })
-}
-pub fn healthcheck_failures() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_proxy_healthcheck_failures_total",
-            "Counter of the number of failed healthchecks.",
-            Kind::Counter,
-            &["proxy_name", "to"],
-        )
-    })
-}
-pub fn conn_cache_hits() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_proxy_conn_cache_hits_total",
-            "Counter of connection cache hits per upstream and protocol.",
-            Kind::Counter,
-            &["proxy_name", "to", "proto"],
-        )
-    })
-}
-pub fn conn_cache_misses() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_proxy_conn_cache_misses_total",
-            "Counter of connection cache misses per upstream and protocol.",
-            Kind::Counter,
-            &["proxy_name", "to", "proto"],
-        )
-    })
-}
-pub fn healthcheck_broken() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_forward_healthcheck_broken_total",
-            "Counter of the number of complete failures of the healthchecks.",
-            Kind::Counter,
-            &[],
-        )
-    })
-}
-/// kdns addition (no CoreDNS equivalent): replies that failed validation (ID, QR, question) and
-/// were dropped — a spoofing or broken-upstream signal.
-pub fn mismatched_replies() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "kdns_forward_mismatched_replies_total",
-            "Counter of upstream replies dropped because ID, QR bit or question did not match the query.",
-            Kind::Counter,
-            &["to"],
-        )
-    })
-}
+kdns_server::metric_family!(pub request_duration, "coredns_proxy_request_duration_seconds", "Histogram of the time each request took.", Kind::Histogram(&kdns_server::metrics::TIME_BUCKETS), ["proxy_name", "to", "rcode"]);
+kdns_server::metric_family!(pub healthcheck_failures, "coredns_proxy_healthcheck_failures_total", "Counter of the number of failed healthchecks.", Kind::Counter, ["proxy_name", "to"]);
+kdns_server::metric_family!(pub conn_cache_hits, "coredns_proxy_conn_cache_hits_total", "Counter of connection cache hits per upstream and protocol.", Kind::Counter, ["proxy_name", "to", "proto"]);
+kdns_server::metric_family!(pub conn_cache_misses, "coredns_proxy_conn_cache_misses_total", "Counter of connection cache misses per upstream and protocol.", Kind::Counter, ["proxy_name", "to", "proto"]);
+kdns_server::metric_family!(pub healthcheck_broken, "coredns_forward_healthcheck_broken_total", "Counter of the number of complete failures of the healthchecks.", Kind::Counter, []);
+// kdns addition (no CoreDNS equivalent): replies that failed validation (ID, QR, question) and
+// were dropped — a spoofing or broken-upstream signal.
+kdns_server::metric_family!(pub mismatched_replies, "kdns_forward_mismatched_replies_total", "Counter of upstream replies dropped because ID, QR bit or question did not match the query.", Kind::Counter, ["to"]);
 
-pub fn max_concurrent_rejects() -> &'static Family {
-    static F: OnceLock<&'static Family> = OnceLock::new();
-    F.get_or_init(|| {
-        registry().family(
-            "coredns_forward_max_concurrent_rejects_total",
-            "Counter of the number of queries rejected because the concurrent queries were at maximum.",
-            Kind::Counter,
-            &[],
-        )
-    })
-}
+kdns_server::metric_family!(pub max_concurrent_rejects, "coredns_forward_max_concurrent_rejects_total", "Counter of the number of queries rejected because the concurrent queries were at maximum.", Kind::Counter, []);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
