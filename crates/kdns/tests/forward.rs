@@ -109,9 +109,12 @@ fn truncated_udp_answer_is_retried_over_tcp() {
     assert_eq!(r.answers[0].data, ok_ip());
     let seen: Vec<bool> = up.seen().iter().filter(|s| s.qname == "tc.example.org.").map(|s| s.tcp).collect();
     assert_eq!(seen, vec![false, true]);
-    // A big answer for a small client buffer is truncated by kdns, with TC.
+    // An upstream that ignores the 512-byte limit over UDP is caught (not silently cut) and asked
+    // again over TCP; the small client then gets kdns's own truncation, with TC.
     let r = udp(k.addr(), &query("big.example.org.", RecordType::A));
     assert!(r.metadata.truncation);
+    let seen: Vec<bool> = up.seen().iter().filter(|s| s.qname == "big.example.org.").map(|s| s.tcp).collect();
+    assert_eq!(seen, vec![false, true]);
 }
 
 #[test]

@@ -117,13 +117,22 @@ impl Upstream {
         sock.send(bytes).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
         conn_cache_misses().with(&["forward", &self.label, "udp"]).inc();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut buf = vec![0u8; 65535];
+        // Room for what we asked for (the client's EDNS size, at least 512) plus one byte, so an
+        // upstream that sends more than allowed is detected instead of silently cut (CoreDNS
+        // turns that into a TC reply too).
+        let size = q.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize);
+        let mut buf = vec![0u8; size + 1];
         loop {
             let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(self.err("read", Transport::Udp, local, e)),
                 Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
             };
+            if n > size {
+                let mut tc = Message::reply_to(q);
+                tc.set(flag::TC, true);
+                return Ok(tc);
+            }
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
             if let Some(m) = validate(&buf[..n], q) {
                 return Ok(m);
