@@ -162,3 +162,32 @@ fn corefile_in_working_directory_and_coredns_name() {
     assert!(ok, "./Corefile is loaded when -conf is not given, also when invoked as coredns");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn corefile_from_stdin() {
+    use std::io::Write;
+    let dir = temp_dir("stdin");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["-conf", "stdin", "-quiet"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!(".:{port} {{\n    whoami\n}}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut ok = false;
+    for _ in 0..100 {
+        if udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100)).is_some() {
+            ok = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "-conf stdin reads the Corefile from standard input");
+    let _ = std::fs::remove_dir_all(dir);
+}

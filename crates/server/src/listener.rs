@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 pub const TCP_READ_TIMEOUT: Duration = Duration::from_secs(3);
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Queries one TCP connection may have waiting on upstreams at once (pipelining, RFC 7766).
+const TCP_MAX_PENDING: usize = 128;
 const MAX_UDP_PAYLOAD: usize = 65535;
 
 /// The current zone table of a listener; replaced whole on reload.
@@ -229,6 +231,7 @@ async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight
         }
         let _ = wr.shutdown().await;
     });
+    let pending = Arc::new(tokio::sync::Semaphore::new(TCP_MAX_PENDING));
     let mut first = true;
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
@@ -256,9 +259,12 @@ async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight
             }
             Outcome::Drop => {}
             Outcome::Pending(p) => {
+                // Bound what one connection may have in flight: stop reading until a slot frees.
+                let Ok(permit) = pending.clone().acquire_owned().await else { break };
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
+                    let _permit = permit;
                     let bytes = p.finish().await;
                     let _ = tx.send(frame(&bytes)).await;
                 });
