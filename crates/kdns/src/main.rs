@@ -108,6 +108,7 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         None if Path::new("Corefile").exists() => Source::File(PathBuf::from("Corefile")),
         None => Source::Text { name: "Corefile".into(), text: ". {\n    whoami\n    log\n}\n".into() },
     };
+    raise_fd_limit();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     run(Options {
         source,
@@ -118,4 +119,18 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         workers,
         version_lines: version_lines(),
     })
+}
+
+/// Raises the soft open-files limit to the hard limit: every upstream exchange and TCP client
+/// holds a descriptor, and "too many open files" is a known CoreDNS failure under load.
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -454,3 +454,22 @@ fn prefer_udp_attempt_cap_and_health_check_domain() {
     }
     assert!(up.seen().iter().any(|s| s.qname == "hc.kdns.test." && s.qtype == RecordType::NS), "health check sent");
 }
+
+#[test]
+fn upstream_ids_and_source_ports_are_random_per_exchange() {
+    let up = Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let mut q = query("rand.example.org.", RecordType::A);
+    for i in 0..200u16 {
+        q.metadata.id = 7; // the client always uses the same ID
+        q.queries[0] = hickory_proto::op::Query::query(format!("r{i}.example.org.").parse().unwrap(), RecordType::A);
+        udp(k.addr(), &q);
+    }
+    let seen: Vec<_> = up.seen().into_iter().filter(|s| s.qname.starts_with('r')).collect();
+    assert_eq!(seen.len(), 200);
+    let ids: std::collections::HashSet<u16> = seen.iter().map(|s| s.id).collect();
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|s| s.src.port()).collect();
+    // 200 draws from 65,536 IDs collide rarely; from the ephemeral range likewise.
+    assert!(ids.len() >= 190, "only {} distinct upstream IDs", ids.len());
+    assert!(ports.len() >= 150, "only {} distinct source ports", ports.len());
+}

@@ -7,6 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// kdns bounds in-flight queries per `forward` line by default (CoreDNS: unlimited, which is how
+/// a slow upstream turns into an OOM kill); `max_concurrent` overrides it.
+pub const DEFAULT_MAX_CONCURRENT: u32 = 10_000;
+
 /// CoreDNS's limit on upstreams per `forward` line.
 pub const MAX_UPSTREAMS: usize = 15;
 
@@ -58,7 +62,7 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
             transport: Transport::Udp,
         },
         policy: Policy::Random,
-        max_concurrent: None,
+        max_concurrent: Some(DEFAULT_MAX_CONCURRENT),
         failover: Vec::new(),
         max_attempts: 0,
         read_timeout: Duration::from_secs(2),
