@@ -50,3 +50,41 @@ fn log_classes_filter_lines() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(k.count_lines("a.example.org."), 0, "success is not in class error");
 }
+
+#[test]
+fn chaos_opens_the_ch_class_nsid_and_minimal() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    use hickory_proto::rr::DNSClass;
+    let k = Kdns::start(
+        ".:PORT {\n    chaos kdns-test alice\n    nsid node-7\n    minimal\n    hosts {\n        10.0.0.1 a.example.org\n    }\n    whoami\n}\n",
+    );
+    let mut q = query("version.bind.", RecordType::TXT);
+    q.queries[0].set_query_class(DNSClass::CH);
+    let r = udp(k.addr(), &q);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        format!("{:?}", r.answers[0].data),
+        format!("{:?}", RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["kdns-test".into()])))
+    );
+    // NSID for a client that asks.
+    let mut q = with_edns(query("a.example.org.", RecordType::A), 1232);
+    q.edns.as_mut().unwrap().options_mut().insert(EdnsOption::Unknown(u16::from(EdnsCode::NSID), vec![]));
+    let r = udp(k.addr(), &q);
+    let nsid = r.edns.unwrap().options().as_ref().iter().find_map(|(c, o)| {
+        (u16::from(*c) == 3).then(|| match o {
+            EdnsOption::Unknown(_, d) => d.clone(),
+            EdnsOption::NSID(p) => p.as_ref().to_vec(),
+            other => format!("{other:?}").into_bytes(),
+        })
+    });
+    assert!(nsid.is_some_and(|d| String::from_utf8_lossy(&d).contains("node-7")));
+    // minimal: whoami's additional records are removed from its positive answer.
+    let r = udp(k.addr(), &query("x.example.net.", RecordType::A));
+    assert!(r.additionals.is_empty(), "{:?}", r.additionals);
+
+    // Without chaos a CH query is refused.
+    let k2 = Kdns::start(".:PORT {\n    whoami\n}\n");
+    let mut q = query("version.bind.", RecordType::TXT);
+    q.queries[0].set_query_class(DNSClass::CH);
+    assert_eq!(udp(k2.addr(), &q).metadata.response_code, ResponseCode::Refused);
+}

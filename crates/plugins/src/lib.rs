@@ -6,6 +6,7 @@
 pub mod any;
 pub mod bind;
 pub mod cache;
+pub mod chaos;
 pub mod debug;
 pub mod errors;
 pub mod forward;
@@ -14,6 +15,8 @@ pub mod hosts;
 pub mod loadbalance;
 pub mod log;
 pub mod r#loop;
+pub mod minimal;
+pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
@@ -41,10 +44,11 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 15] = [
+    let defs: [(&'static str, SetupFn); 18] = [
         ("any", any::setup),
         ("bind", bind::setup),
         ("cache", cache::setup),
+        ("chaos", chaos::setup),
         ("debug", debug::setup),
         ("errors", errors::setup),
         ("forward", forward::setup),
@@ -53,6 +57,8 @@ pub fn all() -> Vec<PluginDef> {
         ("loadbalance", loadbalance::setup),
         ("log", log::setup),
         ("loop", r#loop::setup),
+        ("minimal", minimal::setup),
+        ("nsid", nsid::setup),
         ("prometheus", prometheus::setup),
         ("ready", ready::setup),
         ("reload", reload::setup),

@@ -64,6 +64,9 @@ pub struct ZoneTable {
     zones: Zones,
     /// Metrics for queries refused before any block (zone label `dropped`).
     pub dropped: Arc<ZoneStats>,
+    /// A block on this listener has `chaos`: classes other than IN reach the chain (CoreDNS's
+    /// `classChaos`); otherwise they are refused.
+    pub chaos: bool,
 }
 
 impl ZoneTable {
@@ -189,7 +192,8 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         .into_iter()
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
-            (k, Arc::new(ZoneTable { server: k.label(), zones, dropped }))
+            let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| p.name() == "chaos"));
+            (k, Arc::new(ZoneTable { server: k.label(), zones, dropped, chaos }))
         })
         .collect();
     Ok(Instance { listeners, contrib, enabled, banner })

@@ -95,7 +95,7 @@ pub fn handle(
         }
     };
     let q = &msg.questions[0];
-    let routed = if q.qclass != class::IN { None } else { table.route(&q.name, q.qtype == rtype::DS) };
+    let routed = if q.qclass != class::IN && !table.chaos { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
