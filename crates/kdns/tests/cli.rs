@@ -6,7 +6,6 @@ use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::process::Command;
-use std::time::Duration;
 
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
     run_to_exit(args, dir)
@@ -73,24 +72,13 @@ fn bad_corefiles_name_file_and_line() {
 fn default_corefile_with_dns_port_flag() {
     let dir = temp_dir("default");
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["-dns.port", &port.to_string(), "-quiet"])
         .current_dir(&dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut reply = None;
-    for _ in 0..100 {
-        if let Some(bytes) =
-            udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100))
-        {
-            reply = Some(hickory_proto::op::Message::from_vec(&bytes).unwrap());
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let reply = first_answer(child, port, "x.org.");
     let reply = reply.expect("built-in whoami answers");
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     assert!(reply.additionals.iter().any(|r| r.record_type() == RecordType::SRV));
@@ -114,25 +102,14 @@ fn import_globs_snippets_and_env() {
     let corefile = "(base) {\n    errors\n}\n.:{$KDNS_TEST_PORT} {\n    import base\n    import custom/*.override\n}\n";
     std::fs::write(dir.join("Corefile"), corefile).unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["-conf", "Corefile"])
         .env("KDNS_TEST_PORT", port.to_string())
         .current_dir(&dir)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut answered = None;
-    for _ in 0..100 {
-        if let Some(b) =
-            udp_raw(addr, &query("imported.example.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100))
-        {
-            answered = Some(hickory_proto::op::Message::from_vec(&b).unwrap());
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let answered = first_answer(child, port, "imported.example.org.");
     let r = answered.expect("answer");
     assert_eq!(
         format!("{:?}", r.answers[0].data),
@@ -148,17 +125,8 @@ fn corefile_in_working_directory_and_coredns_name() {
     std::fs::write(dir.join("Corefile"), format!(".:{port} {{\n    whoami\n}}\n")).unwrap();
     let link = dir.join("coredns");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
-    let mut child = Command::new(&link).current_dir(&dir).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut ok = false;
-    for _ in 0..100 {
-        if udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100)).is_some() {
-            ok = true;
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let child = Command::new(&link).current_dir(&dir).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let ok = first_answer(child, port, "x.org.").is_some();
     assert!(ok, "./Corefile is loaded when -conf is not given, also when invoked as coredns");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -178,16 +146,7 @@ fn corefile_from_stdin() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(format!(".:{port} {{\n    whoami\n}}\n").as_bytes()).unwrap();
     drop(stdin);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut ok = false;
-    for _ in 0..100 {
-        if udp_raw(addr, &query("x.org.", RecordType::A).to_vec().unwrap(), Duration::from_millis(100)).is_some() {
-            ok = true;
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let ok = first_answer(child, port, "x.org.").is_some();
     assert!(ok, "-conf stdin reads the Corefile from standard input");
     let _ = std::fs::remove_dir_all(dir);
 }

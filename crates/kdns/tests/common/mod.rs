@@ -257,3 +257,20 @@ pub fn run_to_exit(args: &[&str], dir: &Path) -> (i32, String, String) {
     };
     (status.code().unwrap_or(-1), out_reader.join().unwrap(), err_reader.join().unwrap())
 }
+
+/// Polls `port` on 127.0.0.1 with a query for `name` until something answers (up to 10 s), then
+/// kills `child`. For tests that start kdns themselves (custom flags, stdin, argv[0]).
+pub fn first_answer(mut child: std::process::Child, port: u16, name: &str) -> Option<Message> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let packet = query(name, hickory_proto::rr::RecordType::A).to_vec().unwrap();
+    let mut reply = None;
+    for _ in 0..100 {
+        if let Some(bytes) = udp_raw(addr, &packet, Duration::from_millis(100)) {
+            reply = Message::from_vec(&bytes).ok();
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    reply
+}
