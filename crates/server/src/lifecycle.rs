@@ -250,9 +250,10 @@ fn apply(
     }
     let readiness = std::mem::take(&mut contrib.readiness);
     let seen_ready: Arc<Mutex<HashSet<&'static str>>> = Arc::default();
-    for addr in &contrib.ready_addresses {
+    for (addr, continuously) in &contrib.ready_addresses {
         let a = admin::resolve(addr).map_err(|e| format!("{addr}: {e}"))?;
-        let route = ready_route(readiness.clone(), seen_ready.clone(), shared.shutting_down.clone());
+        let seen = if *continuously { None } else { Some(seen_ready.clone()) };
+        let route = ready_route(readiness.clone(), seen, shared.shutting_down.clone());
         wanted.entry(a).or_default().insert("/ready".into(), route);
     }
     let mut fresh_admin = HashMap::new();
@@ -301,25 +302,29 @@ fn apply(
     Ok(banner)
 }
 
-/// `/ready`: 200 `OK` when every readiness check passed once (`monitor until-ready`), else 503
-/// with the sorted, comma-separated names of those that did not; 503 `Shutting down` in lameduck.
+/// `/ready`: 200 `OK` when every readiness check passes, else 503 with the sorted,
+/// comma-separated names of those that do not; 503 `Shutting down` in lameduck. With `seen`
+/// (`monitor until-ready`) a check that passed once is not asked again; without it
+/// (`monitor continuously`) every request asks all of them.
 pub fn ready_route(
     readiness: Vec<Arc<dyn Readiness>>,
-    seen: Arc<Mutex<HashSet<&'static str>>>,
+    seen: Option<Arc<Mutex<HashSet<&'static str>>>>,
     shutting: Arc<AtomicBool>,
 ) -> Route {
     Arc::new(move || {
         if shutting.load(Ordering::Relaxed) {
             return (503, "Shutting down\n".into());
         }
-        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = seen.as_ref().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
         let mut not_ready: Vec<&str> = Vec::new();
         for r in readiness.iter() {
-            if seen.contains(r.name()) {
+            if seen.as_ref().is_some_and(|s| s.contains(r.name())) {
                 continue;
             }
             if r.ready() {
-                seen.insert(r.name());
+                if let Some(s) = seen.as_mut() {
+                    s.insert(r.name());
+                }
             } else {
                 not_ready.push(r.name());
             }
@@ -444,7 +449,7 @@ mod tests {
         let checks: Vec<Arc<dyn Readiness>> =
             vec![Arc::new(Check("kubernetes", k8s.clone())), Arc::new(Check("erratic", erratic.clone()))];
         let shutting = Arc::new(AtomicBool::new(false));
-        let route = ready_route(checks, Arc::default(), shutting.clone());
+        let route = ready_route(checks.clone(), Some(Arc::default()), shutting.clone());
         assert_eq!(route(), (503, "erratic,kubernetes".to_string()));
         erratic.store(true, Ordering::Relaxed);
         assert_eq!(route(), (503, "kubernetes".to_string()));
@@ -453,6 +458,11 @@ mod tests {
         // until-ready: a plugin that was ready once is not asked again
         k8s.store(false, Ordering::Relaxed);
         assert_eq!(route().0, 200);
+        // continuously: a plugin that stops being ready shows up again
+        let continuous = ready_route(checks, None, Arc::new(AtomicBool::new(false)));
+        assert_eq!(continuous(), (503, "kubernetes".to_string()));
+        k8s.store(true, Ordering::Relaxed);
+        assert_eq!(continuous().0, 200);
         shutting.store(true, Ordering::Relaxed);
         assert_eq!(route().0, 503);
     }

@@ -254,7 +254,8 @@ pub struct Contributions {
     pub tasks: Vec<BackgroundTask>,
     pub lameduck: Option<Duration>,
     pub reload: Option<ReloadSettings>,
-    pub ready_addresses: Vec<String>,
+    /// `ready` listeners: (address, monitor continuously).
+    pub ready_addresses: Vec<(String, bool)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

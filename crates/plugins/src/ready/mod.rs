@@ -14,18 +14,17 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     once("ready", ds)?;
     let d = Dispenser::new(ds[0]);
     let addr = crate::listen_address("ready", &d, DEFAULT_ADDRESS)?;
+    let mut continuously = false;
     for (prop, vals) in d.block() {
         match (prop.text.as_str(), vals.as_slice()) {
-            ("monitor", [v]) if v.text == "until-ready" => {}
-            ("monitor", [v]) if v.text == "continuously" => {
-                return Err(Error::at(v, "plugin/ready: monitor continuously is not supported by this kdns build yet"));
-            }
+            ("monitor", [v]) if v.text == "until-ready" => continuously = false,
+            ("monitor", [v]) if v.text == "continuously" => continuously = true,
             ("monitor", _) => return Err(d.arg_err(prop)),
             (other, _) => return Err(Error::at(prop, format!("plugin/ready: unknown property {other:?}"))),
         }
     }
-    if !ctx.contrib.ready_addresses.contains(&addr) {
-        ctx.contrib.ready_addresses.push(addr);
+    if !ctx.contrib.ready_addresses.iter().any(|(a, _)| *a == addr) {
+        ctx.contrib.ready_addresses.push((addr, continuously));
     }
     Ok(None)
 }
