@@ -11,32 +11,53 @@ const SHARDS: usize = 256;
 /// Byte budget per entry slot: the store holds at most `capacity × AVG_ENTRY_BYTES` bytes.
 pub const AVG_ENTRY_BYTES: usize = 2048;
 
-/// CoreDNS's key: lower-cased qname, qtype, qclass, DO, CD. Kept whole to verify hash hits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Flags, type, class, then a name of at most 255 octets.
+const KEY_MAX: usize = 5 + kdns_wire::name::MAX_NAME_LEN;
+
+/// CoreDNS's key: lower-cased qname, qtype, qclass, DO, CD. Kept whole (on the stack, no
+/// allocation per lookup) to verify hash hits.
+#[derive(Clone, Debug)]
 pub struct Key {
-    bytes: Vec<u8>,
+    bytes: [u8; KEY_MAX],
+    len: usize,
     pub hash: u64,
 }
 
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes[..self.len] == other.bytes[..other.len]
+    }
+}
+impl Eq for Key {}
+
 impl Key {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
     pub fn new(qname: &Name, qtype: u16, qclass: u16, dnssec_ok: bool, checking_disabled: bool) -> Key {
-        let mut bytes = Vec::with_capacity(qname.as_wire().len() + 5);
-        bytes.push((dnssec_ok as u8) | (checking_disabled as u8) << 1);
-        bytes.extend_from_slice(&qtype.to_be_bytes());
-        bytes.extend_from_slice(&qclass.to_be_bytes());
-        bytes.extend(qname.as_wire().iter().map(u8::to_ascii_lowercase));
+        let wire = qname.as_wire();
+        let mut bytes = [0u8; KEY_MAX];
+        bytes[0] = (dnssec_ok as u8) | (checking_disabled as u8) << 1;
+        bytes[1..3].copy_from_slice(&qtype.to_be_bytes());
+        bytes[3..5].copy_from_slice(&qclass.to_be_bytes());
+        let len = 5 + wire.len().min(KEY_MAX - 5);
+        for (d, s) in bytes[5..len].iter_mut().zip(wire) {
+            *d = s.to_ascii_lowercase();
+        }
         // FNV-1a 64, as CoreDNS hashes its key.
         let mut hash: u64 = 0xcbf29ce484222325;
-        for b in &bytes {
+        for b in &bytes[..len] {
             hash ^= *b as u64;
             hash = hash.wrapping_mul(0x100000001b3);
         }
-        Key { bytes, hash }
+        Key { bytes, len, hash }
     }
 }
 
 struct Slot {
-    key: Key,
+    /// The full key, kept compactly (a `Key` is stack-sized for lookups).
+    key: Box<[u8]>,
     entry: Arc<Entry>,
 }
 
@@ -71,7 +92,7 @@ impl Store {
 
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         let shard = self.shard(key);
-        shard.map.get(&key.hash).filter(|s| s.key == *key).map(|s| s.entry.clone())
+        shard.map.get(&key.hash).filter(|s| *s.key == *key.as_bytes()).map(|s| s.entry.clone())
     }
 
     /// Inserts or replaces; returns how many other entries were evicted to make room.
@@ -95,7 +116,7 @@ impl Store {
             }
         }
         shard.bytes += size;
-        shard.map.insert(key.hash, Slot { key, entry: Arc::new(entry) });
+        shard.map.insert(key.hash, Slot { key: key.as_bytes().into(), entry: Arc::new(entry) });
         self.count.fetch_add(1, Ordering::Relaxed);
         self.count.fetch_sub(removed + evicted, Ordering::Relaxed);
         evicted
@@ -103,7 +124,7 @@ impl Store {
 
     pub fn remove(&self, key: &Key) {
         let mut shard = self.shard(key);
-        if shard.map.get(&key.hash).is_some_and(|s| s.key == *key) {
+        if shard.map.get(&key.hash).is_some_and(|s| *s.key == *key.as_bytes()) {
             if let Some(old) = shard.map.remove(&key.hash) {
                 shard.bytes -= old.entry.len();
                 self.count.fetch_sub(1, Ordering::Relaxed);
