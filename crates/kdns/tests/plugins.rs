@@ -88,3 +88,18 @@ fn chaos_opens_the_ch_class_nsid_and_minimal() {
     q.queries[0].set_query_class(DNSClass::CH);
     assert_eq!(udp(k2.addr(), &q).metadata.response_code, ResponseCode::Refused);
 }
+
+#[test]
+fn local_answers_loopback_names_without_forwarding() {
+    let up = common::upstream::Upstream::start();
+    let k = Kdns::start(&format!(".:PORT {{\n    local\n    forward . {}\n}}\n", up.addr));
+    let r = udp(k.addr(), &query("localhost.", RecordType::A));
+    assert_eq!(format!("{:?}", r.answers[0].data), format!("{:?}", RData::A("127.0.0.1".parse().unwrap())));
+    assert_eq!(
+        udp(k.addr(), &query("9.9.9.127.in-addr.arpa.", RecordType::PTR)).metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(udp(k.addr(), &query("localhost.example.org.", RecordType::A)).answers.len(), 1);
+    udp(k.addr(), &query("www.example.org.", RecordType::A));
+    assert_eq!(up.seen().len(), 1, "only the non-local name was forwarded");
+}

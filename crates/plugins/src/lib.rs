@@ -13,6 +13,7 @@ pub mod forward;
 pub mod health;
 pub mod hosts;
 pub mod loadbalance;
+pub mod local;
 pub mod log;
 pub mod r#loop;
 pub mod minimal;
@@ -44,7 +45,7 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 18] = [
+    let defs: [(&'static str, SetupFn); 19] = [
         ("any", any::setup),
         ("bind", bind::setup),
         ("cache", cache::setup),
@@ -55,6 +56,7 @@ pub fn all() -> Vec<PluginDef> {
         ("health", health::setup),
         ("hosts", hosts::setup),
         ("loadbalance", loadbalance::setup),
+        ("local", local::setup),
         ("log", log::setup),
         ("loop", r#loop::setup),
         ("minimal", minimal::setup),
