@@ -103,3 +103,18 @@ fn local_answers_loopback_names_without_forwarding() {
     udp(k.addr(), &query("www.example.org.", RecordType::A));
     assert_eq!(up.seen().len(), 1, "only the non-local name was forwarded");
 }
+
+#[test]
+fn bufsize_lowers_the_clients_edns_size() {
+    let hosts: String = (1..=60).map(|i| format!("        10.0.1.{i} big.example.org\n")).collect();
+    let k = Kdns::start(&format!(".:PORT {{\n    bufsize 512\n    hosts {{\n{hosts}    }}\n}}\n"));
+    let raw = udp_raw(
+        k.addr(),
+        &with_edns(query("big.example.org.", RecordType::A), 4096).to_vec().unwrap(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(raw.len() <= 512, "reply truncated to bufsize: {}", raw.len());
+    let r = hickory_proto::op::Message::from_vec(&raw).unwrap();
+    assert!(r.metadata.truncation);
+}

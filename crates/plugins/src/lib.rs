@@ -5,6 +5,7 @@
 
 pub mod any;
 pub mod bind;
+pub mod bufsize;
 pub mod cache;
 pub mod chaos;
 pub mod debug;
@@ -45,9 +46,10 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 19] = [
+    let defs: [(&'static str, SetupFn); 20] = [
         ("any", any::setup),
         ("bind", bind::setup),
+        ("bufsize", bufsize::setup),
         ("cache", cache::setup),
         ("chaos", chaos::setup),
         ("debug", debug::setup),

@@ -25,6 +25,7 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
         config_dir: Path::new("."),
         listen: Vec::new(),
         debug: false,
+        bufsize: None,
         port: 53,
         contrib: &mut contrib,
     };

@@ -28,6 +28,8 @@ pub struct Block {
     pub zones: Vec<String>,
     pub plugins: Vec<Arc<dyn Plugin>>,
     pub debug: bool,
+    /// `bufsize`: the largest EDNS UDP size a request keeps on its way through this chain.
+    pub bufsize: Option<u16>,
 }
 
 /// Where a group of server blocks listens: an address (None = all) and a port.
@@ -145,6 +147,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             config_dir,
             listen: Vec::new(),
             debug: false,
+            bufsize: None,
             port: zones.first().map_or(default_port, |z| z.1),
             contrib: &mut contrib,
         };
@@ -159,8 +162,8 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             }
         }
         let listen = std::mem::take(&mut ctx.listen);
-        let debug = ctx.debug;
-        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug });
+        let (debug, bufsize) = (ctx.debug, ctx.bufsize);
+        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug, bufsize });
         let hosts: Vec<Option<IpAddr>> =
             if listen.is_empty() { vec![None] } else { listen.into_iter().map(Some).collect() };
         for (zone, port, key) in &zones {

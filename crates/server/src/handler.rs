@@ -81,7 +81,7 @@ pub fn handle(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let start = Instant::now();
-    let msg = match check_query(packet) {
+    let mut msg = match check_query(packet) {
         Ok(m) => m,
         Err(Rejection::Drop) => return Outcome::Drop,
         Err(Rejection::Header(h, code)) => {
@@ -97,6 +97,11 @@ pub fn handle(
     let q = &msg.questions[0];
     let routed = if q.qclass != class::IN && !table.chaos { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
+    // `bufsize` acts on the request itself, as CoreDNS's does: later plugins, the upstream and the
+    // reply's truncation all see the lowered size.
+    if let (Some(limit), Some(edns)) = (entry.and_then(|e| e.block.bufsize), msg.edns.as_mut()) {
+        edns.udp_size = edns.udp_size.min(limit);
+    }
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
     let req = Request {

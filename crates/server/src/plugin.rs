@@ -276,6 +276,8 @@ pub struct SetupCtx<'a> {
     pub debug: bool,
     /// Port of the block's first key (what `loop` probes).
     pub port: u16,
+    /// Set by `bufsize`: EDNS buffer sizes above this are lowered before the chain runs.
+    pub bufsize: Option<u16>,
     pub contrib: &'a mut Contributions,
 }
 

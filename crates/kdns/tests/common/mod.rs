@@ -53,6 +53,13 @@ impl Kdns {
     }
 
     pub fn start_with(corefile: &str, extra: &[&str]) -> Kdns {
+        let k = Kdns::spawn(corefile, extra);
+        k.wait_for_line("kdns-", Duration::from_secs(10));
+        k
+    }
+
+    /// Starts kdns without waiting for its startup banner (for configs meant to exit early).
+    pub fn spawn(corefile: &str, extra: &[&str]) -> Kdns {
         let port = free_port();
         let dir = temp_dir("run");
         let conf = dir.join("Corefile");
@@ -71,9 +78,7 @@ impl Kdns {
                 }
             });
         }
-        let k = Kdns { child, dir, conf, port, output };
-        k.wait_for_line("kdns-", Duration::from_secs(10));
-        k
+        Kdns { child, dir, conf, port, output }
     }
 
     pub fn addr(&self) -> SocketAddr {

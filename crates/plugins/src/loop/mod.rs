@@ -32,6 +32,12 @@ impl Plugin for Loop {
         if req.qname().eq_ignore_case(&self.qname) {
             let seen = self.seen.fetch_add(1, Ordering::AcqRel) + 1;
             if seen > 2 {
+                // Many hops of the loop get here at once; exit(3) is not safe to call from
+                // several threads, so only the first one reports and exits.
+                static EXITING: AtomicBool = AtomicBool::new(false);
+                if EXITING.swap(true, Ordering::AcqRel) {
+                    return Step::Next;
+                }
                 kdns_server::log::line(format!(
                     "[FATAL] plugin/loop: Loop ({} -> {}) detected for zone {:?}, see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO {}\"",
                     req.remote, req.local, self.zone, self.qname
