@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod debug;
 pub mod errors;
 pub mod forward;
+pub mod header;
 pub mod health;
 pub mod hosts;
 pub mod loadbalance;
@@ -46,7 +47,7 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 20] = [
+    let defs: [(&'static str, SetupFn); 21] = [
         ("any", any::setup),
         ("bind", bind::setup),
         ("bufsize", bufsize::setup),
@@ -55,6 +56,7 @@ pub fn all() -> Vec<PluginDef> {
         ("debug", debug::setup),
         ("errors", errors::setup),
         ("forward", forward::setup),
+        ("header", header::setup),
         ("health", health::setup),
         ("hosts", hosts::setup),
         ("loadbalance", loadbalance::setup),

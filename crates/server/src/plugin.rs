@@ -192,7 +192,8 @@ impl Reply {
         }
     }
 
-    pub(crate) fn body_mut(&mut self) -> &mut Body {
+    /// The body itself, for in-place byte patches of a wire body (no decode).
+    pub fn body_mut(&mut self) -> &mut Body {
         &mut self.body
     }
 }
