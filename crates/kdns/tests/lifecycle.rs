@@ -63,6 +63,16 @@ fn reload_applies_good_config_and_keeps_old_on_bad_one() {
     // The bad file is not retried while it stays the same.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(k.count_lines("Corefile changed but reload failed"), 1);
+    // Nor is one that does not even parse (unclosed block): one failure, then quiet.
+    k.rewrite(".:PORT {\n    whoami\n");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while k.count_lines("Corefile changed but reload failed") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(k.count_lines("Corefile changed but reload failed"), 2);
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(k.count_lines("Corefile changed but reload failed"), 2, "unparsable file retried");
+    assert_eq!(a_of(&k), Some(RData::A("10.0.0.2".parse().unwrap())));
 }
 
 #[test]

@@ -66,6 +66,18 @@ pub fn parse(source: &Source) -> Result<(Corefile, String, PathBuf), String> {
     Ok((corefile, hash, dir))
 }
 
+/// What the reload poller compares: the parsed Corefile's SHA-512, or for a file that does not
+/// parse, a hash of its text — so a broken file fails (and is counted) once, not on every tick.
+fn fingerprint(source: &Source, parsed: &Result<(Corefile, String, PathBuf), String>) -> String {
+    match parsed {
+        Ok((_, hash, _)) => hash.clone(),
+        Err(_) => source
+            .read()
+            .map(|(_, text, _)| format!("unparsed:{}", hex(&Sha512::digest(text.as_bytes()))))
+            .unwrap_or_default(),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -191,15 +203,16 @@ fn reload(
     tx: &mpsc::Sender<Event>,
     why: &str,
 ) {
-    let result = parse(&opts.source).and_then(|(corefile, hash, dir)| {
+    let parsed = parse(&opts.source);
+    // A bad file is not retried by the poller: remember what was seen first (as CoreDNS does).
+    *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&opts.source, &parsed);
+    let result = parsed.and_then(|(corefile, hash, dir)| {
         if why == "poll" && hash == running.hash {
             return Ok(None);
         }
         if why == "poll" {
             crate::info!("Reloading");
         }
-        // A bad file is not retried by the poller: remember its hash first (as CoreDNS does).
-        *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = hash.clone();
         apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).map(|_| Some(hash))
     });
     match result {
@@ -347,13 +360,9 @@ async fn poll_corefile(settings: ReloadSettings, source: Source, shared: Shared,
     let period = Duration::from_secs_f64((settings.interval.as_secs_f64() + offset).max(0.1));
     loop {
         tokio::time::sleep(period).await;
-        let Ok((_, hash, _)) = parse(&source) else {
-            // Unparsable: count it only when its hash differs, once, via the reload path.
-            let _ = tx.send(Event::Reload("poll")).await;
-            continue;
-        };
+        let seen = fingerprint(&source, &parse(&source));
         let current = shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if hash != current {
+        if seen != current {
             let _ = tx.send(Event::Reload("poll")).await;
         }
     }
