@@ -62,7 +62,6 @@ type Zones = HashMap<Vec<u8>, ZoneEntry>;
 
 /// The zones one listener serves.
 pub struct ZoneTable {
-    pub server: String,
     zones: Zones,
     /// Metrics for queries refused before any block (zone label `dropped`).
     pub dropped: Arc<ZoneStats>,
@@ -196,7 +195,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
             let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| p.name() == "chaos"));
-            (k, Arc::new(ZoneTable { server: k.label(), zones, dropped, chaos }))
+            (k, Arc::new(ZoneTable { zones, dropped, chaos }))
         })
         .collect();
     Ok(Instance { listeners, contrib, enabled, banner })

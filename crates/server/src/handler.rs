@@ -2,15 +2,14 @@
 //! reply the way CoreDNS's ScrubWriter does (EDNS reflected, truncated to the client's buffer).
 
 use crate::config::{Block, ZoneTable};
-use crate::metrics::{self, ZoneStats};
-use crate::plugin::{Body, BoxFuture, ChainCursor, Done, Proto, Reply, Request, Rest, Step};
+use crate::metrics;
+use crate::plugin::{Body, BoxFuture, ChainCursor, Done, Origin, Proto, Reply, Request, Rest, Step};
 use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
 use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,45 +28,57 @@ pub enum Outcome {
 /// A query whose handler returned a future.
 pub struct PendingReply {
     fut: BoxFuture,
-    block: Arc<Block>,
+    origin: Origin,
     index: usize,
     msg: Message,
-    meta: Meta,
-}
-
-#[derive(Clone)]
-struct Meta {
     wire_len: usize,
-    remote: SocketAddr,
-    local: SocketAddr,
-    proto: Proto,
-    stats: Arc<ZoneStats>,
     start: Instant,
 }
 
 impl PendingReply {
     /// Awaits the handler, runs the way back and encodes. Returns the bytes to send.
     pub async fn finish(self) -> Vec<u8> {
-        let PendingReply { fut, block, index, msg, meta } = self;
-        let reply = match (CatchUnwind { inner: fut }).await {
-            Ok(r) => r,
-            Err(panic) => recovered(&meta.stats.server, &msg, panic, block.debug),
-        };
-        let req = Request {
-            msg: &msg,
-            wire_len: meta.wire_len,
-            remote: meta.remote,
-            local: meta.local,
-            proto: meta.proto,
-            server: &meta.stats.server,
-            zone: &meta.stats.zone,
-            stats: &meta.stats,
-            start: meta.start,
-            chain: None,
-        };
+        let PendingReply { fut, origin, index, msg, wire_len, start } = self;
+        let reply = origin.settle(fut, &msg).await;
+        let req = origin.request(&msg, wire_len, start, None);
         let mut out = Vec::with_capacity(512);
-        finish_chain(&block, index, &req, reply, &mut out);
+        finish_chain(&origin.block, index, &req, reply, &mut out);
         out
+    }
+}
+
+impl Origin {
+    fn request<'a>(
+        &'a self,
+        msg: &'a Message,
+        wire_len: usize,
+        start: Instant,
+        chain: Option<&'a ChainCursor<'a>>,
+    ) -> Request<'a> {
+        Request {
+            msg,
+            wire_len,
+            remote: self.remote,
+            local: self.local,
+            proto: self.proto,
+            server: &self.stats.server,
+            zone: &self.stats.zone,
+            stats: &self.stats,
+            start,
+            chain,
+        }
+    }
+
+    /// Awaits a handler's future; a panic inside it becomes SERVFAIL (or aborts under `debug`).
+    async fn settle(&self, fut: BoxFuture, msg: &Message) -> Reply {
+        match (CatchUnwind { inner: fut }).await {
+            Ok(r) => r,
+            Err(panic) => self.recover(msg, panic),
+        }
+    }
+
+    fn recover(&self, msg: &Message, panic: Box<dyn std::any::Any + Send>) -> Reply {
+        recovered(&self.stats.server, msg, panic, self.block.debug)
     }
 }
 
@@ -126,17 +137,21 @@ pub fn handle(
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, 0, &req)));
     let (index, step) = match run {
         Ok(v) => v,
-        Err(panic) => (block.plugins.len(), Step::Reply(recovered(&table.server, &msg, panic, block.debug))),
+        Err(panic) => (block.plugins.len(), Step::Reply(recovered(req.server, &msg, panic, block.debug))),
     };
     match step {
         Step::Reply(reply) => {
             finish_chain(block, index, &req, reply, out);
             Outcome::Reply
         }
-        Step::Pending(fut) => {
-            let meta = Meta { wire_len: packet.len(), remote, local, proto, stats: stats.clone(), start };
-            Outcome::Pending(Box::new(PendingReply { fut, block: block.clone(), index, msg: msg.clone(), meta }))
-        }
+        Step::Pending(fut) => Outcome::Pending(Box::new(PendingReply {
+            fut,
+            origin: req.origin(block, stats),
+            index,
+            msg: msg.clone(),
+            wire_len: packet.len(),
+            start,
+        })),
         Step::Next => unreachable!("run_chain never returns Next"),
     }
 }
@@ -168,45 +183,27 @@ impl Rest {
         let start = Instant::now();
         let (index, step) = self.start(&msg, start);
         let reply = match step {
-            Step::Pending(fut) => match (CatchUnwind { inner: fut }).await {
-                Ok(r) => r,
-                Err(panic) => recovered(&self.stats.server, &msg, panic, self.block.debug),
-            },
+            Step::Pending(fut) => self.origin.settle(fut, &msg).await,
             Step::Reply(r) => r,
             Step::Next => unreachable!("run_chain never returns Next"),
         };
         self.way_back(&msg, start, index, reply)
     }
 
-    fn request<'a>(&'a self, msg: &'a Message, start: Instant, cursor: Option<&'a ChainCursor<'a>>) -> Request<'a> {
-        Request {
-            msg,
-            wire_len: 0,
-            remote: self.remote,
-            local: self.local,
-            proto: self.proto,
-            server: &self.stats.server,
-            zone: &self.stats.zone,
-            stats: &self.stats,
-            start,
-            chain: cursor,
-        }
-    }
-
     fn start(&self, msg: &Message, start: Instant) -> (usize, Step) {
-        let cursor = ChainCursor { block: &self.block, stats: &self.stats, at: Cell::new(self.from) };
-        let req = self.request(msg, start, Some(&cursor));
-        match catch_unwind(AssertUnwindSafe(|| run_chain(&self.block, self.from, &req))) {
+        let o = &self.origin;
+        let cursor = ChainCursor { block: &o.block, stats: &o.stats, at: Cell::new(self.from) };
+        let req = o.request(msg, 0, start, Some(&cursor));
+        match catch_unwind(AssertUnwindSafe(|| run_chain(&o.block, self.from, &req))) {
             Ok(v) => v,
-            Err(panic) => {
-                (self.block.plugins.len(), Step::Reply(recovered(&self.stats.server, msg, panic, self.block.debug)))
-            }
+            Err(panic) => (o.block.plugins.len(), Step::Reply(o.recover(msg, panic))),
         }
     }
 
     fn way_back(&self, msg: &Message, start: Instant, index: usize, mut reply: Reply) -> Reply {
-        let req = self.request(msg, start, None);
-        let between = &self.block.plugins[self.from.min(index)..index.min(self.block.plugins.len())];
+        let o = &self.origin;
+        let req = o.request(msg, 0, start, None);
+        let between = &o.block.plugins[self.from.min(index)..index.min(o.block.plugins.len())];
         let back = catch_unwind(AssertUnwindSafe(|| {
             for p in between.iter().rev() {
                 p.respond(&req, &mut reply);
@@ -214,7 +211,7 @@ impl Rest {
         }));
         match back {
             Ok(()) => reply,
-            Err(panic) => recovered(&self.stats.server, msg, panic, self.block.debug),
+            Err(panic) => o.recover(msg, panic),
         }
     }
 }

@@ -59,8 +59,14 @@ pub struct ChainCursor<'a> {
 /// The rest of a chain, detached from the request: run it again later with another message
 /// (cache prefetch and serve_stale refreshes). See `handler.rs` for `run`.
 pub struct Rest {
-    pub(crate) block: Arc<crate::config::Block>,
+    pub(crate) origin: Origin,
     pub(crate) from: usize,
+}
+
+/// Where a request came from and which chain serves it, owned so it can outlive the receive
+/// loop (pending replies, background refreshes).
+pub(crate) struct Origin {
+    pub(crate) block: Arc<crate::config::Block>,
     pub(crate) stats: Arc<crate::metrics::ZoneStats>,
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
@@ -71,14 +77,11 @@ impl Request<'_> {
     /// The plugins after the one now serving, detached so they can run in a background task.
     pub fn rest(&self) -> Option<Rest> {
         let c = self.chain?;
-        Some(Rest {
-            block: c.block.clone(),
-            from: c.at.get() + 1,
-            stats: c.stats.clone(),
-            remote: self.remote,
-            local: self.local,
-            proto: self.proto,
-        })
+        Some(Rest { origin: self.origin(c.block, c.stats), from: c.at.get() + 1 })
+    }
+
+    pub(crate) fn origin(&self, block: &Arc<crate::config::Block>, stats: &Arc<crate::metrics::ZoneStats>) -> Origin {
+        Origin { block: block.clone(), stats: stats.clone(), remote: self.remote, local: self.local, proto: self.proto }
     }
 
     pub fn qname(&self) -> &Name {
