@@ -67,44 +67,8 @@ impl Upstream {
                 });
             }
         });
-        tcp.set_nonblocking(true).unwrap();
-        let (s, st) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok((mut conn, src)) = tcp.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                conn.set_nonblocking(false).unwrap();
-                let s = s.clone();
-                std::thread::spawn(move || loop {
-                    let mut len = [0u8; 2];
-                    if conn.read_exact(&mut len).is_err() {
-                        return;
-                    }
-                    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                    if conn.read_exact(&mut buf).is_err() {
-                        return;
-                    }
-                    let Ok(q) = Message::from_vec(&buf) else { return };
-                    record(&s, &q, true, src);
-                    match respond(&q, true) {
-                        Some(bytes) => {
-                            let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
-                            f.extend_from_slice(&bytes);
-                            if conn.write_all(&f).is_err() {
-                                return;
-                            }
-                        }
-                        None => {
-                            if first_label(&q) == "reset" {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let s = seen.clone();
+        accept_loop(tcp, stop.clone(), move |conn, src| serve_stream(conn, &s, src));
         Upstream { addr, seen, stop }
     }
 
@@ -128,38 +92,10 @@ impl Upstream {
         tcp.set_nonblocking(true).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok((sock, src)) = tcp.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                sock.set_nonblocking(false).unwrap();
-                let (s, config) = (s.clone(), config.clone());
-                std::thread::spawn(move || {
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(conn, sock);
-                    loop {
-                        let mut len = [0u8; 2];
-                        if tls.read_exact(&mut len).is_err() {
-                            return;
-                        }
-                        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                        if tls.read_exact(&mut buf).is_err() {
-                            return;
-                        }
-                        let Ok(q) = Message::from_vec(&buf) else { return };
-                        record(&s, &q, true, src);
-                        let Some(bytes) = respond(&q, true) else { return };
-                        let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
-                        f.extend_from_slice(&bytes);
-                        if tls.write_all(&f).and_then(|_| tls.flush()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
+        let s = seen.clone();
+        accept_loop(tcp, stop.clone(), move |sock, src| {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            serve_stream(rustls::StreamOwned::new(conn, sock), &s, src)
         });
         Upstream { addr, seen, stop }
     }
@@ -176,6 +112,55 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections until `stop`, each served on its own thread by `serve`.
+fn accept_loop(
+    tcp: TcpListener,
+    stop: Arc<AtomicBool>,
+    serve: impl Fn(std::net::TcpStream, SocketAddr) + Send + Sync + 'static,
+) {
+    tcp.set_nonblocking(true).unwrap();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((conn, src)) = tcp.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(conn, src));
+        }
+    });
+}
+
+/// Length-prefixed DNS over a stream (TCP or TLS): `drop` stays silent on an open connection,
+/// `reset` closes it.
+fn serve_stream(mut conn: impl Read + Write, seen: &Mutex<Vec<Seen>>, src: SocketAddr) {
+    loop {
+        let mut len = [0u8; 2];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut buf).is_err() {
+            return;
+        }
+        let Ok(q) = Message::from_vec(&buf) else { return };
+        record(seen, &q, true, src);
+        match respond(&q, true) {
+            Some(bytes) => {
+                let mut f = (bytes.len() as u16).to_be_bytes().to_vec();
+                f.extend_from_slice(&bytes);
+                if conn.write_all(&f).and_then(|_| conn.flush()).is_err() {
+                    return;
+                }
+            }
+            None if first_label(&q) == "reset" => return,
+            None => {}
+        }
     }
 }
 
