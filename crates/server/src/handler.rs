@@ -350,10 +350,6 @@ pub fn report(req: &Request<'_>, plugin: &'static str, code: u16, size: usize) {
 }
 
 /// CoreDNS's `type` label: a fixed set of types, everything else `other`.
-pub fn metric_type(t: u16) -> &'static str {
-    metrics::METRIC_TYPES[metric_type_index(t)]
-}
-
 fn metric_type_index(t: u16) -> usize {
     match t {
         rtype::A => 0,

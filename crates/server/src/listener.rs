@@ -63,11 +63,8 @@ impl Drop for InFlightGuard {
 
 /// A bound listener: its sockets' tasks and its table cell.
 pub struct Listener {
-    pub key: ListenerKey,
     pub table: TableCell,
     tasks: Vec<JoinHandle<()>>,
-    pub udp_addr: SocketAddr,
-    pub tcp_addr: SocketAddr,
 }
 
 impl Listener {
@@ -144,8 +141,6 @@ fn bind_all(key: &ListenerKey, workers: usize) -> io::Result<(Vec<std::net::UdpS
 pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: InFlight) -> io::Result<Listener> {
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
-    let udp_addr = udp[0].local_addr()?;
-    let tcp_addr = tcp.local_addr()?;
     let mut tasks = Vec::new();
     for s in udp {
         let sock = Arc::new(UdpSocket::from_std(s)?);
@@ -153,7 +148,7 @@ pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: 
     }
     let tcp = TcpListener::from_std(tcp)?;
     tasks.push(tokio::spawn(tcp_accept(tcp, cell.clone(), inflight)));
-    Ok(Listener { key, table: cell, tasks, udp_addr, tcp_addr })
+    Ok(Listener { table: cell, tasks })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {

@@ -5,12 +5,11 @@
 //! of code where `tracing` would need a custom formatter to produce the same bytes.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 
 static DEBUG: AtomicBool = AtomicBool::new(false);
-static DROPPED: AtomicU64 = AtomicU64::new(0);
 static WRITER: OnceLock<SyncSender<Line>> = OnceLock::new();
 
 enum Line {
@@ -52,9 +51,7 @@ pub fn line(mut text: String) {
     text.push('\n');
     match writer().try_send(Line::Text(text)) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
+        Err(TrySendError::Full(_)) => dropped_lines().with(&[]).inc(),
         Err(TrySendError::Disconnected(_)) => {}
     }
 }
@@ -67,9 +64,13 @@ pub fn flush() {
     }
 }
 
-pub fn dropped_lines() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
-}
+crate::metric_family!(
+    dropped_lines,
+    "kdns_log_dropped_lines_total",
+    "Log lines dropped because the writer could not keep up (kdns addition).",
+    crate::metrics::Kind::Counter,
+    []
+);
 
 pub fn set_debug(on: bool) {
     DEBUG.store(on, Ordering::Relaxed);

@@ -92,13 +92,6 @@ impl Family {
         self.series.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Removes the series whose label `label` has value `value`.
-    pub fn remove_where(&self, label: &str, value: &str) {
-        if let Some(i) = self.labels.iter().position(|l| *l == label) {
-            self.series.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| k[i] != value);
-        }
-    }
-
     fn render(&self, out: &mut String) {
         let map = self.series.lock().unwrap_or_else(|e| e.into_inner());
         if map.is_empty() {

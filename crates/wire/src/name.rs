@@ -170,15 +170,6 @@ impl Name {
         }
         Ok(Name { wire })
     }
-
-    /// The name with the first label removed; the root stays the root.
-    pub fn parent(&self) -> Name {
-        if self.is_root() {
-            return Name::root();
-        }
-        let skip = self.wire[0] as usize + 1;
-        Name { wire: self.wire[skip..].to_vec() }
-    }
 }
 
 fn push_label(wire: &mut Vec<u8>, label: &[u8]) -> Result<(), WireError> {
