@@ -79,10 +79,9 @@ impl Forwarder {
         v
     }
 
-    async fn resolve(self: Arc<Self>, slot: Slot, query: Message, client: Proto) -> Reply {
+    async fn resolve(self: Arc<Self>, slot: Slot, mut query: Message, client: Proto) -> Reply {
         let _slot = slot;
-        let mut upstream_query = query.clone();
-        if let Some(e) = upstream_query.edns.as_mut() {
+        if let Some(e) = query.edns.as_mut() {
             e.options.retain(|(code, _)| *code != EDNS_COOKIE);
         }
         let transport = if self.opts.force_tcp {
@@ -107,12 +106,11 @@ impl Forwarder {
             i += 1;
             attempts += 1;
             let started = Instant::now();
-            let mut result = up.exchange(&upstream_query, transport, self.opts.read_timeout, self.opts.expire).await;
+            let mut result = up.exchange(&query, transport, self.opts.read_timeout, self.opts.expire).await;
             if let Ok(r) = &result {
                 // A truncated UDP answer is retried over TCP (the client would have to anyway).
                 if transport == Transport::Udp && r.has(flag::TC) {
-                    result =
-                        up.exchange(&upstream_query, Transport::Tcp, self.opts.read_timeout, self.opts.expire).await;
+                    result = up.exchange(&query, Transport::Tcp, self.opts.read_timeout, self.opts.expire).await;
                 }
             }
             match result {

@@ -95,26 +95,27 @@ impl Upstream {
         read_timeout: Duration,
         expire: Duration,
     ) -> Result<Message, ExchangeError> {
-        let mut q = query.clone();
-        q.id = fastrand::u16(..);
+        // Encoded once; each transport writes its own ID into the first two bytes.
+        let wire = query.to_vec();
         // tls:// upstreams are always TCP-TLS, whatever the client or force_tcp/prefer_udp say.
         let transport = if self.tls.is_some() { Transport::Tcp } else { transport };
-        let reply = match transport {
-            Transport::Udp => self.exchange_udp(&q.to_vec(), &q, read_timeout).await?,
-            Transport::Tcp => self.exchange_tcp(&q, read_timeout, expire).await?,
+        let mut reply = match transport {
+            Transport::Udp => self.exchange_udp(wire, query, read_timeout).await?,
+            Transport::Tcp => self.exchange_tcp(wire, query, read_timeout, expire).await?,
         };
-        let mut reply = reply;
         reply.id = query.id;
         Ok(reply)
     }
 
-    async fn exchange_udp(&self, bytes: &[u8], q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
+    async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
+        let id = fastrand::u16(..);
+        wire[0..2].copy_from_slice(&id.to_be_bytes());
         let bind: SocketAddr =
             if self.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
         let sock = UdpSocket::bind(bind).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
         sock.connect(self.addr).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
         let local = sock.local_addr().ok();
-        sock.send(bytes).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
+        sock.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
         conn_cache_misses().with(&["forward", &self.label, "udp"]).inc();
         let deadline = tokio::time::Instant::now() + timeout;
         // Room for what we asked for (the client's EDNS size, at least 512) plus one byte, so an
@@ -134,7 +135,7 @@ impl Upstream {
                 return Ok(tc);
             }
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
-            if let Some(m) = validate(&buf[..n], q) {
+            if let Some(m) = validate(&buf[..n], id, q) {
                 return Ok(m);
             }
             mismatched_replies().with(&[&self.label]).inc();
@@ -181,23 +182,27 @@ impl Upstream {
     }
 
     /// TCP exchange over the shared connection: queries are pipelined and matched by ID.
-    async fn exchange_tcp(&self, q: &Message, timeout: Duration, expire: Duration) -> Result<Message, ExchangeError> {
+    async fn exchange_tcp(
+        &self,
+        wire: Vec<u8>,
+        q: &Message,
+        timeout: Duration,
+        expire: Duration,
+    ) -> Result<Message, ExchangeError> {
         let (mux, reused) = self.connection(timeout, expire).await?;
         let local = mux.local;
-        let mut q = q.clone();
         let (id, rx) = mux.register();
-        q.id = id;
-        let bytes = q.to_vec();
-        let mut frame = Vec::with_capacity(bytes.len() + 2);
-        frame.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&bytes);
+        let mut frame = Vec::with_capacity(wire.len() + 2);
+        frame.extend_from_slice(&(wire.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&wire);
+        frame[2..4].copy_from_slice(&id.to_be_bytes());
         mux.touch();
         if mux.tx.send(frame).await.is_err() {
             mux.forget(id);
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => validate(&reply, &q).ok_or_else(|| {
+            Ok(Ok(reply)) => validate(&reply, id, q).ok_or_else(|| {
                 mismatched_replies().with(&[&self.label]).inc();
                 ExchangeError { message: format!("read tcp {}: reply does not match the question", self.addr) }
             }),
@@ -258,11 +263,11 @@ pub struct HealthCheck {
     pub transport: Transport,
 }
 
-/// Decodes `bytes` and accepts it only as the answer to `q`: QR set, same ID, one question equal
-/// to ours (name case-insensitively, type and class). RFC 5452 §9.1.
-pub fn validate(bytes: &[u8], q: &Message) -> Option<Message> {
+/// Decodes `bytes` and accepts it only as the answer to `q` sent with `id`: QR set, same ID,
+/// one question equal to ours (name case-insensitively, type and class). RFC 5452 §9.1.
+pub fn validate(bytes: &[u8], id: u16, q: &Message) -> Option<Message> {
     let m = Message::decode(bytes).ok()?;
-    if !m.has(flag::QR) || m.id != q.id {
+    if !m.has(flag::QR) || m.id != id {
         return None;
     }
     let (a, b) = (m.questions.first()?, q.questions.first()?);
