@@ -14,6 +14,7 @@ pub mod forward;
 pub mod header;
 pub mod health;
 pub mod hosts;
+pub mod kubernetes;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
@@ -47,7 +48,7 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 21] = [
+    let defs: [(&'static str, SetupFn); 22] = [
         ("any", any::setup),
         ("bind", bind::setup),
         ("bufsize", bufsize::setup),
@@ -59,6 +60,7 @@ pub fn all() -> Vec<PluginDef> {
         ("header", header::setup),
         ("health", health::setup),
         ("hosts", hosts::setup),
+        ("kubernetes", kubernetes::setup),
         ("loadbalance", loadbalance::setup),
         ("local", local::setup),
         ("log", log::setup),

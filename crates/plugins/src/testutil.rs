@@ -26,6 +26,7 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
         listen: Vec::new(),
         debug: false,
         bufsize: None,
+        autopath: None,
         port: 53,
         contrib: &mut contrib,
     };

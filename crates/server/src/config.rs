@@ -147,6 +147,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             listen: Vec::new(),
             debug: false,
             bufsize: None,
+            autopath: None,
             port: zones.first().map_or(default_port, |z| z.1),
             contrib: &mut contrib,
         };

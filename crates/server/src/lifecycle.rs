@@ -148,7 +148,7 @@ async fn run_async(opts: Options) -> i32 {
         reload: None,
         hash: String::new(),
     };
-    match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx) {
+    match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx).await {
         Ok(banner) => {
             if !opts.quiet {
                 for line in banner {
@@ -184,7 +184,7 @@ async fn run_async(opts: Options) -> i32 {
                 if why == "SIGUSR1" {
                     crate::info!("SIGUSR1: Reloading");
                 }
-                reload(&mut running, &opts, &shared, &inflight, &tx, why);
+                reload(&mut running, &opts, &shared, &inflight, &tx, why).await;
             }
             Event::Stop(kind) => break stop(&mut running, &shared, &inflight, kind, &mut rx).await,
         }
@@ -195,7 +195,7 @@ async fn run_async(opts: Options) -> i32 {
     code
 }
 
-fn reload(
+async fn reload(
     running: &mut Running,
     opts: &Options,
     shared: &Shared,
@@ -206,15 +206,16 @@ fn reload(
     let parsed = parse(&opts.source);
     // A bad file is not retried by the poller: remember what was seen first (as CoreDNS does).
     *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&opts.source, &parsed);
-    let result = parsed.and_then(|(corefile, hash, dir)| {
-        if why == "poll" && hash == running.hash {
-            return Ok(None);
+    let result = match parsed {
+        Err(e) => Err(e),
+        Ok((_, hash, _)) if why == "poll" && hash == running.hash => Ok(None),
+        Ok((corefile, hash, dir)) => {
+            if why == "poll" {
+                crate::info!("Reloading");
+            }
+            apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).await.map(|_| Some(hash))
         }
-        if why == "poll" {
-            crate::info!("Reloading");
-        }
-        apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).map(|_| Some(hash))
-    });
+    };
     match result {
         Ok(None) => {}
         Ok(Some(hash)) => {
@@ -230,9 +231,26 @@ fn reload(
     }
 }
 
+/// Tasks of an instance being applied: aborted when dropped before [`NewTasks::keep`].
+struct NewTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl NewTasks {
+    fn keep(mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for NewTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Builds the instance, binds what is new, then swaps everything in. On error nothing changes.
 #[allow(clippy::too_many_arguments)]
-fn apply(
+async fn apply(
     running: &mut Running,
     opts: &Options,
     corefile: &Corefile,
@@ -244,6 +262,13 @@ fn apply(
 ) -> Result<Vec<String>, String> {
     let Instance { listeners, mut contrib, enabled, banner } =
         config::build(corefile, &opts.plugins, opts.dns_port, dir).map_err(|e| e.to_string())?;
+
+    // 0. Start the new instance's tasks (watchers must run to sync), then wait for its startup
+    // conditions. Until the commit below they are the only trace of it: aborted on failure.
+    let new_tasks = NewTasks(contrib.tasks.drain(..).map(tokio::spawn).collect());
+    for wait in contrib.startup.drain(..) {
+        wait.await;
+    }
 
     // 1. Bind DNS listeners that do not exist yet.
     let mut fresh = BTreeMap::new();
@@ -295,9 +320,7 @@ fn apply(
     for t in running.tasks.drain(..) {
         t.abort();
     }
-    for fut in contrib.tasks.drain(..) {
-        running.tasks.push(tokio::spawn(fut));
-    }
+    running.tasks = new_tasks.keep();
     running.lameduck = contrib.lameduck;
     running.reload = contrib.reload;
     running.hash = hash.to_string();

@@ -256,6 +256,9 @@ pub struct Contributions {
     pub routes: Vec<(String, String, Route)>,
     pub readiness: Vec<Arc<dyn Readiness>>,
     pub tasks: Vec<BackgroundTask>,
+    /// Awaited after the tasks start and before the instance serves (kubernetes waits for its
+    /// initial sync here, bounded by its `startup_timeout`).
+    pub startup: Vec<BackgroundTask>,
     pub lameduck: Option<Duration>,
     pub reload: Option<ReloadSettings>,
     /// `ready` listeners: (address, monitor continuously).
@@ -282,8 +285,20 @@ pub struct SetupCtx<'a> {
     pub port: u16,
     /// Set by `bufsize`: EDNS buffer sizes above this are lowered before the chain runs.
     pub bufsize: Option<u16>,
+    /// Set by `autopath @PLUGIN` (which runs first); the named plugin fills it at its setup.
+    pub autopath: Option<(String, AutoPathCell)>,
     pub contrib: &'a mut Contributions,
 }
+
+/// A plugin that knows the search path of a client (`kubernetes` with `pods verified`).
+pub trait AutoPather: Send + Sync + 'static {
+    /// The search list for this request's client, last element `""` (the name as given);
+    /// `None` when the client is unknown.
+    fn search_path(&self, req: &Request<'_>) -> Option<Vec<Name>>;
+}
+
+/// Where `autopath` finds its [`AutoPather`] once the block is built.
+pub type AutoPathCell = Arc<std::sync::OnceLock<Arc<dyn AutoPather>>>;
 
 /// Builds a plugin from all of its directive lines in one block (`None` for plugins that only
 /// configure the server, like `bind` or `health`).

@@ -1,0 +1,538 @@
+//! The answer engine: a query name and type against the index, computed synchronously, with
+//! CoreDNS's rules for which records exist and when a name is NXDOMAIN or NODATA
+//! (`plugin/kubernetes` `parse.go`, `kubernetes.go`, `reverse.go`, `ns.go` and
+//! `plugin/backend_lookup.go`).
+
+use crate::index::{Index, IpOwner};
+use crate::object::{Port, ServiceKind};
+use kdns_wire::{rtype, Name, RData, Record};
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+/// Schema version of the Kubernetes DNS specification we implement.
+pub const DNS_SCHEMA_VERSION: &str = "1.1.0";
+const DNS_VERSION_TTL: u32 = 28800;
+/// CoreDNS stops following CNAMEs after this many.
+const MAX_CNAME_CHAIN: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodMode {
+    Disabled,
+    Insecure,
+    Verified,
+}
+
+/// The plugin options the answers depend on.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The zone PTR targets are built in (the first non-reverse zone), e.g. `cluster.local.`.
+    pub primary: String,
+    pub ttl: u32,
+    pub pods: PodMode,
+    pub endpoint_pod_names: bool,
+    /// `namespaces`: only these are exposed (empty: all).
+    pub namespaces: Vec<String>,
+    pub ignore_empty_service: bool,
+    /// This server's own addresses, for NS answers and `ns.dns.<zone>`.
+    pub local_ips: Vec<IpAddr>,
+}
+
+/// An ExternalName target outside our zones: the caller resolves it elsewhere and appends the
+/// answers after the CNAME that is already in the answer section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chase {
+    pub target: Name,
+    pub qtype: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records to answer with; empty is NODATA.
+    Answer { answer: Vec<Record>, additional: Vec<Record>, chase: Option<Chase> },
+    /// NXDOMAIN-class: nothing with this name (fallthrough and the unsynced SERVFAIL apply).
+    NameError,
+    /// Zone transfers are not served by this plugin.
+    Refused,
+}
+
+impl Outcome {
+    fn records(answer: Vec<Record>) -> Outcome {
+        Outcome::Answer { answer, additional: Vec::new(), chase: None }
+    }
+    fn nodata() -> Outcome {
+        Outcome::records(Vec::new())
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+/// One backend of a query (CoreDNS's `msg.Service`): an address or an external name, a port, and
+/// the domain an SRV record points at.
+#[derive(Clone, Debug)]
+struct Entry {
+    host: Host,
+    port: i32,
+    target: String,
+}
+
+struct NotFound;
+
+/// Lower-cased labels of `qname` below `zone`, left to right.
+fn relative_labels(qname: &Name, zone: &Name) -> Vec<String> {
+    let n = qname.label_count() - zone.label_count();
+    qname.labels().take(n).map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect()
+}
+
+pub fn is_reverse(zone: &Name) -> bool {
+    let z = zone.to_string().to_ascii_lowercase();
+    z.ends_with("in-addr.arpa.") || z.ends_with("ip6.arpa.")
+}
+
+/// The IP a reverse name stands for (all four or all 32 labels), if any.
+pub fn reverse_ip(qname: &Name) -> Option<IpAddr> {
+    let labels: Vec<String> = qname.labels().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect();
+    let n = labels.len();
+    if n == 6 && labels[4] == "in-addr" && labels[5] == "arpa" {
+        let parts: Vec<&str> = labels[..4].iter().rev().map(String::as_str).collect();
+        return parts.join(".").parse().ok();
+    }
+    if n == 34 && labels[32] == "ip6" && labels[33] == "arpa" {
+        let mut hex = String::with_capacity(39);
+        for (i, l) in labels[..32].iter().rev().enumerate() {
+            if l.len() != 1 || !l.as_bytes()[0].is_ascii_hexdigit() {
+                return None;
+            }
+            if i > 0 && i % 4 == 0 {
+                hex.push(':');
+            }
+            hex.push_str(l);
+        }
+        return hex.parse().ok();
+    }
+    None
+}
+
+/// CoreDNS's endpoint name for an address without hostname: the IP with `.`/`:` as `-`.
+pub fn dashed(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => {
+            let mut s = v6.to_string().replace(':', "-");
+            if s.ends_with('-') {
+                s.push('0');
+            }
+            if s.starts_with('-') {
+                s.insert(0, '0');
+            }
+            s
+        }
+    }
+}
+
+/// The IP a `pod` label names: three dashes and no `--` is IPv4, anything else IPv6.
+fn pod_ip(label: &str) -> Option<IpAddr> {
+    let text = if label.matches('-').count() == 3 && !label.contains("--") {
+        label.replace('-', ".")
+    } else {
+        label.replace('-', ":")
+    };
+    text.parse().ok()
+}
+
+fn strip_underscore(s: &str) -> &str {
+    s.strip_prefix('_').unwrap_or(s)
+}
+
+fn port_matches(port: &str, proto: &str, p: &Port) -> bool {
+    (port.is_empty() || port.eq_ignore_ascii_case(&p.name))
+        && (proto.is_empty() || proto.eq_ignore_ascii_case(&p.protocol))
+}
+
+fn name(text: &str) -> Option<Name> {
+    Name::from_ascii(text).ok()
+}
+
+fn address_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
+    match ip {
+        IpAddr::V4(v4) => Record::new(owner, ttl, RData::A(v4)),
+        IpAddr::V6(v6) => Record::new(owner, ttl, RData::Aaaa(v6)),
+    }
+}
+
+fn family_matches(qtype: u16, ip: &IpAddr) -> bool {
+    matches!((qtype, ip), (rtype::A, IpAddr::V4(_)) | (rtype::AAAA, IpAddr::V6(_)))
+}
+
+pub struct Engine<'a> {
+    pub index: &'a Index,
+    pub settings: &'a Settings,
+}
+
+impl Engine<'_> {
+    /// The SOA CoreDNS puts at the apex and in negative answers.
+    pub fn soa(&self, zone: &Name) -> Record {
+        let z = zone.to_string();
+        let mname = name(&format!("ns.dns.{z}")).unwrap_or_else(Name::root);
+        let rname = name(&format!("hostmaster.{z}")).unwrap_or_else(Name::root);
+        let ttl = self.settings.ttl;
+        Record::new(
+            zone.clone(),
+            ttl.min(300),
+            RData::Soa {
+                mname,
+                rname,
+                serial: self.index.serial(),
+                refresh: 7200,
+                retry: 1800,
+                expire: 86400,
+                minimum: ttl,
+            },
+        )
+    }
+
+    /// Answers `qname`/`qtype` inside `zone` (one of the plugin's zones, lower case).
+    pub fn lookup(&self, zone: &Name, qname: &Name, qtype: u16) -> Outcome {
+        self.lookup_chain(zone, qname, qtype, 0)
+    }
+
+    fn lookup_chain(&self, zone: &Name, qname: &Name, qtype: u16, depth: usize) -> Outcome {
+        let labels = relative_labels(qname, zone);
+        let apex = labels.is_empty();
+        let ttl = self.settings.ttl;
+        match qtype {
+            rtype::AXFR | rtype::IXFR => Outcome::Refused,
+            rtype::SOA if apex => Outcome::records(vec![self.soa(&qname.clone())]),
+            rtype::SOA => Outcome::nodata(),
+            rtype::NS if apex => self.ns(zone, qname),
+            rtype::TXT if labels == ["dns-version"] => Outcome::records(vec![Record::new(
+                qname.clone(),
+                DNS_VERSION_TTL,
+                RData::Txt(vec![DNS_SCHEMA_VERSION.as_bytes().to_vec()]),
+            )]),
+            rtype::A | rtype::AAAA if labels == ["ns", "dns"] => Outcome::records(
+                self.ns_addresses(zone)
+                    .into_iter()
+                    .filter(|(_, ip)| family_matches(qtype, ip))
+                    .map(|(_, ip)| address_record(qname.clone(), ttl, ip))
+                    .collect(),
+            ),
+            rtype::PTR => self.ptr(zone, qname),
+            rtype::A | rtype::AAAA | rtype::TXT => match self.find(zone, &labels) {
+                Err(NotFound) => Outcome::NameError,
+                Ok(entries) => self.addresses(zone, qname, qtype, entries, depth),
+            },
+            rtype::SRV => match self.find(zone, &labels) {
+                Err(NotFound) => Outcome::NameError,
+                Ok(entries) => self.srv(qname, entries),
+            },
+            // Every other type: the name's existence decides between NODATA and NXDOMAIN.
+            _ => match self.find(zone, &labels) {
+                Err(NotFound) => Outcome::NameError,
+                Ok(_) => Outcome::nodata(),
+            },
+        }
+    }
+
+    fn exposed(&self, ns: &str) -> bool {
+        let configured = self.settings.namespaces.is_empty() || self.settings.namespaces.iter().any(|n| n == ns);
+        configured && self.index.namespace_exists(ns)
+    }
+
+    /// CoreDNS's `Records`: the backends a name stands for. `Ok(empty)` is NODATA.
+    fn find(&self, zone: &Name, labels: &[String]) -> Result<Vec<Entry>, NotFound> {
+        if labels.is_empty() || labels == ["svc"] || labels == ["pod"] {
+            return Ok(Vec::new());
+        }
+        if is_reverse(zone) {
+            return Err(NotFound);
+        }
+        let n = labels.len();
+        let kind = labels[n - 1].as_str();
+        if kind != "svc" && kind != "pod" {
+            return Err(NotFound);
+        }
+        let ns = labels[n - 2].as_str();
+        let service = if n >= 3 { labels[n - 3].as_str() } else { "" };
+        let (endpoint, port, proto) = match n {
+            0..=3 => ("", "", ""),
+            4 => (labels[0].as_str(), "", ""),
+            5 => ("", strip_underscore(&labels[0]), strip_underscore(&labels[1])),
+            _ => return Err(NotFound),
+        };
+        if !self.exposed(ns) {
+            return Err(NotFound);
+        }
+        if service.is_empty() {
+            return Ok(Vec::new());
+        }
+        if kind == "pod" {
+            return if n == 3 { self.find_pod(ns, service) } else { Err(NotFound) };
+        }
+        self.find_service(zone, ns, service, endpoint, port, proto)
+    }
+
+    fn find_pod(&self, ns: &str, label: &str) -> Result<Vec<Entry>, NotFound> {
+        let ip = match self.settings.pods {
+            PodMode::Disabled => return Err(NotFound),
+            _ => pod_ip(label).ok_or(NotFound)?,
+        };
+        if self.settings.pods == PodMode::Verified && !self.index.pods_with_ip(&ip).iter().any(|(pns, _)| &**pns == ns)
+        {
+            return Err(NotFound);
+        }
+        Ok(vec![Entry { host: Host::Ip(ip), port: -1, target: String::new() }])
+    }
+
+    fn endpoint_name(&self, ep: &crate::object::Endpoint, ip: &IpAddr) -> String {
+        if let Some(h) = &ep.hostname {
+            return h.to_string();
+        }
+        if self.settings.endpoint_pod_names {
+            if let Some(p) = &ep.pod_name {
+                return p.to_string();
+            }
+        }
+        dashed(ip)
+    }
+
+    fn find_service(
+        &self,
+        zone: &Name,
+        ns: &str,
+        service: &str,
+        endpoint: &str,
+        port: &str,
+        proto: &str,
+    ) -> Result<Vec<Entry>, NotFound> {
+        let entry = self.index.service_entry(ns, service).ok_or(NotFound)?;
+        let svc = entry.service.as_ref().ok_or(NotFound)?;
+        let svc_domain = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone);
+        if self.settings.ignore_empty_service
+            && svc.kind == ServiceKind::ClusterIp
+            && entry.slices.values().all(|s| s.endpoints.iter().all(|e| e.addresses.is_empty()))
+        {
+            return Err(NotFound);
+        }
+        let mut out = Vec::new();
+        let mut found = false;
+        match &svc.kind {
+            ServiceKind::ExternalName(target) => {
+                if !endpoint.is_empty() || !port.is_empty() || !proto.is_empty() || target.parse::<IpAddr>().is_ok() {
+                    return Err(NotFound);
+                }
+                let mut t = target.to_string();
+                if !t.ends_with('.') {
+                    t.push('.');
+                }
+                out.push(Entry { host: Host::Name(t), port: 0, target: String::new() });
+                found = true;
+            }
+            kind if *kind == ServiceKind::Headless || !endpoint.is_empty() => {
+                for slice in entry.slices.values() {
+                    for ep in &slice.endpoints {
+                        for ip in &ep.addresses {
+                            let ep_name = self.endpoint_name(ep, ip);
+                            if !endpoint.is_empty() && !endpoint.eq_ignore_ascii_case(&ep_name) {
+                                continue;
+                            }
+                            for p in slice.ports.iter().filter(|p| port_matches(port, proto, p)) {
+                                found = true;
+                                out.push(Entry {
+                                    host: Host::Ip(*ip),
+                                    port: p.port,
+                                    target: format!("{ep_name}.{svc_domain}"),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                for p in svc.ports.iter().filter(|p| port_matches(port, proto, p)) {
+                    found = true;
+                    for ip in &svc.ips {
+                        out.push(Entry { host: Host::Ip(*ip), port: p.port, target: svc_domain.clone() });
+                    }
+                }
+            }
+        }
+        if found {
+            Ok(out)
+        } else {
+            Err(NotFound)
+        }
+    }
+
+    /// A, AAAA and TXT from backends: addresses of the asked family (deduplicated), CNAMEs for
+    /// external names, followed inside our zone or handed back as a [`Chase`].
+    fn addresses(&self, zone: &Name, qname: &Name, qtype: u16, entries: Vec<Entry>, depth: usize) -> Outcome {
+        let ttl = self.settings.ttl;
+        let mut answer = Vec::new();
+        let mut seen = HashSet::new();
+        let mut chase = None;
+        for e in entries {
+            match e.host {
+                Host::Ip(ip) if family_matches(qtype, &ip) && seen.insert(ip) => {
+                    answer.push(address_record(qname.clone(), ttl, ip));
+                }
+                Host::Ip(_) => {}
+                Host::Name(target) => {
+                    let Some(target) = name(&target) else { continue };
+                    // A CNAME pointing at a name above the query would loop.
+                    if qname.is_subdomain_of(&target) || depth >= MAX_CNAME_CHAIN {
+                        continue;
+                    }
+                    let cname = Record::new(qname.clone(), ttl, RData::Cname(target.clone()));
+                    if target.is_subdomain_of(zone) {
+                        if let Outcome::Answer { answer: next, chase: next_chase, .. } =
+                            self.lookup_chain(zone, &target, qtype, depth + 1)
+                        {
+                            if !next.is_empty() {
+                                answer.push(cname);
+                                answer.extend(next);
+                                chase = next_chase;
+                            }
+                        }
+                    } else {
+                        answer.push(cname);
+                        chase = Some(Chase { target, qtype });
+                    }
+                }
+            }
+        }
+        Outcome::Answer { answer, additional: Vec::new(), chase }
+    }
+
+    /// SRV as CoreDNS builds it: priority 0, weight ⌊100/n⌋ over all backends (at least 1),
+    /// records deduplicated on (target, port), one address per (target, IP) in additional.
+    fn srv(&self, qname: &Name, entries: Vec<Entry>) -> Outcome {
+        let ttl = self.settings.ttl;
+        let weight = (100 / entries.len().max(1)).max(1) as u16;
+        let mut answer = Vec::new();
+        let mut additional = Vec::new();
+        let mut seen_srv = HashSet::new();
+        let mut seen_addr = HashSet::new();
+        for e in entries {
+            if e.port < 0 {
+                continue;
+            }
+            let port = e.port as u16;
+            match e.host {
+                Host::Ip(ip) => {
+                    let Some(target) = name(&e.target) else { continue };
+                    if seen_srv.insert((e.target.clone(), port)) {
+                        answer.push(Record::new(
+                            qname.clone(),
+                            ttl,
+                            RData::Srv { priority: 0, weight, port, target: target.clone() },
+                        ));
+                    }
+                    if seen_addr.insert((e.target, ip)) {
+                        additional.push(address_record(target, ttl, ip));
+                    }
+                }
+                Host::Name(t) => {
+                    if let Some(target) = name(&t) {
+                        answer.push(Record::new(qname.clone(), ttl, RData::Srv { priority: 0, weight, port, target }));
+                    }
+                }
+            }
+        }
+        Outcome::Answer { answer, additional, chase: None }
+    }
+
+    /// PTR: a cluster IP names its service (first match only); otherwise every endpoint with
+    /// the address names `<endpoint>.<service>`; names that are not a full reverse address
+    /// exist only as the apex.
+    fn ptr(&self, zone: &Name, qname: &Name) -> Outcome {
+        let Some(ip) = reverse_ip(qname) else {
+            let labels = relative_labels(qname, zone);
+            return match self.find(zone, &labels) {
+                Err(NotFound) => Outcome::NameError,
+                Ok(_) => Outcome::nodata(),
+            };
+        };
+        let ttl = self.settings.ttl;
+        let primary = &self.settings.primary;
+        let visible = |ns: &str| self.settings.namespaces.is_empty() || self.exposed(ns);
+        let owners = self.index.ip_owners(&ip);
+        for o in owners {
+            if let IpOwner::Service(ns, svc) = o {
+                if visible(ns) {
+                    if let Some(target) = name(&format!("{svc}.{ns}.svc.{primary}")) {
+                        return Outcome::records(vec![Record::new(qname.clone(), ttl, RData::Ptr(target))]);
+                    }
+                }
+            }
+        }
+        let mut answer = Vec::new();
+        for o in owners {
+            let IpOwner::Endpoint(ns, slice) = o else { continue };
+            let Some(slice) = self.index.slice(ns, slice).filter(|_| visible(ns)) else { continue };
+            for ep in slice.endpoints.iter().filter(|e| e.addresses.contains(&ip)) {
+                let text = format!("{}.{}.{}.svc.{primary}", self.endpoint_name(ep, &ip), slice.service, ns);
+                if let Some(target) = name(&text) {
+                    let rr = Record::new(qname.clone(), ttl, RData::Ptr(target));
+                    if !answer.contains(&rr) {
+                        answer.push(rr);
+                    }
+                }
+            }
+        }
+        if answer.is_empty() {
+            Outcome::NameError
+        } else {
+            Outcome::records(answer)
+        }
+    }
+
+    /// (name, address) pairs for NS answers: the services whose endpoints are this server's own
+    /// addresses, or `ns.dns.<zone>` with the local addresses when none is found.
+    fn ns_addresses(&self, zone: &Name) -> Vec<(String, IpAddr)> {
+        let mut out = Vec::new();
+        let mut found = false;
+        for local in &self.settings.local_ips {
+            for o in self.index.ip_owners(local) {
+                let IpOwner::Endpoint(ns, slice) = o else { continue };
+                let Some(slice) = self.index.slice(ns, slice) else { continue };
+                found = true;
+                let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_ref()) else {
+                    continue;
+                };
+                let svc_name = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone);
+                if svc.kind == ServiceKind::Headless {
+                    for ep in &slice.endpoints {
+                        for ip in &ep.addresses {
+                            out.push((format!("{}.{svc_name}", self.endpoint_name(ep, ip)), *ip));
+                        }
+                    }
+                } else {
+                    out.extend(svc.ips.iter().map(|ip| (svc_name.clone(), *ip)));
+                }
+            }
+        }
+        if !found {
+            out = self.settings.local_ips.iter().map(|ip| (format!("ns.dns.{zone}"), *ip)).collect();
+        }
+        out
+    }
+
+    fn ns(&self, zone: &Name, qname: &Name) -> Outcome {
+        let ttl = self.settings.ttl;
+        let mut answer = Vec::new();
+        let mut additional = Vec::new();
+        for (target, ip) in self.ns_addresses(zone) {
+            let Some(target) = name(&target) else { continue };
+            let ns = Record::new(qname.clone(), ttl, RData::Ns(target.clone()));
+            if !answer.contains(&ns) {
+                answer.push(ns);
+            }
+            additional.push(address_record(target, ttl, ip));
+        }
+        Outcome::Answer { answer, additional, chase: None }
+    }
+}
