@@ -4,6 +4,7 @@
 //! registers; `plugin.cfg` decides their order in a chain.
 
 pub mod any;
+pub mod autopath;
 pub mod bind;
 pub mod bufsize;
 pub mod cache;
@@ -48,8 +49,9 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 22] = [
+    let defs: [(&'static str, SetupFn); 23] = [
         ("any", any::setup),
+        ("autopath", autopath::setup),
         ("bind", bind::setup),
         ("bufsize", bufsize::setup),
         ("cache", cache::setup),

@@ -57,7 +57,8 @@ pub struct ChainCursor<'a> {
 }
 
 /// The rest of a chain, detached from the request: run it again later with another message
-/// (cache prefetch and serve_stale refreshes). See `handler.rs` for `run`.
+/// (cache prefetch and serve_stale refreshes, autopath tries). See `handler.rs` for `run`.
+#[derive(Clone)]
 pub struct Rest {
     pub(crate) origin: Origin,
     pub(crate) from: usize,
@@ -65,6 +66,7 @@ pub struct Rest {
 
 /// Where a request came from and which chain serves it, owned so it can outlive the receive
 /// loop (pending replies, background refreshes).
+#[derive(Clone)]
 pub(crate) struct Origin {
     pub(crate) block: Arc<crate::config::Block>,
     pub(crate) stats: Arc<crate::metrics::ZoneStats>,
