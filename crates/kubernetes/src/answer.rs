@@ -536,3 +536,136 @@ impl Engine<'_> {
         Outcome::Answer { answer, additional, chase: None }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{Endpoint, Namespace, Object, Port, Service, Slice};
+    use std::sync::Arc;
+
+    fn port(name: &str, p: i32) -> Port {
+        Port { name: name.into(), protocol: "TCP".into(), port: p }
+    }
+
+    fn index() -> Index {
+        let mut ix = Index::new(true, false);
+        for k in crate::object::Kind::ALL {
+            ix.init(k);
+        }
+        ix.upsert(Object::Namespace(Namespace { name: Arc::from("kube-system") }));
+        ix.upsert(Object::Service(Service {
+            namespace: Arc::from("kube-system"),
+            name: Arc::from("kube-dns"),
+            kind: ServiceKind::ClusterIp,
+            ips: vec!["10.96.0.10".parse().unwrap()],
+            ports: vec![port("dns", 53)],
+            has_selector: true,
+        }));
+        ix.upsert(Object::Slice(Slice {
+            namespace: Arc::from("kube-system"),
+            name: Arc::from("kube-dns-1"),
+            service: Arc::from("kube-dns"),
+            ports: vec![port("dns", 53)],
+            endpoints: vec![Endpoint {
+                addresses: vec!["192.0.2.53".parse().unwrap()],
+                hostname: None,
+                pod_name: None,
+            }],
+            trigger_time: None,
+        }));
+        for k in crate::object::Kind::ALL {
+            ix.init_done(k);
+        }
+        ix
+    }
+
+    fn settings(local: &str) -> Settings {
+        Settings {
+            primary: "cluster.local.".into(),
+            ttl: 5,
+            pods: PodMode::Disabled,
+            endpoint_pod_names: false,
+            namespaces: vec![],
+            ignore_empty_service: false,
+            local_ips: vec![local.parse().unwrap()],
+        }
+    }
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn ns_names_the_service_whose_endpoint_is_this_server() {
+        let ix = index();
+        let s = settings("192.0.2.53");
+        let e = Engine { index: &ix, settings: &s };
+        let Outcome::Answer { answer, additional, .. } =
+            e.lookup(&n("cluster.local."), &n("cluster.local."), rtype::NS)
+        else {
+            panic!("NS answers");
+        };
+        assert_eq!(
+            answer,
+            [Record::new(n("cluster.local."), 5, RData::Ns(n("kube-dns.kube-system.svc.cluster.local.")))]
+        );
+        assert_eq!(
+            additional,
+            [Record::new(n("kube-dns.kube-system.svc.cluster.local."), 5, RData::A("10.96.0.10".parse().unwrap()))]
+        );
+        // Not an endpoint of any service: ns.dns.<zone> with the local address, also for A.
+        let s = settings("198.51.100.7");
+        let e = Engine { index: &ix, settings: &s };
+        let Outcome::Answer { answer, .. } = e.lookup(&n("cluster.local."), &n("cluster.local."), rtype::NS) else {
+            panic!("NS answers");
+        };
+        assert_eq!(answer[0].data, RData::Ns(n("ns.dns.cluster.local.")));
+        let Outcome::Answer { answer, .. } = e.lookup(&n("cluster.local."), &n("ns.dns.cluster.local."), rtype::A)
+        else {
+            panic!("A answers");
+        };
+        assert_eq!(answer[0].data, RData::A("198.51.100.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn soa_fields_follow_the_ttl() {
+        let ix = index();
+        let mut s = settings("192.0.2.53");
+        s.ttl = 3600;
+        let e = Engine { index: &ix, settings: &s };
+        let soa = e.soa(&n("cluster.local."));
+        assert_eq!(soa.ttl, 300, "SOA TTL is min(ttl, 300)");
+        let RData::Soa { minimum, refresh, retry, expire, .. } = soa.data else { panic!() };
+        assert_eq!((minimum, refresh, retry, expire), (3600, 7200, 1800, 86400));
+    }
+
+    #[test]
+    fn reverse_names_and_dashed_ips() {
+        assert_eq!(reverse_ip(&n("10.0.96.10.in-addr.arpa.")), Some("10.96.0.10".parse().unwrap()));
+        assert_eq!(reverse_ip(&n("0.96.10.in-addr.arpa.")), None);
+        assert_eq!(dashed(&"10.244.1.5".parse().unwrap()), "10-244-1-5");
+        assert_eq!(dashed(&"fd00::1".parse().unwrap()), "fd00--1");
+        assert_eq!(dashed(&"fd00::".parse().unwrap()), "fd00--0");
+        assert_eq!(pod_ip("fd00-10-244-1--50"), Some("fd00:10:244:1::50".parse().unwrap()));
+        assert_eq!(pod_ip("1-2-3-4"), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(pod_ip("1-2-3"), None);
+    }
+
+    #[test]
+    fn relist_removes_what_disappeared_and_bumps_the_serial_only_on_change() {
+        let mut ix = index();
+        assert!(ix.synced());
+        assert!(ix.service_entry("kube-system", "kube-dns").is_some());
+        assert_eq!(ix.ip_owners(&"10.96.0.10".parse().unwrap()).len(), 1);
+        // Identical object: nothing changes.
+        let same = ix.service_entry("kube-system", "kube-dns").unwrap().service.clone().unwrap();
+        assert!(!ix.upsert(Object::Service(same)).changed);
+        // A relist without the service deletes it and its IP index.
+        ix.init(crate::object::Kind::Service);
+        assert!(ix.init_done(crate::object::Kind::Service).changed);
+        assert!(ix.service_entry("kube-system", "kube-dns").and_then(|e| e.service.as_ref()).is_none());
+        assert!(ix.ip_owners(&"10.96.0.10".parse().unwrap()).is_empty());
+        // The slice is still there (its own kind was not relisted).
+        assert_eq!(ix.ip_owners(&"192.0.2.53".parse().unwrap()).len(), 1);
+    }
+}
