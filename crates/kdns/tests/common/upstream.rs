@@ -45,9 +45,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
+        // The ephemeral UDP port may be taken for TCP by another test's connection: retry.
+        let (udp, addr, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr) {
+                break (udp, addr, tcp);
+            }
+        };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         udp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
