@@ -29,16 +29,23 @@ impl Body for ChannelBody {
 
 type Resp = Response<ChannelBody>;
 
-fn body(bytes: Vec<u8>) -> ChannelBody {
+/// A JSON response whose body is whatever the task behind `rx` sends (watch streams).
+fn streaming(rx: mpsc::Receiver<Bytes>) -> Resp {
+    let mut r = Response::new(ChannelBody { rx });
+    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
+    r
+}
+
+/// A receiver holding one finished body.
+fn body(bytes: Vec<u8>) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(Bytes::from(bytes));
-    ChannelBody { rx }
+    rx
 }
 
 fn json_response(code: u16, v: &Value) -> Resp {
-    let mut r = Response::new(body(serde_json::to_vec(v).unwrap_or_default()));
+    let mut r = streaming(body(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
     r
 }
 
@@ -125,7 +132,7 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
         "/version" => {
             return json_response(200, &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-kdns-fake"}))
         }
-        "/healthz" | "/readyz" | "/livez" => return Response::new(body(b"ok".to_vec())),
+        "/healthz" | "/readyz" | "/livez" => return Response::new(ChannelBody { rx: body(b"ok".to_vec()) }),
         _ => {}
     }
     let Some((kind, ns)) = Kind::from_path(&path) else {
@@ -171,9 +178,7 @@ fn stall(inner: Arc<Inner>) -> Resp {
         let _ = generation.changed().await;
         drop(tx);
     });
-    let mut r = Response::new(ChannelBody { rx });
-    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
-    r
+    streaming(rx)
 }
 
 fn in_scope(obj: &Value, kind: Kind, ns: &Option<String>, selector: &Selector) -> bool {
@@ -358,7 +363,5 @@ fn watch(
             }
         }
     });
-    let mut r = Response::new(ChannelBody { rx });
-    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
-    r
+    streaming(rx)
 }

@@ -357,6 +357,21 @@ fn changes_resume_relist_and_outages() {
     api.apply(Kind::Service, objects::service("shop", "after-cut", &["10.96.50.2"], &[]));
     eventually("after-cut.shop.svc.cluster.local.", ResponseCode::NoError, 1);
     assert_eq!(api.lists(Kind::Service), lists, "resumed without a relist");
+    assert!(api.watches(Kind::Service) >= 2, "a new watch after the cut");
+
+    // Bookmarks keep an idle watch's resourceVersion fresh: after a compaction it still resumes
+    // without a relist (the change below is of a kind the Service watch does not see).
+    api.set_bookmarks(Some(Duration::from_millis(100)));
+    api.cut_streams();
+    std::thread::sleep(Duration::from_millis(300));
+    api.apply(Kind::Pod, objects::pod("shop", "unwatched", "10.244.5.5", "Running"));
+    std::thread::sleep(Duration::from_millis(400));
+    api.compact();
+    api.cut_streams();
+    api.apply(Kind::Service, objects::service("shop", "after-bookmark", &["10.96.50.3"], &[]));
+    eventually("after-bookmark.shop.svc.cluster.local.", ResponseCode::NoError, 1);
+    assert_eq!(api.lists(Kind::Service), lists, "bookmarked watch resumed after compaction without a relist");
+    api.set_bookmarks(None);
 
     // History compacted while the watch was down: 410 Expired in the stream → relist, and an
     // object deleted in the gap disappears.

@@ -88,8 +88,9 @@ fn relative_labels(qname: &Name, zone: &Name) -> Vec<String> {
 }
 
 pub fn is_reverse(zone: &Name) -> bool {
-    let z = zone.to_string().to_ascii_lowercase();
-    z.ends_with("in-addr.arpa.") || z.ends_with("ip6.arpa.")
+    use kdns_wire::name::is_subdomain_wire;
+    let wire = zone.as_wire();
+    is_subdomain_wire(wire, b"\x07in-addr\x04arpa\x00") || is_subdomain_wire(wire, b"\x03ip6\x04arpa\x00")
 }
 
 /// The IP a reverse name stands for (all four or all 32 labels), if any.
@@ -641,6 +642,8 @@ mod tests {
 
     #[test]
     fn reverse_names_and_dashed_ips() {
+        assert!(is_reverse(&n("in-addr.arpa.")) && is_reverse(&n("0.10.IN-ADDR.arpa.")) && is_reverse(&n("ip6.arpa.")));
+        assert!(!is_reverse(&n("cluster.local.")) && !is_reverse(&n("arpa.")) && !is_reverse(&n("xin-addr.arpa.")));
         assert_eq!(reverse_ip(&n("10.0.96.10.in-addr.arpa.")), Some("10.96.0.10".parse().unwrap()));
         assert_eq!(reverse_ip(&n("0.96.10.in-addr.arpa.")), None);
         assert_eq!(dashed(&"10.244.1.5".parse().unwrap()), "10-244-1-5");

@@ -85,17 +85,9 @@ impl Index {
         Kind::ALL.iter().all(|k| !self.required[*k as usize] || self.synced[*k as usize])
     }
 
-    pub fn kind_synced(&self, kind: Kind) -> bool {
-        self.synced[kind as usize]
-    }
-
     /// The SOA serial: Unix time of the last DNS-visible change.
     pub fn serial(&self) -> u32 {
         self.serial
-    }
-
-    pub fn namespace(&self, ns: &str) -> Option<&NamespaceEntry> {
-        self.namespaces.get(ns)
     }
 
     pub fn namespace_exists(&self, ns: &str) -> bool {
@@ -120,18 +112,6 @@ impl Index {
     /// Live pods holding `ip`: (namespace, name), in arrival order.
     pub fn pods_with_ip(&self, ip: &IpAddr) -> &[Key] {
         self.pods_by_ip.get(ip).map_or(&[], Vec::as_slice)
-    }
-
-    /// Object counts (services, slices, namespaces, pods), for logs and benchmarks.
-    pub fn counts(&self) -> [usize; 4] {
-        let mut c = [0; 4];
-        for n in self.namespaces.values() {
-            c[0] += n.services.values().filter(|s| s.service.is_some()).count();
-            c[1] += n.slice_owner.len();
-            c[2] += n.exists as usize;
-            c[3] += n.pods.len();
-        }
-        c
     }
 
     /// A (re)list of `kind` starts.

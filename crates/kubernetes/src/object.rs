@@ -128,6 +128,22 @@ fn ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
+/// (name, protocol, port) of Service or EndpointSlice ports; an object without ports gets
+/// CoreDNS's sentinel port -1.
+fn ports<'a>(list: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, Option<i32>)>) -> Vec<Port> {
+    let mut out: Vec<Port> = list
+        .map(|(name, protocol, port)| Port {
+            name: name.unwrap_or("").into(),
+            protocol: protocol.unwrap_or("TCP").into(),
+            port: port.unwrap_or(-1),
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(Port { name: "".into(), protocol: "".into(), port: -1 });
+    }
+    out
+}
+
 pub fn service(svc: &core::Service) -> Option<Service> {
     let (namespace, name) = meta_names(&svc.metadata)?;
     let spec = svc.spec.as_ref()?;
@@ -145,19 +161,7 @@ pub fn service(svc: &core::Service) -> Option<Service> {
             _ => ips.extend(spec.cluster_ip.as_deref().and_then(ip)),
         }
     }
-    let mut ports: Vec<Port> = spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| Port {
-            name: p.name.as_deref().unwrap_or("").into(),
-            protocol: p.protocol.as_deref().unwrap_or("TCP").into(),
-            port: p.port,
-        })
-        .collect();
-    if ports.is_empty() {
-        ports.push(Port { name: "".into(), protocol: "".into(), port: -1 });
-    }
+    let ports = ports(spec.ports.iter().flatten().map(|p| (p.name.as_deref(), p.protocol.as_deref(), Some(p.port))));
     let has_selector = spec.selector.as_ref().is_some_and(|s| !s.is_empty());
     Some(Service { namespace, name, kind, ips, ports, has_selector })
 }
@@ -169,19 +173,7 @@ pub fn slice(es: &discovery::EndpointSlice) -> Option<Slice> {
         return None;
     }
     let service: Arc<str> = Arc::from(es.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.as_str());
-    let mut ports: Vec<Port> = es
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| Port {
-            name: p.name.as_deref().unwrap_or("").into(),
-            protocol: p.protocol.as_deref().unwrap_or("TCP").into(),
-            port: p.port.unwrap_or(-1),
-        })
-        .collect();
-    if ports.is_empty() {
-        ports.push(Port { name: "".into(), protocol: "".into(), port: -1 });
-    }
+    let ports = ports(es.ports.iter().flatten().map(|p| (p.name.as_deref(), p.protocol.as_deref(), p.port)));
     let endpoints = es
         .endpoints
         .iter()

@@ -30,9 +30,10 @@ pub mod whoami;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-use kdns_corefile::{Dispenser, Error};
+use kdns_corefile::{address::normalize_zone, Dispenser, Error, Token};
 use kdns_server::plugin::SetupFn;
 use kdns_server::PluginDef;
+use kdns_wire::Name;
 
 /// The optional single `[ADDRESS]` argument of `health`, `ready` and `prometheus`: checked to
 /// resolve at setup, so a typo fails the load instead of the listener.
@@ -45,6 +46,56 @@ pub(crate) fn listen_address(plugin: &str, d: &Dispenser<'_>, default: &str) -> 
     kdns_server::admin::resolve(&addr)
         .map_err(|e| Error::at(args.first().copied().unwrap_or(d.name()), format!("plugin/{plugin}: {e}")))?;
     Ok(addr)
+}
+
+/// Zone arguments as names (normalized: lower case, trailing dot).
+pub(crate) fn zone_names(plugin: &str, zones: &[&Token]) -> Result<Vec<Name>, Error> {
+    zones
+        .iter()
+        .map(|t| {
+            let z = normalize_zone(&t.text);
+            Name::from_ascii(&z).map_err(|e| Error::at(t, format!("plugin/{plugin}: bad zone {z:?}: {e}")))
+        })
+        .collect()
+}
+
+/// The zones a plugin serves: its zone arguments or, when there are none, the block's zones.
+pub(crate) fn plugin_zones(plugin: &str, args: &[&Token], block: &[String], at: &Token) -> Result<Vec<Name>, Error> {
+    if !args.is_empty() {
+        return zone_names(plugin, args);
+    }
+    block
+        .iter()
+        .map(|z| Name::from_ascii(z).map_err(|e| Error::at(at, format!("plugin/{plugin}: bad zone {z:?}: {e}"))))
+        .collect()
+}
+
+/// CoreDNS's `fallthrough [ZONES...]`: off, on for every name (no zones), or for names in ZONES.
+#[derive(Clone, Debug, Default)]
+pub struct Fallthrough(Option<Vec<Name>>);
+
+impl Fallthrough {
+    pub fn parse(plugin: &str, zones: &[&Token]) -> Result<Fallthrough, Error> {
+        Ok(Fallthrough(Some(zone_names(plugin, zones)?)))
+    }
+
+    pub fn through(&self, qname: &Name) -> bool {
+        match &self.0 {
+            None => false,
+            Some(zones) => zones.is_empty() || zones.iter().any(|z| qname.is_subdomain_of(z)),
+        }
+    }
+}
+
+/// The `search` domains of a resolv.conf file.
+pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("search"))
+        .flat_map(|r| r.split_whitespace())
+        .filter_map(|d| Name::from_ascii(d).ok())
+        .collect())
 }
 
 /// Every plugin compiled into this build.

@@ -7,7 +7,7 @@
 #[cfg(test)]
 mod tests;
 
-use kdns_corefile::{address::normalize_zone, Directive, Dispenser, Error};
+use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::metrics::Kind;
 use kdns_server::plugin::{once, AutoPathCell, Plugin, Reply, Request, Rest, SetupCtx, Step};
 use kdns_wire::{class, rcode, Message, Name, RData, Record};
@@ -113,16 +113,11 @@ impl Plugin for AutoPath {
     }
 }
 
-fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out: Vec<Name> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("search"))
-        .flat_map(|r| r.split_whitespace())
-        .filter_map(|d| Name::from_ascii(d).ok())
-        .collect();
-    out.push(Name::root());
-    Ok(out)
+/// A resolv.conf's `search` domains, then the name as given.
+fn static_path(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
+    let mut list = crate::resolv_search(path)?;
+    list.push(Name::root());
+    Ok(list)
 }
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
@@ -132,15 +127,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let Some((resolv, zone_args)) = args.split_last() else {
         return Err(d.arg_err(d.name()));
     };
-    let zone_texts: Vec<String> = if zone_args.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        zone_args.iter().map(|t| normalize_zone(&t.text)).collect()
-    };
-    let zones = zone_texts
-        .iter()
-        .map(|z| Name::from_ascii(z).map_err(|e| Error::at(d.name(), format!("plugin/autopath: bad zone {z:?}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let zones = crate::plugin_zones("autopath", zone_args, ctx.zones, d.name())?;
     let source = match resolv.text.strip_prefix('@') {
         Some(plugin) => {
             let cell = AutoPathCell::default();
@@ -149,7 +136,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         }
         None => {
             let path = ctx.config_dir.join(&resolv.text);
-            let list = resolv_search(&path)
+            let list = static_path(&path)
                 .map_err(|e| Error::at(resolv, format!("plugin/autopath: failed to parse {:?}: {e}", resolv.text)))?;
             Source::Static(list)
         }

@@ -10,7 +10,7 @@ fn setup_reads_a_resolv_conf_or_names_a_plugin() {
     let text = format!(".:53 {{\n    autopath {}\n}}\n", resolv.display());
     assert!(run_setup(setup, "autopath", &text).0.is_ok());
     assert_eq!(
-        resolv_search(&resolv).unwrap(),
+        static_path(&resolv).unwrap(),
         [Name::from_ascii("a.example.").unwrap(), Name::from_ascii("b.example.").unwrap(), Name::root()]
     );
     assert!(run_setup(setup, "autopath", ".:53 {\n    autopath @kubernetes\n}\n").0.is_ok());

@@ -14,20 +14,10 @@ use std::sync::{Arc, RwLock};
 
 pub struct Hosts {
     pub origins: Vec<Name>,
-    /// `None`: no fallthrough; `Some(empty)`: fall through for every name.
-    pub fallthrough: Option<Vec<Name>>,
+    pub fallthrough: crate::Fallthrough,
     pub ttl: u32,
     pub reverse: bool,
     pub index: Arc<RwLock<Arc<Index>>>,
-}
-
-impl Hosts {
-    fn falls_through(&self, qname: &Name) -> bool {
-        match &self.fallthrough {
-            None => false,
-            Some(zones) => zones.is_empty() || zones.iter().any(|z| qname.is_subdomain_of(z)),
-        }
-    }
 }
 
 impl Plugin for Hosts {
@@ -66,7 +56,7 @@ impl Plugin for Hosts {
             _ => Vec::new(),
         };
         if answers.is_empty() && !index.has_name(&key) {
-            if self.falls_through(&qname) {
+            if self.fallthrough.through(&qname) {
                 return Step::Next;
             }
             // No SOA to build an NXDOMAIN with, so SERVFAIL, as CoreDNS does.

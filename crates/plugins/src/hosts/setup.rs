@@ -1,8 +1,7 @@
 use super::{parse_hosts, Hosts, Index};
-use kdns_corefile::{address::normalize_zone, Directive, Dispenser, Error};
+use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::metrics;
 use kdns_server::plugin::{once, parse_duration, Plugin, SetupCtx};
-use kdns_wire::Name;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -13,13 +12,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let path = PathBuf::from(args.first().map_or("/etc/hosts", |t| t.text.as_str()));
-    let zone_texts: Vec<String> =
-        if args.len() > 1 { args[1..].iter().map(|t| normalize_zone(&t.text)).collect() } else { ctx.zones.to_vec() };
-    let origins = names(&zone_texts, d.name())?;
+    let origins = crate::plugin_zones("hosts", args.get(1..).unwrap_or_default(), ctx.zones, d.name())?;
     let mut ttl = 3600u32;
     let mut reverse = true;
     let mut reload = Duration::from_secs(5);
-    let mut fallthrough = None;
+    let mut fallthrough = crate::Fallthrough::default();
     let mut inline: Vec<(IpAddr, Vec<String>)> = Vec::new();
     for (prop, vals) in d.block() {
         match prop.text.as_str() {
@@ -39,10 +36,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 reload = parse_duration(&v.text)
                     .ok_or_else(|| Error::at(v, format!("plugin/hosts: invalid duration for reload {:?}", v.text)))?;
             }
-            "fallthrough" => {
-                let zs: Vec<String> = vals.iter().map(|t| normalize_zone(&t.text)).collect();
-                fallthrough = Some(names(&zs, prop)?);
-            }
+            "fallthrough" => fallthrough = crate::Fallthrough::parse("hosts", &vals)?,
             _ => {
                 let line = std::iter::once(prop)
                     .chain(vals.iter().copied())
@@ -69,13 +63,6 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         ctx.contrib.tasks.push(Box::pin(watch(source, index.clone(), reload)));
     }
     Ok(Some(Arc::new(Hosts { origins, fallthrough, ttl, reverse, index })))
-}
-
-fn names(zones: &[String], at: &kdns_corefile::Token) -> Result<Vec<Name>, Error> {
-    zones
-        .iter()
-        .map(|z| Name::from_ascii(z).map_err(|e| Error::at(at, format!("plugin/hosts: bad zone {z:?}: {e}"))))
-        .collect()
 }
 
 struct FileSource {

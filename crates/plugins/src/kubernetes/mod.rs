@@ -76,8 +76,7 @@ pub struct Kubernetes {
     /// Plugin zones, lower case; the longest match wins.
     zones: Vec<Name>,
     settings: Settings,
-    /// `None`: no fallthrough; `Some(empty)`: every zone.
-    fallthrough: Option<Vec<Name>>,
+    fallthrough: crate::Fallthrough,
     shared: Arc<Shared>,
     /// The DNS server's own search domains (autopath appends them after the cluster ones).
     host_search: Vec<Name>,
@@ -86,13 +85,6 @@ pub struct Kubernetes {
 impl Kubernetes {
     fn zone_of(&self, qname: &Name) -> Option<&Name> {
         self.zones.iter().filter(|z| qname.is_subdomain_of(z)).max_by_key(|z| z.as_wire().len())
-    }
-
-    fn falls_through(&self, qname: &Name) -> bool {
-        match &self.fallthrough {
-            None => false,
-            Some(zones) => zones.is_empty() || zones.iter().any(|z| qname.is_subdomain_of(z)),
-        }
     }
 }
 
@@ -119,7 +111,7 @@ impl Plugin for Kubernetes {
         match engine.lookup(zone, qname, req.qtype()) {
             Outcome::Refused => Step::Reply(Reply::rcode(req.msg, rcode::REFUSED, None)),
             Outcome::NameError => {
-                if self.falls_through(qname) {
+                if self.fallthrough.through(qname) {
                     return Step::Next;
                 }
                 let code = if index.synced() { rcode::NXDOMAIN } else { rcode::SERVFAIL };

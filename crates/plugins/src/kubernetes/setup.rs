@@ -1,10 +1,9 @@
 use super::{Kubernetes, PluginObserver, Synced};
-use kdns_corefile::{address::normalize_zone, Directive, Dispenser, Error, Token};
+use kdns_corefile::{Directive, Dispenser, Error, Token};
 use kdns_kubernetes::answer::{is_reverse, PodMode, Settings};
 use kdns_kubernetes::source::{api, dir, Shared};
 use kdns_kubernetes::Index;
 use kdns_server::plugin::{once, parse_duration, Plugin, SetupCtx};
-use kdns_wire::Name;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,13 +16,6 @@ const MANIFEST_POLL: Duration = Duration::from_secs(1);
 
 fn err(at: &Token, msg: impl std::fmt::Display) -> Error {
     Error::at(at, format!("plugin/kubernetes: {msg}"))
-}
-
-fn zone_names(zones: &[String], at: &Token) -> Result<Vec<Name>, Error> {
-    zones
-        .iter()
-        .map(|z| Name::from_ascii(z).map(|n| n.to_lowercase()).map_err(|e| err(at, format!("bad zone {z:?}: {e}"))))
-        .collect()
 }
 
 /// Checks a label selector the way the API server parses it: comma-separated requirements of
@@ -77,11 +69,8 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     once("kubernetes", ds)?;
     let d = Dispenser::new(ds[0]);
     let args = d.args();
-    let zone_texts: Vec<String> =
-        if args.is_empty() { ctx.zones.to_vec() } else { args.iter().map(|t| normalize_zone(&t.text)).collect() };
-    let zones = zone_names(&zone_texts, d.name())?;
-    let Some(primary) = zone_texts.iter().find(|z| !is_reverse(&Name::from_ascii(z).unwrap_or_else(|_| Name::root())))
-    else {
+    let zones = crate::plugin_zones("kubernetes", &args, ctx.zones, d.name())?;
+    let Some(primary) = zones.iter().find(|z| !is_reverse(z)) else {
         return Err(err(d.name(), "non-reverse zone name must be used"));
     };
 
@@ -92,7 +81,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let mut endpoint_pod_names = false;
     let mut namespaces: Vec<String> = Vec::new();
     let mut ignore_empty_service = false;
-    let mut fallthrough = None;
+    let mut fallthrough = crate::Fallthrough::default();
     let mut startup_timeout = DEFAULT_STARTUP_TIMEOUT;
     for (prop, vals) in d.block() {
         let texts: Vec<&str> = vals.iter().map(|t| t.text.as_str()).collect();
@@ -174,10 +163,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 }
                 api.slices = false;
             }
-            "fallthrough" => {
-                let zs: Vec<String> = texts.iter().map(|t| normalize_zone(t)).collect();
-                fallthrough = Some(zone_names(&zs, prop)?);
-            }
+            "fallthrough" => fallthrough = crate::Fallthrough::parse("kubernetes", &vals)?,
             "ignore" => {
                 let v = one()?;
                 if v.text != "empty_service" {
@@ -226,7 +212,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         ctx.listen.clone()
     };
     let settings = Settings {
-        primary: primary.to_ascii_lowercase(),
+        primary: primary.to_string(),
         ttl,
         pods,
         endpoint_pod_names,
@@ -244,7 +230,13 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     }
     ctx.contrib.startup.push(Box::pin(wait_for_sync(shared.clone(), startup_timeout)));
     ctx.contrib.readiness.push(Arc::new(Synced(shared.clone())));
-    let plugin = Arc::new(Kubernetes { zones, settings, fallthrough, shared, host_search: host_search() });
+    let plugin = Arc::new(Kubernetes {
+        zones,
+        settings,
+        fallthrough,
+        shared,
+        host_search: crate::resolv_search(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default(),
+    });
     if let Some((name, cell)) = &ctx.autopath {
         if name == "kubernetes" {
             let _ = cell.set(plugin.clone());
@@ -268,14 +260,4 @@ async fn wait_for_sync(shared: Arc<Shared>, timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The `search` domains of this host's resolv.conf (autopath tries them after the cluster's).
-fn host_search() -> Vec<Name> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("search"))
-        .flat_map(|rest| rest.split_whitespace())
-        .filter_map(|d| Name::from_ascii(d).ok())
-        .collect()
 }
