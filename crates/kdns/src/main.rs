@@ -35,8 +35,7 @@ fn main() {
             true
         });
     if node_cache {
-        eprintln!("node-cache mode is not built into this kdns yet (it arrives with the node-cache issue); run kdns as the cluster DNS server (`kdns -conf Corefile`)");
-        std::process::exit(2);
+        std::process::exit(node_cache_mode(&args));
     }
     std::process::exit(cluster_dns(&invoked, &args));
 }
@@ -118,6 +117,73 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         plugins: kdns_plugins::all(),
         workers,
         version_lines: version_lines(),
+        embedder: None,
+    })
+}
+
+/// node-cache mode: node-cache's flags plus CoreDNS's, the agent around the same server.
+fn node_cache_mode(args: &[String]) -> i32 {
+    let mut specs: Vec<FlagSpec> = kdns_nodecache::settings::FLAGS
+        .iter()
+        .map(|(name, is_bool, default, help)| FlagSpec {
+            name,
+            kind: if *is_bool { Kind::Bool } else { Kind::Value },
+            default,
+            help,
+        })
+        .collect();
+    specs.extend(SPECS.iter().map(|s| FlagSpec { name: s.name, kind: s.kind, default: s.default, help: s.help }));
+    let parsed = match flags::parse(&specs, args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            eprint!("{}", flags::usage("node-cache", &specs));
+            return 2;
+        }
+    };
+    if parsed.help {
+        eprint!("{}", flags::usage("node-cache", &specs));
+        return 0;
+    }
+    if parsed.bool("version") {
+        for l in version_lines() {
+            println!("{l}");
+        }
+        return 0;
+    }
+    if !parsed.rest.is_empty() {
+        eprintln!("extra command line arguments: {:?}", parsed.rest);
+        return 1;
+    }
+    let settings = match kdns_nodecache::settings::Settings::from_flags(&|n| parsed.get(n).map(str::to_string)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("node-cache: {e}");
+            return 2;
+        }
+    };
+    let dns_port = settings.dns_port;
+    let pidfile = settings.pidfile.clone();
+    let agent = match kdns_nodecache::Agent::new(settings, kdns_plugins::all()) {
+        Ok(a) => a,
+        Err(e) => {
+            kdns_server::log::flush();
+            eprintln!("node-cache: {e}");
+            return 1;
+        }
+    };
+    let source = agent.source();
+    raise_fd_limit();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    run(Options {
+        source,
+        dns_port,
+        pidfile,
+        quiet: parsed.bool("quiet"),
+        plugins: kdns_plugins::all(),
+        workers,
+        version_lines: version_lines(),
+        embedder: Some(std::sync::Arc::new(kdns_nodecache::NodeCache(std::sync::Arc::new(agent)))),
     })
 }
 

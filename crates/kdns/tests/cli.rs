@@ -86,11 +86,104 @@ fn default_corefile_with_dns_port_flag() {
 }
 
 #[test]
-fn node_cache_mode_is_a_clear_error_for_now() {
+fn node_cache_flags_are_checked_before_anything_changes() {
     let dir = temp_dir("nc");
-    let (code, _, err) = run(&["node-cache", "-localip", "169.254.20.10"], &dir);
-    assert_eq!(code, 2);
-    assert!(err.contains("node-cache mode is not built"), "{err}");
+    let d = path_str(&dir);
+    // -setupinterface/-setupiptables stay on: a bad value must stop before netlink or iptables
+    // are touched (this test runs without root and without a namespace).
+    for (args, needle) in [
+        (vec!["node-cache", "-localip", ""], "invalid localip specified - \"\""),
+        (vec!["node-cache", "-localip", "169.254.20.10,"], "invalid localip specified"),
+        (vec!["node-cache", "-localip", "169.254.20.10", "-syncinterval", "soon"], "-syncinterval"),
+        (vec!["node-cache", "-localip", "169.254.20.10", "-health-port", "99999"], "-health-port"),
+        (vec!["node-cache", "-localip", "169.254.20.10", "-interfacename", "much-too-long-name"], "-interfacename"),
+        (vec!["node-cache", "-localip", "169.254.20.10", "-firewall", "pf"], "-firewall"),
+        (vec!["node-cache", "-nosuchflag"], "flag provided but not defined: -nosuchflag"),
+    ] {
+        let (code, _, err) = run(&args, &dir);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A template that needs the upstream Service's variable, without it: a clear error naming
+    // the variable, and no Corefile with `<nil>` in it.
+    std::fs::write(dir.join("Corefile.base"), ".:53 {\n    forward . __PILLAR__CLUSTER__DNS__\n}\n").unwrap();
+    let conf = format!("{d}/Corefile");
+    let base = format!("{d}/Corefile.base");
+    let (code, out, err) = run(
+        &[
+            "node-cache",
+            "-localip",
+            "169.254.20.10",
+            "-conf",
+            &conf,
+            "-basecorefile",
+            &base,
+            "-upstreamsvc",
+            "no-such-upstream",
+            "-setupinterface=false",
+            "-setupiptables=false",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("NO_SUCH_UPSTREAM_SERVICE_HOST"), "{out}");
+    assert!(err.contains("no Corefile to load"), "{err}");
+    assert!(!dir.join("Corefile").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn node_cache_renders_the_template_and_serves_without_touching_the_node() {
+    // The Cilium local-redirect setup: no interface, no rules, the template rendered and served.
+    let dir = temp_dir("nc-lrp");
+    let port = free_port();
+    let upstream = common::upstream::Upstream::start();
+    std::fs::write(
+        dir.join("Corefile.base"),
+        "cluster.local:__PORT__ {\n    bind 127.0.0.1\n    forward . __PILLAR__CLUSTER__DNS__:__UP__ {\n        force_tcp\n    }\n    prometheus __PROMETHEUS__ENDPOINT__\n}\n"
+            .replace("__PORT__", &port.to_string())
+            .replace("__UP__", &upstream.addr.port().to_string()),
+    )
+    .unwrap();
+    let metrics_port = free_port();
+    let node_metrics_port = free_port();
+    let child = std::process::Command::new(common::BIN)
+        .args([
+            "node-cache",
+            "-localip",
+            "127.0.0.1",
+            "-conf",
+            &path_str(&dir.join("Corefile")),
+            "-basecorefile",
+            &path_str(&dir.join("Corefile.base")),
+            "-setupinterface=false",
+            "-setupiptables=false",
+            "-prometheus-listen-address",
+            &format!("127.0.0.1:{metrics_port}"),
+            "-metrics-listen-address",
+            &format!("127.0.0.1:{node_metrics_port}"),
+        ])
+        .env("KUBE_DNS_SERVICE_HOST", "127.0.0.1")
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = std::fs::read_to_string(dir.join("Corefile")).unwrap_or_default();
+    let reply = first_answer_keep(child, port, "svc.cluster.local.", |child| {
+        let scrape = http_get(&format!("127.0.0.1:{node_metrics_port}"), "/metrics").map(|r| r.1).unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        scrape
+    });
+    let (reply, scrape) = reply;
+    let written = if written.is_empty() { std::fs::read_to_string(dir.join("Corefile")).unwrap() } else { written };
+    assert!(written.contains("forward . 127.0.0.1:"), "{written}");
+    assert!(written.contains(&format!("prometheus 127.0.0.1:{metrics_port}")), "{written}");
+    let reply = reply.expect("node-cache answers from the rendered Corefile");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(upstream.seen().iter().any(|s| s.tcp && s.qname == "svc.cluster.local."), "force_tcp kept");
+    assert!(scrape.contains("coredns_nodecache_setup_errors_total{errortype=\"configmap\"} 0"), "{scrape}");
+    assert!(scrape.contains("coredns_nodecache_config_generation 1"), "{scrape}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

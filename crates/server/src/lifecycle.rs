@@ -47,6 +47,33 @@ impl Source {
     }
 }
 
+/// A mode that runs around the DNS server (node-cache mode): it learns when the first
+/// configuration serves and is awaited when the process stops, before the listeners close.
+pub trait Embedder: Send + Sync {
+    /// Awaited once, after the Corefile parsed and before the first configuration binds.
+    fn starting(&self) -> BoxFuture;
+    /// Runs from the moment the first configuration serves until the process stops.
+    fn serving(&self, control: Control) -> BoxFuture;
+    /// Awaited on SIGTERM (after lameduck), SIGINT and SIGQUIT while the DNS sockets still answer.
+    fn stopping(&self) -> BoxFuture;
+}
+
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Lets an [`Embedder`] ask the running server for things.
+#[derive(Clone)]
+pub struct Control {
+    tx: mpsc::Sender<Event>,
+}
+
+impl Control {
+    /// Re-reads the Corefile now, as SIGUSR1 does but without reloading an unchanged file. Never
+    /// blocks: the request is dropped when the server is busy with a reload or a stop already.
+    pub fn reload(&self) {
+        let _ = self.tx.try_send(Event::Reload("request"));
+    }
+}
+
 pub struct Options {
     pub source: Source,
     pub dns_port: u16,
@@ -55,6 +82,7 @@ pub struct Options {
     pub plugins: Vec<PluginDef>,
     pub workers: usize,
     pub version_lines: Vec<String>,
+    pub embedder: Option<Arc<dyn Embedder>>,
 }
 
 /// Parses the Corefile and returns it with its SHA-512 (of the canonical parsed form).
@@ -64,6 +92,13 @@ pub fn parse(source: &Source) -> Result<(Corefile, String, PathBuf), String> {
         kdns_corefile::parse_str(&text, &name, &dir, &kdns_corefile::process_env).map_err(|e| e.to_string())?;
     let hash = hex(&Sha512::digest(corefile.canonical().as_bytes()));
     Ok((corefile, hash, dir))
+}
+
+/// Checks a Corefile the way a reload would (parse, then set up every plugin) without binding
+/// or starting anything; the error names the file and line.
+pub fn check(source: &Source, plugins: &[PluginDef], dns_port: u16) -> Result<(), String> {
+    let (corefile, _, dir) = parse(source)?;
+    config::build(&corefile, plugins, dns_port, &dir).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// What the reload poller compares: the parsed Corefile's SHA-512, or for a file that does not
@@ -148,6 +183,9 @@ async fn run_async(opts: Options) -> i32 {
         reload: None,
         hash: String::new(),
     };
+    if let Some(e) = &opts.embedder {
+        e.starting().await;
+    }
     match apply(&mut running, &opts, &corefile, &hash, &dir, &shared, &inflight, &tx).await {
         Ok(banner) => {
             if !opts.quiet {
@@ -177,6 +215,7 @@ async fn run_async(opts: Options) -> i32 {
         }
     }
     spawn_signals(tx.clone());
+    let embedded = opts.embedder.as_ref().map(|e| tokio::spawn(e.serving(Control { tx: tx.clone() })));
     let code = loop {
         let Some(ev) = rx.recv().await else { break 0 };
         match ev {
@@ -186,9 +225,12 @@ async fn run_async(opts: Options) -> i32 {
                 }
                 reload(&mut running, &opts, &shared, &inflight, &tx, why).await;
             }
-            Event::Stop(kind) => break stop(&mut running, &shared, &inflight, kind, &mut rx).await,
+            Event::Stop(kind) => break stop(&mut running, &opts, &shared, &inflight, kind, &mut rx).await,
         }
     };
+    if let Some(task) = embedded {
+        task.abort();
+    }
     if let Some(p) = &opts.pidfile {
         let _ = std::fs::remove_file(p);
     }
@@ -208,9 +250,9 @@ async fn reload(
     *shared.current_hash.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint(&opts.source, &parsed);
     let result = match parsed {
         Err(e) => Err(e),
-        Ok((_, hash, _)) if why == "poll" && hash == running.hash => Ok(None),
+        Ok((_, hash, _)) if why != "SIGUSR1" && hash == running.hash => Ok(None),
         Ok((corefile, hash, dir)) => {
-            if why == "poll" {
+            if why != "SIGUSR1" {
                 crate::info!("Reloading");
             }
             apply(running, opts, &corefile, &hash, &dir, shared, inflight, tx).await.map(|_| Some(hash))
@@ -420,6 +462,7 @@ fn spawn_signals(tx: mpsc::Sender<Event>) {
 
 async fn stop(
     running: &mut Running,
+    opts: &Options,
     shared: &Shared,
     inflight: &InFlight,
     kind: StopKind,
@@ -429,9 +472,17 @@ async fn stop(
     match kind {
         StopKind::Quit => {
             crate::info!("SIGQUIT: Shutting down");
+            if let Some(e) = &opts.embedder {
+                e.stopping().await;
+            }
             return 0;
         }
-        StopKind::Int => crate::info!("SIGINT: Shutting down"),
+        StopKind::Int => {
+            crate::info!("SIGINT: Shutting down");
+            if let Some(e) = &opts.embedder {
+                e.stopping().await;
+            }
+        }
         StopKind::Term => {
             crate::info!("SIGTERM: Shutting down servers then terminating");
             if let Some(d) = running.lameduck {
@@ -441,6 +492,9 @@ async fn stop(
                     _ = tokio::time::sleep(d) => {}
                     Some(Event::Stop(_)) = rx.recv() => {}
                 }
+            }
+            if let Some(e) = &opts.embedder {
+                e.stopping().await;
             }
         }
     }

@@ -265,7 +265,22 @@ pub fn run_to_exit(args: &[&str], dir: &Path) -> (i32, String, String) {
 
 /// Polls `port` on 127.0.0.1 with a query for `name` until something answers (up to 10 s), then
 /// kills `child`. For tests that start kdns themselves (custom flags, stdin, argv[0]).
-pub fn first_answer(mut child: std::process::Child, port: u16, name: &str) -> Option<Message> {
+pub fn first_answer(child: std::process::Child, port: u16, name: &str) -> Option<Message> {
+    first_answer_keep(child, port, name, |child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .0
+}
+
+/// [`first_answer`], then `then` runs with the child still alive (to scrape it, signal it, …);
+/// `then` must stop it.
+pub fn first_answer_keep<T>(
+    mut child: std::process::Child,
+    port: u16,
+    name: &str,
+    then: impl FnOnce(&mut std::process::Child) -> T,
+) -> (Option<Message>, T) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let packet = query(name, hickory_proto::rr::RecordType::A).to_vec().unwrap();
     let mut reply = None;
@@ -275,7 +290,6 @@ pub fn first_answer(mut child: std::process::Child, port: u16, name: &str) -> Op
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    reply
+    let t = then(&mut child);
+    (reply, t)
 }

@@ -1,0 +1,429 @@
+//! `kdns-nodecache` owns node-cache mode: the NodeLocal DNSCache agent around the DNS server.
+//! It validates node-cache's flags, renders the live Corefile from the node-local-dns template
+//! and the kube-dns ConfigMap (and keeps a bad one out), keeps the `nodelocaldns` interface
+//! (rtnetlink) and the NOTRACK/ACCEPT rules (iptables or nftables) in place, exports
+//! node-cache's metric plus the gauges it lacks, and tears the data path down on exit. The DNS
+//! server itself is `kdns-server` driven through its [`Embedder`] hooks.
+
+pub mod netif;
+pub mod rules;
+pub mod settings;
+pub mod template;
+
+use kdns_server::lifecycle::{self, BoxFuture, Control, Embedder, Source};
+use kdns_server::metrics::Kind;
+use kdns_server::{error, info, warning, PluginDef};
+use rules::{Backend, Rule};
+use settings::{Firewall, Settings};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use template::{DirSnapshot, KubeDnsConfig};
+
+kdns_server::metric_family!(pub setup_errors, "coredns_nodecache_setup_errors_total", "The number of errors during periodic network setup for node-cache", Kind::Counter, ["errortype"]);
+kdns_server::metric_family!(pub rules_present, "coredns_nodecache_rules_present", "Firewall rules of node-cache present after the last sync (kdns).", Kind::Gauge, []);
+kdns_server::metric_family!(pub rules_expected, "coredns_nodecache_rules_expected", "Firewall rules node-cache keeps in place (kdns).", Kind::Gauge, []);
+kdns_server::metric_family!(pub interface_present, "coredns_nodecache_interface_present", "1 when the node-cache interface exists with every local IP (kdns).", Kind::Gauge, []);
+kdns_server::metric_family!(pub last_sync, "coredns_nodecache_last_successful_sync_timestamp_seconds", "Unix time of the last sync that left interface and rules complete (kdns).", Kind::Gauge, []);
+kdns_server::metric_family!(pub config_generation, "coredns_nodecache_config_generation", "How many Corefiles node-cache has written since start (kdns).", Kind::Gauge, []);
+
+const ERROR_TYPES: [&str; 5] = ["iptables", "iptables_lock", "interface_add", "interface_check", "configmap"];
+
+fn count_error(kind: &str) {
+    setup_errors().with(&[kind]).inc();
+}
+
+/// The node-cache agent: created before the server starts (everything it needs is checked
+/// there), then driven by the server's lifecycle.
+pub struct Agent {
+    settings: Settings,
+    plugins: Vec<PluginDef>,
+    rules: Vec<Rule>,
+    backend: Option<Arc<dyn Backend>>,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    torn_down: bool,
+    kubedns: KubeDnsConfig,
+    template_version: Option<String>,
+    kubedns_version: Option<String>,
+    generation: u64,
+    metrics_listener: Option<kdns_server::admin::AdminListener>,
+}
+
+impl Agent {
+    /// Checks the environment (rule backend available, upstream variable when the template
+    /// needs it) and writes the first Corefile. Nothing on the node changes here.
+    pub fn new(settings: Settings, plugins: Vec<PluginDef>) -> Result<Agent, String> {
+        for f in ERROR_TYPES {
+            setup_errors().with(&[f]);
+        }
+        let rules = rules::rule_set(&settings.local_ips, settings.dns_port, settings.health_port);
+        let backend: Option<Arc<dyn Backend>> =
+            if settings.setup_iptables { Some(pick_backend(settings.firewall)?) } else { None };
+        rules_expected().with(&[]).set(if backend.is_some() { rules.len() as f64 } else { 0.0 });
+        let agent = Agent { settings, plugins, rules, backend, state: tokio::sync::Mutex::new(State::default()) };
+        {
+            let mut state = agent.state.try_lock().map_err(|_| "agent state busy".to_string())?;
+            agent.refresh_config(&mut state, true);
+        }
+        if !agent.settings.conf.exists() {
+            return Err(format!(
+                "no Corefile to load: {} does not exist and none could be rendered from {}",
+                agent.settings.conf.display(),
+                agent.settings.base_corefile.display()
+            ));
+        }
+        Ok(agent)
+    }
+
+    /// The Corefile source the server loads.
+    pub fn source(&self) -> Source {
+        Source::File(self.settings.conf.clone())
+    }
+
+    pub fn backend_name(&self) -> String {
+        self.backend.as_ref().map(|b| b.name()).unwrap_or_else(|| "none".into())
+    }
+
+    fn cluster_dns(&self) -> Result<IpAddr, String> {
+        let var = self.settings.upstream_env();
+        std::env::var(&var).ok().and_then(|v| v.trim().parse().ok()).ok_or(var)
+    }
+
+    /// Re-reads the template and kube-dns directories; renders, checks and writes the Corefile
+    /// when either changed (or when `force`). Returns true when a new Corefile was written.
+    fn refresh_config(&self, state: &mut State, force: bool) -> bool {
+        let template_dir = self.settings.base_corefile.parent().unwrap_or(Path::new("."));
+        let template_snap = template::read_dir(template_dir);
+        let kubedns_snap: Option<Result<DirSnapshot, String>> =
+            self.settings.kubedns_cm.as_deref().map(template::read_dir);
+        let template_version = template_snap.as_ref().ok().map(|s| s.version.clone());
+        let kubedns_version = kubedns_snap.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.version.clone());
+        if !force && template_version == state.template_version && kubedns_version == state.kubedns_version {
+            return false;
+        }
+        state.template_version = template_version;
+        state.kubedns_version = kubedns_version;
+        match kubedns_snap {
+            Some(Ok(snap)) => match KubeDnsConfig::from_files(&snap.files) {
+                Ok(cfg) => state.kubedns = cfg,
+                Err(e) => {
+                    error!("Invalid config: {e}");
+                    count_error("configmap");
+                    return false;
+                }
+            },
+            Some(Err(e)) => {
+                error!("Failed to sync kube-dns config directory: {e}");
+                count_error("configmap");
+            }
+            None => {}
+        }
+        let template_text = match std::fs::read_to_string(&self.settings.base_corefile) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("Failed to read node-cache coreFile {} - {e}", self.settings.base_corefile.display());
+                count_error("configmap");
+                return false;
+            }
+        };
+        let local_ips = self.settings.local_ip_list();
+        let vars = template::Vars {
+            local_ips: &local_ips,
+            dns_port: self.settings.dns_port,
+            cluster_dns: self.cluster_dns(),
+            prometheus_endpoint: &self.settings.prometheus_listen,
+        };
+        let rendered = match template::render(&template_text, &vars, &state.kubedns) {
+            Ok(t) => t,
+            Err(e) => {
+                error!("Not updating the Corefile: {e}");
+                count_error("configmap");
+                return false;
+            }
+        };
+        if std::fs::read_to_string(&self.settings.conf).is_ok_and(|cur| cur == rendered) {
+            return false;
+        }
+        let check = Source::Text { name: self.settings.conf.display().to_string(), text: rendered.clone() };
+        if let Err(e) = lifecycle::check(&check, &self.plugins, self.settings.dns_port) {
+            error!("Rendered Corefile is invalid, keeping the current one: {e}");
+            count_error("configmap");
+            return false;
+        }
+        if let Err(e) = write_atomically(&self.settings.conf, &rendered) {
+            error!("Failed to write config file {} - err {e}", self.settings.conf.display());
+            count_error("configmap");
+            return false;
+        }
+        state.generation += 1;
+        config_generation().with(&[]).set(state.generation as f64);
+        let upstreams = if state.kubedns.upstream_nameservers.is_empty() {
+            "/etc/resolv.conf".to_string()
+        } else {
+            state.kubedns.upstream_nameservers.join(" ")
+        };
+        info!(
+            "Updated Corefile with {} custom stubdomains and upstream servers {upstreams}",
+            state.kubedns.stub_domains.len()
+        );
+        info!("Using config file:\n{rendered}");
+        true
+    }
+
+    /// One reconcile pass: rules (when `with_rules`) then the interface, as node-cache orders it.
+    async fn setup_networking(&self, with_rules: bool) {
+        let state = self.state.lock().await;
+        if state.torn_down {
+            return;
+        }
+        let mut complete = true;
+        if with_rules {
+            if let Some(backend) = &self.backend {
+                let (backend, rules) = (backend.clone(), self.rules.clone());
+                let result = tokio::task::spawn_blocking(move || backend.ensure(&rules)).await;
+                match result {
+                    Ok(Ok(report)) => {
+                        for r in &report.added {
+                            info!("Added back nodelocaldns rule - {r}");
+                        }
+                        if report.duplicates_removed > 0 {
+                            warning!("Removed {} duplicate nodelocaldns rules", report.duplicates_removed);
+                        }
+                        rules_present().with(&[]).set(report.present as f64);
+                    }
+                    Ok(Err(e)) => {
+                        complete = false;
+                        if e.lock {
+                            info!(
+                                "Error checking/adding iptables rules, due to xtables lock in use, retrying in {:?}",
+                                self.settings.sync_interval
+                            );
+                            count_error("iptables_lock");
+                        } else {
+                            error!("Error adding iptables rules - {e}");
+                            count_error("iptables");
+                        }
+                        self.refresh_rules_gauge().await;
+                    }
+                    Err(e) => {
+                        complete = false;
+                        error!("rule sync task failed: {e}");
+                        count_error("iptables");
+                    }
+                }
+            }
+        }
+        if self.settings.setup_interface {
+            complete &= self.ensure_interface().await;
+        }
+        drop(state);
+        if complete {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            last_sync().with(&[]).set(now);
+        }
+    }
+
+    async fn refresh_rules_gauge(&self) {
+        if let Some(backend) = &self.backend {
+            let (backend, rules) = (backend.clone(), self.rules.clone());
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || backend.count_present(&rules)).await {
+                rules_present().with(&[]).set(n as f64);
+            }
+        }
+    }
+
+    async fn ensure_interface(&self) -> bool {
+        let name = &self.settings.interface_name;
+        let netif = match netif::Netif::open() {
+            Ok(n) => n,
+            Err(e) => {
+                error!("Error checking dummy device {name} - netlink: {e}");
+                count_error("interface_check");
+                return false;
+            }
+        };
+        let ok = match netif.ensure(name, &self.settings.local_ips).await {
+            Ok(done) => {
+                if let Some(kind) = done.fallback_kind {
+                    warning!("This kernel has no dummy link type: created {name} as a {kind} without ports instead");
+                }
+                if done.created {
+                    info!("Added interface - {name}");
+                }
+                for ip in &done.addresses_added {
+                    if !done.created {
+                        info!("Added back address {ip} to {name}");
+                    }
+                }
+                true
+            }
+            Err(netif::NetifError::Add(e)) => {
+                error!("Failed to add non-existent interface {name}: {e}");
+                count_error("interface_add");
+                false
+            }
+            Err(netif::NetifError::Check(e)) => {
+                error!("Error checking dummy device {name} - {e}");
+                count_error("interface_check");
+                false
+            }
+        };
+        let present = matches!(netif.check(name, &self.settings.local_ips).await, Ok((true, n)) if n == self.settings.local_ips.len());
+        interface_present().with(&[]).set(if present { 1.0 } else { 0.0 });
+        ok && present
+    }
+
+    async fn teardown(&self) {
+        let mut state = self.state.lock().await;
+        if state.torn_down {
+            return;
+        }
+        state.torn_down = true;
+        if self.settings.skip_teardown {
+            info!("Skipping teardown (-skipteardown): rules and interface stay");
+            return;
+        }
+        info!("Tearing down");
+        if let Some(backend) = &self.backend {
+            let (backend, rules) = (backend.clone(), self.rules.clone());
+            match tokio::task::spawn_blocking(move || backend.remove(&rules)).await {
+                Ok(Ok(n)) => {
+                    info!("Removed {n} nodelocaldns rules");
+                    rules_present().with(&[]).set(0.0);
+                }
+                Ok(Err(e)) => {
+                    error!("Error removing nodelocaldns rules - {e}");
+                    count_error(if e.lock { "iptables_lock" } else { "iptables" });
+                }
+                Err(e) => error!("rule teardown task failed: {e}"),
+            }
+        }
+        if self.settings.setup_interface {
+            match netif::Netif::open() {
+                Ok(netif) => match netif.remove(&self.settings.interface_name).await {
+                    Ok(_) => interface_present().with(&[]).set(0.0),
+                    Err(e) => error!("Error removing interface {} - {e}", self.settings.interface_name),
+                },
+                Err(e) => error!("Error removing interface {} - netlink: {e}", self.settings.interface_name),
+            }
+        }
+    }
+
+    async fn start_metrics_listener(&self) {
+        let addr = match kdns_server::admin::resolve(&self.settings.metrics_listen) {
+            Ok(a) => a,
+            Err(e) => {
+                error!("Failed to start metrics handler: {e}");
+                return;
+            }
+        };
+        let routes = kdns_server::admin::Routes::default();
+        let render: kdns_server::plugin::Route = Arc::new(|| (200, kdns_server::metrics::registry().render()));
+        routes.write().unwrap_or_else(|e| e.into_inner()).insert("/metrics".into(), render);
+        match kdns_server::admin::start(addr, routes) {
+            Ok(l) => self.state.lock().await.metrics_listener = Some(l),
+            // As node-cache: the DNS cache matters more than its own metrics port.
+            Err(e) => error!("Failed to start metrics handler: listen tcp {addr}: {e}"),
+        }
+    }
+}
+
+/// The agent as the server's [`Embedder`].
+pub struct NodeCache(pub Arc<Agent>);
+
+impl Embedder for NodeCache {
+    fn starting(&self) -> BoxFuture {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.start_metrics_listener().await;
+            // Interface only: rules wait until the DNS listeners are up, so a cache that cannot
+            // start never attracts traffic.
+            this.setup_networking(false).await;
+        })
+    }
+
+    fn serving(&self, control: Control) -> BoxFuture {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.setup_networking(true).await;
+            let mut sync = tokio::time::interval_at(
+                tokio::time::Instant::now() + this.settings.sync_interval,
+                this.settings.sync_interval,
+            );
+            let mut poll = tokio::time::interval_at(
+                tokio::time::Instant::now() + this.settings.config_sync_interval,
+                this.settings.config_sync_interval,
+            );
+            sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = sync.tick() => this.setup_networking(true).await,
+                    _ = poll.tick() => {
+                        let written = {
+                            let mut state = this.state.lock().await;
+                            !state.torn_down && this.refresh_config(&mut state, false)
+                        };
+                        if written && this.settings.reload_with_signal {
+                            control.reload();
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn stopping(&self) -> BoxFuture {
+        let this = self.0.clone();
+        Box::pin(async move { this.teardown().await })
+    }
+}
+
+fn pick_backend(firewall: Firewall) -> Result<Arc<dyn Backend>, String> {
+    let nft_available = which("nft");
+    let iptables_available =
+        ["iptables-nft-restore", "iptables-legacy-restore", "iptables-restore"].iter().any(|p| which(p));
+    match firewall {
+        Firewall::Nftables if nft_available => Ok(Arc::new(rules::Nftables)),
+        Firewall::Nftables => Err("-firewall nftables: the nft command is not installed".into()),
+        Firewall::Iptables if iptables_available => Ok(Arc::new(rules::Iptables::detect())),
+        Firewall::Iptables => Err("-firewall iptables: no iptables-restore is installed".into()),
+        Firewall::Auto if nft_available && rules::Nftables::kube_proxy_uses_nftables() => Ok(Arc::new(rules::Nftables)),
+        Firewall::Auto if iptables_available => Ok(Arc::new(rules::Iptables::detect())),
+        Firewall::Auto if nft_available => Ok(Arc::new(rules::Nftables)),
+        Firewall::Auto => {
+            Err("neither iptables-restore nor nft is installed; install one or pass -setupiptables=false".into())
+        }
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.kdns-tmp",
+        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "Corefile".into())
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The sync interval actually used, for logs.
+pub fn describe(settings: &Settings) -> String {
+    format!(
+        "node-cache: local IPs {}, interface {} ({}), rules {}, sync every {:?}",
+        settings.local_ip_list(),
+        settings.interface_name,
+        if settings.setup_interface { "managed" } else { "not managed" },
+        if settings.setup_iptables { "managed" } else { "not managed" },
+        settings.sync_interval
+    )
+}

@@ -1,0 +1,320 @@
+//! node-cache's flags, validated up front: every value is checked before anything on the node
+//! changes, so a typo never leaves half an interface or half a rule set behind.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which packet filter carries the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firewall {
+    /// nftables when kube-proxy runs in nftables mode (its `kube-proxy` tables exist), else
+    /// iptables.
+    Auto,
+    /// The iptables CLI (legacy or nft, picked as the kube iptables wrapper does).
+    Iptables,
+    /// kdns's own nftables table, replaced in one transaction.
+    Nftables,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub local_ips: Vec<IpAddr>,
+    /// `-conf`: where the generated Corefile is written and loaded from.
+    pub conf: PathBuf,
+    pub base_corefile: PathBuf,
+    /// Directory of the kube-dns ConfigMap, if any (`-kubednscm`, else `/etc/kube-dns` when it
+    /// exists).
+    pub kubedns_cm: Option<PathBuf>,
+    pub upstream_svc: String,
+    pub health_port: u16,
+    pub dns_port: u16,
+    pub setup_interface: bool,
+    pub setup_iptables: bool,
+    pub skip_teardown: bool,
+    pub sync_interval: Duration,
+    pub config_sync_interval: Duration,
+    pub interface_name: String,
+    pub metrics_listen: String,
+    pub prometheus_listen: String,
+    pub reload_with_signal: bool,
+    pub pidfile: Option<PathBuf>,
+    pub firewall: Firewall,
+}
+
+/// The flags node-cache accepts, with its defaults, in the order of its `-help`.
+pub const FLAGS: &[(&str, bool, &str, &str)] = &[
+    // (name, is_bool, default, help)
+    ("localip", false, "", "comma-separated string of ip addresses to bind dnscache to (IPv4 and IPv6 may be mixed)"),
+    ("setupinterface", true, "true", "indicates whether network interface should be setup"),
+    ("interfacename", false, "nodelocaldns", "name of the interface to be created"),
+    ("setupiptables", true, "true", "indicates whether iptables rules should be setup"),
+    ("skipteardown", true, "false", "indicates whether iptables rules and the interface should be torn down on exit"),
+    (
+        "syncinterval",
+        false,
+        "60",
+        "interval (seconds, or a duration such as 30s or 1m) to check the interface and rules",
+    ),
+    ("metrics-listen-address", false, "0.0.0.0:9353", "address to serve metrics on"),
+    ("prometheus-listen-address", false, ":9253", "address that replaces __PROMETHEUS__ENDPOINT__ in the template"),
+    ("basecorefile", false, "/etc/coredns/Corefile.base", "path to the template Corefile for node-cache"),
+    ("corefile", false, "/etc/Corefile", "path to the config file used by node-cache (superseded by -conf)"),
+    ("kubednscm", false, "", "path to the directory where the kube-dns configmap is mounted"),
+    ("upstreamsvc", false, "kube-dns", "service name whose cluster IP is the upstream for the cluster domain"),
+    ("health-port", false, "8080", "port used by the health plugin"),
+    (
+        "reloadwithsignal",
+        true,
+        "false",
+        "reload the Corefile in-process after writing it instead of relying on the reload plugin",
+    ),
+    (
+        "firewall",
+        false,
+        "auto",
+        "rule backend: iptables, nftables, or auto (nftables when kube-proxy runs in nftables mode)",
+    ),
+    ("configsyncinterval", false, "10s", "how often the template and kube-dns ConfigMap directories are polled"),
+];
+
+impl Settings {
+    /// Builds the settings from flag values (`get` returns what was given on the command line);
+    /// the error names the flag and the value.
+    pub fn from_flags(get: &dyn Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let value = |name: &str| -> String {
+            get(name).unwrap_or_else(|| FLAGS.iter().find(|f| f.0 == name).map(|f| f.2.to_string()).unwrap_or_default())
+        };
+        let boolean = |name: &str| value(name) == "true";
+        let local_ip_text = value("localip");
+        let local_ips = parse_local_ips(&local_ip_text)?;
+        let port = |flag: &str, text: String| -> Result<u16, String> {
+            text.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("invalid -{flag} {text:?}: a port number from 1 to 65535"))
+        };
+        let dns_port_text = get("dns.port").or_else(|| get("p")).unwrap_or_else(|| "53".into());
+        let dns_port = port("dns.port", dns_port_text)?;
+        let health_port = port("health-port", value("health-port"))?;
+        let sync_interval = parse_sync_interval(&value("syncinterval"))
+            .map_err(|e| format!("invalid -syncinterval {:?}: {e}", value("syncinterval")))?;
+        let config_sync_interval = parse_go_duration(&value("configsyncinterval"))
+            .filter(|d| *d >= Duration::from_millis(100))
+            .ok_or_else(|| {
+                format!("invalid -configsyncinterval {:?}: a duration of at least 100ms", value("configsyncinterval"))
+            })?;
+        let interface_name = value("interfacename");
+        if interface_name.is_empty()
+            || interface_name.len() > 15
+            || interface_name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "invalid -interfacename {interface_name:?}: 1 to 15 characters, no '/', ':' or spaces"
+            ));
+        }
+        let metrics_listen = value("metrics-listen-address");
+        check_listen("metrics-listen-address", &metrics_listen)?;
+        let prometheus_listen = value("prometheus-listen-address");
+        check_listen("prometheus-listen-address", &prometheus_listen)?;
+        let upstream_svc = value("upstreamsvc");
+        if upstream_svc.is_empty() || !upstream_svc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(format!("invalid -upstreamsvc {upstream_svc:?}: a Service name"));
+        }
+        // node-cache always reads -conf (even when empty it overrides -corefile); kdns falls back
+        // to -corefile when -conf is not given, so a lone -corefile works as its help says.
+        let conf = get("conf").filter(|c| !c.is_empty()).unwrap_or_else(|| value("corefile"));
+        let kubedns_cm = match value("kubednscm") {
+            d if !d.is_empty() => Some(PathBuf::from(d)),
+            _ if std::path::Path::new("/etc/kube-dns").is_dir() => Some(PathBuf::from("/etc/kube-dns")),
+            _ => None,
+        };
+        let firewall = match value("firewall").as_str() {
+            "auto" => Firewall::Auto,
+            "iptables" => Firewall::Iptables,
+            "nftables" => Firewall::Nftables,
+            other => return Err(format!("invalid -firewall {other:?}: one of auto, iptables, nftables")),
+        };
+        Ok(Settings {
+            local_ips,
+            conf: PathBuf::from(conf),
+            base_corefile: PathBuf::from(value("basecorefile")),
+            kubedns_cm,
+            upstream_svc,
+            health_port,
+            dns_port,
+            setup_interface: boolean("setupinterface"),
+            setup_iptables: boolean("setupiptables"),
+            skip_teardown: boolean("skipteardown"),
+            sync_interval,
+            config_sync_interval,
+            interface_name,
+            metrics_listen,
+            prometheus_listen,
+            reload_with_signal: boolean("reloadwithsignal"),
+            pidfile: get("pidfile").filter(|p| !p.is_empty()).map(PathBuf::from),
+            firewall,
+        })
+    }
+
+    /// The local IPs as node-cache writes them into `bind` lines: space-separated.
+    pub fn local_ip_list(&self) -> String {
+        self.local_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The environment variable Kubernetes sets for the upstream Service's cluster IP.
+    pub fn upstream_env(&self) -> String {
+        format!("{}_SERVICE_HOST", self.upstream_svc.replace(['-', '.'], "_").to_uppercase())
+    }
+}
+
+fn check_listen(flag: &str, addr: &str) -> Result<(), String> {
+    let port = addr.rsplit_once(':').map(|(_, p)| p);
+    match port.and_then(|p| p.parse::<u16>().ok()) {
+        Some(_) => Ok(()),
+        None => Err(format!("invalid -{flag} {addr:?}: HOST:PORT or :PORT")),
+    }
+}
+
+/// `-localip`: comma-separated, no empty element, no duplicates; IPv4 and IPv6 may be mixed.
+pub fn parse_local_ips(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let ip: IpAddr =
+            part.trim().parse().map_err(|_| format!("invalid localip specified - {part:?} (in -localip {text:?})"))?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("invalid localip specified - {part:?}: not a unicast address"));
+        }
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// `-syncinterval`: node-cache types it as a Go duration and multiplies it by a second, so its
+/// documented form is a bare number of seconds (`60`) and the only non-default form that works
+/// there is `30ns` (= 30 s). kdns accepts both as node-cache means them, plus real durations
+/// (`30s`, `1m`, `1m30s`, `500ms`).
+pub fn parse_sync_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let d = if let Ok(secs) = text.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else if let Some(n) = text.strip_suffix("ns").filter(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty()) {
+        Duration::from_secs(n.parse().map_err(|_| "too large".to_string())?)
+    } else {
+        parse_go_duration(text).ok_or("not a number of seconds or a duration such as 30s or 1m")?
+    };
+    if d < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    if d > Duration::from_secs(24 * 3600) {
+        return Err("must be at most 24h".into());
+    }
+    Ok(d)
+}
+
+/// Go's `time.ParseDuration` for non-negative values: `1h2m3.5s`, `250ms`, `10us`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(args: &[(&str, &str)]) -> Result<Settings, String> {
+        let map: HashMap<String, String> = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_flags(&|n| map.get(n).cloned())
+    }
+
+    #[test]
+    fn defaults_are_node_cache_defaults() {
+        let s = settings(&[("localip", "169.254.20.10,10.96.0.10"), ("conf", "/etc/Corefile")]).unwrap();
+        assert_eq!(s.local_ip_list(), "169.254.20.10 10.96.0.10");
+        assert_eq!(s.interface_name, "nodelocaldns");
+        assert_eq!(s.sync_interval, Duration::from_secs(60));
+        assert_eq!(s.health_port, 8080);
+        assert_eq!(s.dns_port, 53);
+        assert_eq!(s.metrics_listen, "0.0.0.0:9353");
+        assert_eq!(s.prometheus_listen, ":9253");
+        assert_eq!(s.base_corefile, PathBuf::from("/etc/coredns/Corefile.base"));
+        assert!(s.setup_interface && s.setup_iptables && !s.skip_teardown && !s.reload_with_signal);
+        assert_eq!(s.upstream_svc, "kube-dns");
+        assert_eq!(s.firewall, Firewall::Auto);
+        let s = settings(&[("localip", "169.254.20.10"), ("upstreamsvc", "kube-dns-upstream")]).unwrap();
+        assert_eq!(s.upstream_env(), "KUBE_DNS_UPSTREAM_SERVICE_HOST");
+        assert_eq!(s.conf, PathBuf::from("/etc/Corefile"));
+    }
+
+    #[test]
+    fn local_ips_mix_families_and_reject_empty_elements() {
+        let s = settings(&[("localip", "169.254.20.10,fd00::10")]).unwrap();
+        assert_eq!(s.local_ips.len(), 2);
+        for bad in ["", "169.254.20.10,", "169.254.20.10,,10.0.0.1", "nope", "0.0.0.0", "224.0.0.1"] {
+            let e = settings(&[("localip", bad)]).unwrap_err();
+            assert!(e.contains("invalid localip"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sync_interval_forms() {
+        assert_eq!(parse_sync_interval("60").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_sync_interval("30ns").unwrap(), Duration::from_secs(30), "node-cache's only working form");
+        assert_eq!(parse_sync_interval("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_sync_interval("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_sync_interval("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_sync_interval("500ms").unwrap(), Duration::from_millis(500));
+        for bad in ["", "abc", "-5", "10x", "0", "1ms", "48h"] {
+            assert!(parse_sync_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let base = ("localip", "169.254.20.10");
+        for (flag, value) in [
+            ("health-port", "x"),
+            ("health-port", "0"),
+            ("dns.port", "70000"),
+            ("interfacename", "a-name-that-is-too-long"),
+            ("interfacename", "a/b"),
+            ("metrics-listen-address", "nowhere"),
+            ("firewall", "pf"),
+            ("upstreamsvc", "kube dns"),
+            ("syncinterval", "soon"),
+        ] {
+            let e = settings(&[base, (flag, value)]).unwrap_err();
+            assert!(e.contains(&format!("-{flag}")), "{flag}={value}: {e}");
+        }
+    }
+}
