@@ -65,7 +65,16 @@ impl Kdns {
         let conf = dir.join("Corefile");
         std::fs::write(&conf, corefile.replace("PORT", &port.to_string())).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.arg("-conf").arg(&conf).args(extra).current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("-conf").arg(&conf).args(extra).current_dir(&dir);
+        let mut k = Kdns::from_command(cmd, dir, conf);
+        k.port = port;
+        k
+    }
+
+    /// Spawns `cmd` (a kdns command line, possibly wrapped in `ip netns exec`) with its output
+    /// captured; `dir` is removed when the handle drops.
+    pub fn from_command(mut cmd: Command, dir: PathBuf, conf: PathBuf) -> Kdns {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn kdns");
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in
@@ -78,7 +87,7 @@ impl Kdns {
                 }
             });
         }
-        Kdns { child, dir, conf, port, output }
+        Kdns { child, dir, conf, port: 0, output }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -53,6 +53,17 @@ impl Upstream {
                 break (udp, addr, tcp);
             }
         };
+        Self::serve(udp, addr, tcp)
+    }
+
+    /// Listens on `addr` exactly (UDP and TCP), e.g. an address inside a network namespace.
+    pub fn start_at(addr: SocketAddr) -> Upstream {
+        let udp = UdpSocket::bind(addr).unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
+        Self::serve(udp, addr, tcp)
+    }
+
+    fn serve(udp: UdpSocket, addr: SocketAddr, tcp: TcpListener) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         udp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
