@@ -29,10 +29,16 @@ fn main() {
         .map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
         .unwrap_or_default();
     let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
+    // One image serves both DaemonSets: node-cache's manifest passes only `args` (its image's
+    // entrypoint is /node-cache), so `-localip`, a flag CoreDNS does not have, selects the mode.
     let node_cache = invoked == "node-cache"
         || (args.first().is_some_and(|a| a == "node-cache") && {
             args.remove(0);
             true
+        })
+        || args.iter().any(|a| {
+            let name = a.trim_start_matches('-');
+            a.starts_with('-') && (name == "localip" || name.starts_with("localip="))
         });
     if node_cache {
         std::process::exit(node_cache_mode(&args));

@@ -99,6 +99,8 @@ fn node_cache_flags_are_checked_before_anything_changes() {
         (vec!["node-cache", "-localip", "169.254.20.10", "-interfacename", "much-too-long-name"], "-interfacename"),
         (vec!["node-cache", "-localip", "169.254.20.10", "-firewall", "pf"], "-firewall"),
         (vec!["node-cache", "-nosuchflag"], "flag provided but not defined: -nosuchflag"),
+        // The stock manifest passes only args: -localip alone selects node-cache mode.
+        (vec!["-localip", "169.254.20.10,", "-conf", "/etc/Corefile"], "invalid localip specified"),
     ] {
         let (code, _, err) = run(&args, &dir);
         assert_eq!(code, 2, "{args:?}: {err}");
