@@ -20,6 +20,9 @@ pub struct Entry {
     /// (milliseconds after `stored`).
     hits: AtomicU32,
     last_hit_ms: AtomicU64,
+    /// When a refresh of this expired entry last failed (milliseconds after `stored`, 0 = never):
+    /// RFC 8767's failure recheck timer.
+    failed_refresh_ms: AtomicU64,
 }
 
 impl Entry {
@@ -43,7 +46,50 @@ impl Entry {
             refreshing: AtomicBool::new(false),
             hits: AtomicU32::new(0),
             last_hit_ms: AtomicU64::new(0),
+            failed_refresh_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Rebuilds an entry from its stored bytes (a cache snapshot); `None` when they do not walk.
+    pub fn from_wire(wire: Vec<u8>, stored: Instant, duration: u32) -> Option<Entry> {
+        let (qname_len, ttl_offsets) = walk(&wire)?;
+        let rcode = u16::from_be_bytes([wire[2], wire[3]]) & 0xF;
+        Some(Entry {
+            wire: wire.into(),
+            ttl_offsets: ttl_offsets.into(),
+            qname_len,
+            stored,
+            duration,
+            rcode,
+            refreshing: AtomicBool::new(false),
+            hits: AtomicU32::new(0),
+            last_hit_ms: AtomicU64::new(0),
+            failed_refresh_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// The stored response bytes (ID 0, TTLs = `duration`).
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// How long ago the entry was stored.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored)
+    }
+
+    /// Records that refreshing this (expired) entry failed at `now`.
+    pub fn mark_refresh_failed(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.stored).as_millis().max(1) as u64;
+        self.failed_refresh_ms.store(at, Ordering::Release);
+    }
+
+    /// True when a refresh failed less than `window` before `now`.
+    pub fn refresh_failed_within(&self, now: Instant, window: Duration) -> bool {
+        let at = self.failed_refresh_ms.load(Ordering::Acquire);
+        at != 0
+            && (now.saturating_duration_since(self.stored).as_millis() as u64).saturating_sub(at)
+                < window.as_millis() as u64
     }
 
     /// Seconds left; zero or negative means expired.

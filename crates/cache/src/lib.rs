@@ -9,6 +9,7 @@
 //! shard is full).
 
 mod entry;
+pub mod snapshot;
 mod store;
 mod typify;
 

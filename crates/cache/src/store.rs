@@ -35,6 +35,16 @@ impl Key {
         &self.bytes[..self.len]
     }
 
+    /// A key from the bytes [`Store::entries`] reported; `None` when they cannot be a key.
+    pub fn from_bytes(raw: &[u8]) -> Option<Key> {
+        if raw.len() < 6 || raw.len() > KEY_MAX {
+            return None;
+        }
+        let mut bytes = [0u8; KEY_MAX];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Some(Key { bytes, len: raw.len(), hash: fnv(raw) })
+    }
+
     pub fn new(qname: &Name, qtype: u16, qclass: u16, dnssec_ok: bool, checking_disabled: bool) -> Key {
         let wire = qname.as_wire();
         let mut bytes = [0u8; KEY_MAX];
@@ -45,14 +55,19 @@ impl Key {
         for (d, s) in bytes[5..len].iter_mut().zip(wire) {
             *d = s.to_ascii_lowercase();
         }
-        // FNV-1a 64, as CoreDNS hashes its key.
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for b in &bytes[..len] {
-            hash ^= *b as u64;
-            hash = hash.wrapping_mul(0x100000001b3);
-        }
+        let hash = fnv(&bytes[..len]);
         Key { bytes, len, hash }
     }
+}
+
+/// FNV-1a 64, as CoreDNS hashes its key.
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        hash ^= *b as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
 }
 
 struct Slot {
@@ -134,6 +149,16 @@ impl Store {
 
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Every entry with its key bytes (for snapshots); takes each shard's lock in turn.
+    pub fn entries(&self) -> Vec<(Box<[u8]>, Arc<Entry>)> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(shard.map.values().map(|s| (s.key.clone(), s.entry.clone())));
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {

@@ -168,9 +168,19 @@ fn node_cache_mode(args: &[String]) -> i32 {
             return 2;
         }
     };
+    kdns_plugins::cache::set_default_serve_stale(settings.serve_stale.map(kdns_plugins::cache::ServeStale::rfc8767));
+    let child = std::env::var_os(kdns_nodecache::supervisor::CHILD_ENV).is_some();
+    if settings.supervise && !child {
+        raise_fd_limit();
+        return kdns_nodecache::supervisor::run(settings, kdns_plugins::all(), args.to_vec());
+    }
+    if let Some(path) = std::env::var_os(kdns_nodecache::supervisor::METRICS_ENV).filter(|_| child) {
+        kdns_server::metrics::set_extra_source(PathBuf::from(path));
+    }
+    let role = if child { kdns_nodecache::Role::Child } else { kdns_nodecache::Role::InProcess };
     let dns_port = settings.dns_port;
     let pidfile = settings.pidfile.clone();
-    let agent = match kdns_nodecache::Agent::new(settings, kdns_plugins::all()) {
+    let agent = match kdns_nodecache::Agent::with_role(settings, kdns_plugins::all(), role, (0, 0)) {
         Ok(a) => a,
         Err(e) => {
             kdns_server::log::flush();

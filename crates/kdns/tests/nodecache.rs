@@ -268,6 +268,19 @@ fn lab(tag: &str) -> (Netns, Netns, Upstream) {
     (node, cluster, upstream)
 }
 
+/// Waits until the supervisor reports that this node's cache serves the local IPs.
+fn wait_intercepting(node: &Netns, nc: &Kdns) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let scrape = http_in(node, "127.0.0.1:9353", "/metrics");
+        if metric(&scrape, "coredns_nodecache_intercepting") == Some(1.0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never intercepting; output:\n{}", nc.lines().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn a_record(m: &Message) -> Option<IpAddr> {
     m.answers.iter().find_map(|r| match &r.data {
         hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
@@ -303,6 +316,9 @@ fn iptables_mode_with_the_stock_template() {
     let link_local: SocketAddr = "169.254.20.10:53".parse().unwrap();
     let cluster_ip: SocketAddr = "10.96.0.10:53".parse().unwrap();
 
+    // Until the local server answers, the supervisor keeps DNS on the cluster DNS (link-local IP
+    // DNATed there); then it takes DNS over.
+    wait_intercepting(&node, &nc);
     // Answers on both local IPs; a cluster name misses to kube-dns-upstream over TCP.
     let r = ask(&node, link_local, "web.default.svc.cluster.local.", false, Duration::from_secs(15))
         .unwrap_or_else(|| panic!("no answer on 169.254.20.10; output:\n{}", nc.lines().join("\n")));
@@ -422,6 +438,7 @@ fn nftables_backend_and_skipteardown() {
         "169.254.20.10,10.96.0.10",
         &["-syncinterval", "1s", "-skipteardown"],
     );
+    wait_intercepting(&node, &nc);
     let r =
         ask(&node, "10.96.0.10:53".parse().unwrap(), "db.default.svc.cluster.local.", false, Duration::from_secs(15))
             .unwrap_or_else(|| panic!("no answer; output:\n{}", nc.lines().join("\n")));
@@ -485,6 +502,7 @@ fn ipv6_and_dual_stack_in_one_process() {
     // Default -syncinterval (60 s): the rules must come with the listeners, not a minute later.
     let started = Instant::now();
     let mut nc = start(&node, template, "169.254.20.10,fd00:10::10", &["-firewall", "iptables"]);
+    wait_intercepting(&node, &nc);
     let v6: SocketAddr = "[fd00:10::10]:53".parse().unwrap();
     let r = ask(&node, v6, "svc.default.svc.cluster.local.", false, Duration::from_secs(15))
         .unwrap_or_else(|| panic!("no answer over IPv6; output:\n{}", nc.lines().join("\n")));

@@ -6,9 +6,12 @@
 //! server itself is `kdns-server` driven through its [`Embedder`] hooks.
 
 pub mod netif;
+pub mod peers;
 pub mod rules;
 pub mod settings;
+pub mod supervisor;
 pub mod template;
+pub mod warm;
 
 use kdns_server::lifecycle::{self, BoxFuture, Control, Embedder, Source};
 use kdns_server::metrics::Kind;
@@ -17,6 +20,7 @@ use rules::{Backend, Rule};
 use settings::{Firewall, Settings};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use template::{DirSnapshot, KubeDnsConfig};
@@ -28,20 +32,42 @@ kdns_server::metric_family!(pub interface_present, "coredns_nodecache_interface_
 kdns_server::metric_family!(pub last_sync, "coredns_nodecache_last_successful_sync_timestamp_seconds", "Unix time of the last sync that left interface and rules complete (kdns).", Kind::Gauge, []);
 kdns_server::metric_family!(pub config_generation, "coredns_nodecache_config_generation", "How many Corefiles node-cache has written since start (kdns).", Kind::Gauge, []);
 
+kdns_server::metric_family!(pub intercepting, "coredns_nodecache_intercepting", "1 while DNS to the local IPs is served by this node's cache, 0 while it falls back to the cluster DNS (kdns).", Kind::Gauge, []);
+kdns_server::metric_family!(pub failopen_total, "coredns_nodecache_failopen_total", "Times DNS was handed back to the cluster DNS because the local server exited or hung (kdns).", Kind::Counter, ["reason"]);
+kdns_server::metric_family!(pub child_restarts, "coredns_nodecache_server_restarts_total", "Times the supervisor started the DNS server again (kdns).", Kind::Counter, []);
+kdns_server::metric_family!(pub probe_failures, "coredns_nodecache_probe_failures_total", "Supervisor probe rounds that got no answer in time (kdns).", Kind::Counter, []);
+kdns_server::metric_family!(pub owner, "coredns_nodecache_owner", "1 when this instance manages the interface and rules (the newest instance on the node does) (kdns).", Kind::Gauge, []);
+
 const ERROR_TYPES: [&str; 5] = ["iptables", "iptables_lock", "interface_add", "interface_check", "configmap"];
 
 fn count_error(kind: &str) {
     setup_errors().with(&[kind]).inc();
 }
 
+/// Which part of node-cache mode this process plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// node-cache's layout (`-supervise=false`): one process does everything.
+    InProcess,
+    /// The supervisor: interface, rules, templating, probing and the child; no DNS.
+    Supervisor,
+    /// The supervised DNS server: DNS and its cache, nothing on the node.
+    Child,
+}
+
 /// The node-cache agent: created before the server starts (everything it needs is checked
-/// there), then driven by the server's lifecycle.
+/// there), then driven by the server's lifecycle or by the supervisor.
 pub struct Agent {
     settings: Settings,
+    role: Role,
     plugins: Vec<PluginDef>,
     rules: Vec<Rule>,
+    /// The fail-open set (supervisor only).
+    fallback: Vec<Rule>,
     backend: Option<Arc<dyn Backend>>,
     state: tokio::sync::Mutex<State>,
+    failed_open: std::sync::atomic::AtomicBool,
+    manage: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -58,15 +84,48 @@ impl Agent {
     /// Checks the environment (rule backend available, upstream variable when the template
     /// needs it) and writes the first Corefile. Nothing on the node changes here.
     pub fn new(settings: Settings, plugins: Vec<PluginDef>) -> Result<Agent, String> {
-        for f in ERROR_TYPES {
-            setup_errors().with(&[f]);
+        Self::with_role(settings, plugins, Role::InProcess, (0, 0))
+    }
+
+    /// `probe_ports`: the supervisor's probe sockets (v4, v6), exempted from the fallback.
+    pub fn with_role(
+        mut settings: Settings,
+        plugins: Vec<PluginDef>,
+        role: Role,
+        probe_ports: (u16, u16),
+    ) -> Result<Agent, String> {
+        if role == Role::Child {
+            settings.setup_interface = false;
+            settings.setup_iptables = false;
+        } else {
+            for f in ERROR_TYPES {
+                setup_errors().with(&[f]);
+            }
         }
         let rules = rules::rule_set(&settings.local_ips, settings.dns_port, settings.health_port);
+        let upstream = std::env::var(settings.upstream_env()).ok().and_then(|v| v.trim().parse().ok());
+        let fallback = if role == Role::Supervisor {
+            rules::fallback_set(&settings.local_ips, settings.dns_port, upstream, probe_ports)
+        } else {
+            Vec::new()
+        };
         let backend: Option<Arc<dyn Backend>> =
             if settings.setup_iptables { Some(pick_backend(settings.firewall)?) } else { None };
-        rules_expected().with(&[]).set(if backend.is_some() { rules.len() as f64 } else { 0.0 });
-        let agent = Agent { settings, plugins, rules, backend, state: tokio::sync::Mutex::new(State::default()) };
-        {
+        if role != Role::Child {
+            rules_expected().with(&[]).set(if backend.is_some() { rules.len() as f64 } else { 0.0 });
+        }
+        let agent = Agent {
+            settings,
+            role,
+            plugins,
+            rules,
+            fallback,
+            backend,
+            state: tokio::sync::Mutex::new(State::default()),
+            failed_open: std::sync::atomic::AtomicBool::new(role == Role::Supervisor),
+            manage: std::sync::atomic::AtomicBool::new(true),
+        };
+        if role != Role::Child {
             let mut state = agent.state.try_lock().map_err(|_| "agent state busy".to_string())?;
             agent.refresh_config(&mut state, true);
         }
@@ -183,13 +242,21 @@ impl Agent {
         }
         let mut complete = true;
         if with_rules {
-            if let Some(backend) = &self.backend {
-                let (backend, rules) = (backend.clone(), self.rules.clone());
-                let result = tokio::task::spawn_blocking(move || backend.ensure(&rules)).await;
+            if let Some(backend) = self.backend.as_ref().filter(|_| self.manages()) {
+                let (wanted, unwanted) = if self.failed_open.load(Ordering::Acquire) {
+                    (self.fallback.clone(), self.rules.clone())
+                } else {
+                    (self.rules.clone(), self.fallback.clone())
+                };
+                let backend = backend.clone();
+                let result = tokio::task::spawn_blocking(move || backend.ensure(&wanted, &unwanted)).await;
                 match result {
                     Ok(Ok(report)) => {
                         for r in &report.added {
                             info!("Added back nodelocaldns rule - {r}");
+                        }
+                        if report.removed > 0 {
+                            info!("Removed {} nodelocaldns rules of the other mode", report.removed);
                         }
                         if report.duplicates_removed > 0 {
                             warning!("Removed {} duplicate nodelocaldns rules", report.duplicates_removed);
@@ -218,7 +285,7 @@ impl Agent {
                 }
             }
         }
-        if self.settings.setup_interface {
+        if self.settings.setup_interface && self.manages() {
             complete &= self.ensure_interface().await;
         }
         drop(state);
@@ -290,7 +357,9 @@ impl Agent {
         }
         info!("Tearing down");
         if let Some(backend) = &self.backend {
-            let (backend, rules) = (backend.clone(), self.rules.clone());
+            let backend = backend.clone();
+            let mut rules = self.rules.clone();
+            rules.extend(self.fallback.iter().cloned());
             match tokio::task::spawn_blocking(move || backend.remove(&rules)).await {
                 Ok(Ok(n)) => {
                     info!("Removed {n} nodelocaldns rules");
@@ -312,6 +381,89 @@ impl Agent {
                 Err(e) => error!("Error removing interface {} - netlink: {e}", self.settings.interface_name),
             }
         }
+    }
+
+    fn manages(&self) -> bool {
+        self.manage.load(Ordering::Acquire)
+    }
+
+    /// Whether this instance manages the interface and rules (another, newer instance on the
+    /// node takes them over during an upgrade).
+    pub fn set_manage(&self, on: bool) {
+        if self.manage.swap(on, Ordering::AcqRel) != on {
+            owner().with(&[]).set(if on { 1.0 } else { 0.0 });
+        }
+    }
+
+    pub fn is_managing(&self) -> bool {
+        self.manages()
+    }
+
+    /// Stops syncing without touching interface or rules (another instance keeps them).
+    pub async fn shutdown_without_teardown(&self) {
+        self.state.lock().await.torn_down = true;
+    }
+
+    pub fn is_failed_open(&self) -> bool {
+        self.failed_open.load(Ordering::Acquire)
+    }
+
+    /// Hands DNS back to the cluster DNS: NOTRACK rules out (kube-proxy's NAT applies to the
+    /// ClusterIP again), link-local IPs DNATed to the cluster DNS, in one transaction.
+    pub async fn fail_open(&self, reason: &str) {
+        failopen_total().with(&[reason]).inc();
+        intercepting().with(&[]).set(0.0);
+        if !self.failed_open.swap(true, Ordering::AcqRel) {
+            warning!(
+                "Failing open ({reason}): DNS to {} goes to the cluster DNS until the local server answers again",
+                self.settings.local_ip_list()
+            );
+        }
+        self.setup_networking(true).await;
+    }
+
+    /// Takes DNS on the local IPs back (the server answers probes).
+    pub async fn intercept(&self) {
+        let was_open = self.failed_open.swap(false, Ordering::AcqRel);
+        intercepting().with(&[]).set(1.0);
+        if was_open {
+            info!("Local DNS server answers: serving DNS to {} on this node", self.settings.local_ip_list());
+        }
+        self.setup_networking(true).await;
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The periodic sync (interface and rules of the current mode).
+    pub async fn sync(&self) {
+        self.setup_networking(true).await;
+    }
+
+    /// Sets the interface up (no rules): before anything binds the local IPs.
+    pub async fn prepare_interface(&self) {
+        self.setup_networking(false).await;
+    }
+
+    /// Polls the template and kube-dns directories; true when a new Corefile was written.
+    pub async fn poll_config(&self) -> bool {
+        let mut state = self.state.lock().await;
+        !state.torn_down && self.refresh_config(&mut state, false)
+    }
+
+    /// Removes rules and interface (unless `-skipteardown`); later syncs do nothing.
+    pub async fn shutdown(&self) {
+        self.teardown().await;
+    }
+
+    /// Serves node-cache's own metrics port.
+    pub async fn serve_metrics(&self) {
+        self.start_metrics_listener().await;
     }
 
     async fn start_metrics_listener(&self) {
@@ -340,17 +492,32 @@ impl Embedder for NodeCache {
     fn starting(&self) -> BoxFuture {
         let this = self.0.clone();
         Box::pin(async move {
-            this.start_metrics_listener().await;
-            // Interface only: rules wait until the DNS listeners are up, so a cache that cannot
-            // start never attracts traffic.
-            this.setup_networking(false).await;
+            if this.role == Role::InProcess {
+                this.start_metrics_listener().await;
+                // Interface only: rules wait until the DNS listeners are up, so a cache that
+                // cannot start never attracts traffic.
+                this.setup_networking(false).await;
+            }
         })
     }
 
     fn serving(&self, control: Control) -> BoxFuture {
         let this = self.0.clone();
         Box::pin(async move {
-            this.setup_networking(true).await;
+            let interface = this.settings.interface_name.clone();
+            let file = this.settings.cache_snapshot.clone();
+            // Before the first answers: take over a running instance's cache, else the file's.
+            let _ = tokio::task::spawn_blocking({
+                let (interface, file) = (interface.clone(), file.clone());
+                move || warm::warm_up(&interface, file.as_deref())
+            })
+            .await;
+            if let Err(e) = warm::serve(&interface) {
+                warning!("cannot offer the cache to successors: {e}");
+            }
+            if this.role == Role::InProcess {
+                this.setup_networking(true).await;
+            }
             let mut sync = tokio::time::interval_at(
                 tokio::time::Instant::now() + this.settings.sync_interval,
                 this.settings.sync_interval,
@@ -359,18 +526,23 @@ impl Embedder for NodeCache {
                 tokio::time::Instant::now() + this.settings.config_sync_interval,
                 this.settings.config_sync_interval,
             );
-            sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut snapshot =
+                tokio::time::interval_at(tokio::time::Instant::now() + warm::SNAPSHOT_EVERY, warm::SNAPSHOT_EVERY);
+            for t in [&mut sync, &mut poll, &mut snapshot] {
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
+            let in_process = this.role == Role::InProcess;
             loop {
                 tokio::select! {
-                    _ = sync.tick() => this.setup_networking(true).await,
-                    _ = poll.tick() => {
-                        let written = {
-                            let mut state = this.state.lock().await;
-                            !state.torn_down && this.refresh_config(&mut state, false)
-                        };
-                        if written && this.settings.reload_with_signal {
+                    _ = sync.tick(), if in_process => this.setup_networking(true).await,
+                    _ = poll.tick(), if in_process => {
+                        if this.poll_config().await && this.settings.reload_with_signal {
                             control.reload();
+                        }
+                    }
+                    _ = snapshot.tick() => {
+                        if let Some(path) = file.clone() {
+                            let _ = tokio::task::spawn_blocking(move || warm::save(&path)).await;
                         }
                     }
                 }
@@ -380,7 +552,18 @@ impl Embedder for NodeCache {
 
     fn stopping(&self) -> BoxFuture {
         let this = self.0.clone();
-        Box::pin(async move { this.teardown().await })
+        Box::pin(async move {
+            if let Some(path) = this.settings.cache_snapshot.clone() {
+                match tokio::task::spawn_blocking(move || warm::save(&path)).await {
+                    Ok(Ok(n)) => info!("Saved {n} cache entries for the next start"),
+                    Ok(Err(e)) => warning!("cannot save the cache: {e}"),
+                    Err(_) => {}
+                }
+            }
+            if this.role == Role::InProcess {
+                this.teardown().await;
+            }
+        })
     }
 }
 

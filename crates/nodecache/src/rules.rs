@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 
 pub const COMMENT_SKIP_CONNTRACK: &str = "NodeLocal DNS Cache: skip conntrack";
@@ -43,8 +43,16 @@ pub struct Rule {
     pub to_local: bool,
     pub ip: IpAddr,
     pub port: u16,
+    /// `NOTRACK`, `ACCEPT` or `DNAT`.
     pub target: &'static str,
+    /// Also match this source port (the supervisor's probe socket).
+    pub sport: Option<u16>,
+    /// DNAT destination.
+    pub to: Option<SocketAddr>,
 }
+
+pub const COMMENT_FALLBACK: &str = "kdns node cache: fall back to cluster DNS";
+pub const COMMENT_PROBE: &str = "kdns node cache: supervisor probe";
 
 impl Rule {
     pub fn family(&self) -> Family {
@@ -52,10 +60,11 @@ impl Rule {
     }
 
     fn comment(&self) -> &'static str {
-        if self.target == "ACCEPT" {
-            COMMENT_ALLOW
-        } else {
-            COMMENT_SKIP_CONNTRACK
+        match (self.target, self.sport) {
+            ("ACCEPT", _) => COMMENT_ALLOW,
+            ("DNAT", _) => COMMENT_FALLBACK,
+            (_, Some(_)) => COMMENT_PROBE,
+            _ => COMMENT_SKIP_CONNTRACK,
         }
     }
 
@@ -63,8 +72,14 @@ impl Rule {
     pub fn iptables_spec(&self) -> String {
         let prefix = if self.ip.is_ipv4() { 32 } else { 128 };
         let (addr, port) = if self.to_local { ("-d", "--dport") } else { ("-s", "--sport") };
+        let sport = self.sport.map(|p| format!(" --sport {p}")).unwrap_or_default();
+        let to = match self.to {
+            Some(SocketAddr::V4(a)) => format!(" --to-destination {a}"),
+            Some(SocketAddr::V6(a)) => format!(" --to-destination [{}]:{}", a.ip(), a.port()),
+            None => String::new(),
+        };
         format!(
-            "{addr} {ip}/{prefix} -p {p} -m {p} {port} {n} -m comment --comment \"{c}\" -j {t}",
+            "{addr} {ip}/{prefix} -p {p} -m {p}{sport} {port} {n} -m comment --comment \"{c}\" -j {t}{to}",
             ip = self.ip,
             p = self.proto,
             n = self.port,
@@ -77,9 +92,15 @@ impl Rule {
     pub fn nft_statement(&self) -> String {
         let l3 = if self.ip.is_ipv4() { "ip" } else { "ip6" };
         let (addr, port) = if self.to_local { ("daddr", "dport") } else { ("saddr", "sport") };
-        let verdict = if self.target == "ACCEPT" { "accept" } else { "notrack" };
+        let sport = self.sport.map(|p| format!("{} sport {p} ", self.proto)).unwrap_or_default();
+        let verdict = match (self.target, self.to) {
+            ("ACCEPT", _) => "accept".to_string(),
+            ("DNAT", Some(SocketAddr::V4(a))) => format!("dnat ip to {a}"),
+            ("DNAT", Some(SocketAddr::V6(a))) => format!("dnat ip6 to [{}]:{}", a.ip(), a.port()),
+            _ => "notrack".to_string(),
+        };
         format!(
-            "{l3} {addr} {ip} {p} {port} {n} counter {verdict} comment \"{c}\"",
+            "{l3} {addr} {ip} {sport}{p} {port} {n} counter {verdict} comment \"{c}\"",
             ip = self.ip,
             p = self.proto,
             n = self.port,
@@ -92,6 +113,8 @@ impl Rule {
         match (self.table, self.chain) {
             ("raw", "PREROUTING") => "raw-prerouting",
             ("raw", _) => "raw-output",
+            ("nat", "PREROUTING") => "nat-prerouting",
+            ("nat", _) => "nat-output",
             (_, "INPUT") => "filter-input",
             _ => "filter-output",
         }
@@ -104,11 +127,23 @@ impl std::fmt::Display for Rule {
     }
 }
 
+fn rule(
+    table: &'static str,
+    chain: &'static str,
+    proto: &'static str,
+    to_local: bool,
+    ip: IpAddr,
+    port: u16,
+    target: &'static str,
+) -> Rule {
+    Rule { table, chain, proto, to_local, ip, port, target, sport: None, to: None }
+}
+
 /// node-cache's twelve rules for each local IP, in its order.
 pub fn rule_set(local_ips: &[IpAddr], dns_port: u16, health_port: u16) -> Vec<Rule> {
     let mut out = Vec::new();
     for &ip in local_ips {
-        let r = |table, chain, proto, to_local, port, target| Rule { table, chain, proto, to_local, ip, port, target };
+        let r = |table, chain, proto, to_local, port, target| rule(table, chain, proto, to_local, ip, port, target);
         out.extend([
             r("raw", "PREROUTING", "tcp", true, dns_port, "NOTRACK"),
             r("raw", "PREROUTING", "udp", true, dns_port, "NOTRACK"),
@@ -127,6 +162,47 @@ pub fn rule_set(local_ips: &[IpAddr], dns_port: u16, health_port: u16) -> Vec<Ru
     out
 }
 
+/// True for addresses only this node's DNS cache answers on (169.254.0.0/16, fe80::/10): with
+/// the cache down nothing else would, so failing open needs a DNAT to the cluster DNS. Other
+/// local IPs are the kube-dns ClusterIP, which kube-proxy takes over once NOTRACK is gone.
+pub fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// The fail-open rule set: no NOTRACK (conntrack and kube-proxy's NAT see DNS again); for
+/// link-local IPs a DNAT of UDP and TCP DNS to the cluster DNS Service (same family only); and
+/// one NOTRACK per local IP for the supervisor's own probe socket (`probe_ports`: v4, v6), so
+/// probes keep reaching the local cache instead of the fallback.
+pub fn fallback_set(
+    local_ips: &[IpAddr],
+    dns_port: u16,
+    cluster_dns: Option<IpAddr>,
+    probe_ports: (u16, u16),
+) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for &ip in local_ips {
+        let probe_port = if ip.is_ipv4() { probe_ports.0 } else { probe_ports.1 };
+        if probe_port != 0 {
+            out.push(Rule { sport: Some(probe_port), ..rule("raw", "OUTPUT", "udp", true, ip, dns_port, "NOTRACK") });
+        }
+        let Some(upstream) = cluster_dns.filter(|u| u.is_ipv4() == ip.is_ipv4() && is_link_local(&ip)) else {
+            continue;
+        };
+        for chain in ["PREROUTING", "OUTPUT"] {
+            for proto in ["tcp", "udp"] {
+                out.push(Rule {
+                    to: Some(SocketAddr::new(upstream, 53)),
+                    ..rule("nat", chain, proto, true, ip, dns_port, "DNAT")
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What one sync changed.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -134,6 +210,8 @@ pub struct Report {
     pub added: Vec<Rule>,
     /// Extra copies removed.
     pub duplicates_removed: usize,
+    /// Unwanted rules removed (the other mode's set).
+    pub removed: usize,
     /// Rules present after the sync.
     pub present: usize,
 }
@@ -159,8 +237,9 @@ fn err(message: impl Into<String>) -> RuleError {
 
 pub trait Backend: Send + Sync {
     fn name(&self) -> String;
-    /// Makes the kernel hold every rule exactly once.
-    fn ensure(&self, rules: &[Rule]) -> Result<Report, RuleError>;
+    /// Makes the kernel hold every rule of `rules` exactly once and none of `unwanted`, in one
+    /// transaction per family.
+    fn ensure(&self, rules: &[Rule], unwanted: &[Rule]) -> Result<Report, RuleError>;
     /// How many of `rules` are present (each counted once).
     fn count_present(&self, rules: &[Rule]) -> Result<usize, RuleError>;
     /// Removes every copy of every rule, in one batch per family.
@@ -268,7 +347,7 @@ impl Iptables {
             return Ok(());
         }
         let mut input = String::new();
-        for table in ["raw", "filter"] {
+        for table in ["raw", "nat", "filter"] {
             let lines: Vec<&String> = ops.iter().filter(|(t, _)| *t == table).map(|(_, l)| l).collect();
             if lines.is_empty() {
                 continue;
@@ -303,10 +382,19 @@ impl Backend for Iptables {
         }
     }
 
-    fn ensure(&self, rules: &[Rule]) -> Result<Report, RuleError> {
+    fn ensure(&self, rules: &[Rule], unwanted: &[Rule]) -> Result<Report, RuleError> {
         let mut report = Report::default();
-        for (family, rules) in Self::by_family(rules) {
-            let counts = self.current(family, &rules)?;
+        let mut families = Self::by_family(rules);
+        for (family, _) in Self::by_family(unwanted) {
+            if !families.iter().any(|(f, _)| *f == family) {
+                families.push((family, Vec::new()));
+            }
+        }
+        for (family, rules) in families {
+            let gone: Vec<&Rule> = unwanted.iter().filter(|r| r.family() == family).collect();
+            let mut all = rules.clone();
+            all.extend(gone.iter().copied());
+            let counts = self.current(family, &all)?;
             let first_added = report.added.len();
             let mut ops = Vec::new();
             // Inserted in reverse so that, like node-cache's successive `-I`, the set reads top
@@ -321,15 +409,24 @@ impl Backend for Iptables {
                     report.duplicates_removed += 1;
                 }
             }
+            for (r, &n) in gone.iter().zip(&counts[rules.len()..]) {
+                for _ in 0..n {
+                    ops.push((r.table, format!("-D {} {}", r.chain, r.iptables_spec())));
+                    report.removed += 1;
+                }
+            }
             report.added[first_added..].reverse();
             self.restore(family, &ops)?;
-            let after = if ops.is_empty() { counts } else { self.current(family, &rules)? };
+            let after = if ops.is_empty() { counts } else { self.current(family, &all)? };
             if let Some((r, n)) = rules.iter().zip(&after).find(|(_, n)| **n != 1) {
                 return Err(err(format!(
                     "rule {r} is present {n} times after the sync (the installed iptables prints it in another form)"
                 )));
             }
-            report.present += after.len();
+            if let Some((r, _)) = gone.iter().zip(&after[rules.len()..]).find(|(_, n)| **n != 0) {
+                return Err(err(format!("rule {r} is still present after removing it")));
+            }
+            report.present += rules.len();
         }
         Ok(report)
     }
@@ -369,14 +466,20 @@ impl Nftables {
     /// The whole table as one `nft -f` script that replaces any previous version atomically.
     pub fn script(rules: &[Rule]) -> String {
         let mut s = format!("table inet {NFT_TABLE} {{}}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n");
-        for (chain, hook, priority) in [
-            ("raw-prerouting", "prerouting", "raw"),
-            ("raw-output", "output", "raw"),
-            ("filter-input", "input", "filter"),
-            ("filter-output", "output", "filter"),
+        for (chain, kind, hook, priority) in [
+            ("raw-prerouting", "filter", "prerouting", "raw"),
+            ("raw-output", "filter", "output", "raw"),
+            ("nat-prerouting", "nat", "prerouting", "dstnat"),
+            ("nat-output", "nat", "output", "-100"),
+            ("filter-input", "filter", "input", "filter"),
+            ("filter-output", "filter", "output", "filter"),
         ] {
-            let _ = writeln!(s, "  chain {chain} {{\n    type filter hook {hook} priority {priority}; policy accept;");
-            for r in rules.iter().filter(|r| r.nft_chain() == chain) {
+            let members: Vec<&Rule> = rules.iter().filter(|r| r.nft_chain() == chain).collect();
+            if members.is_empty() && kind == "nat" {
+                continue;
+            }
+            let _ = writeln!(s, "  chain {chain} {{\n    type {kind} hook {hook} priority {priority}; policy accept;");
+            for r in members {
                 let _ = writeln!(s, "    {}", r.nft_statement());
             }
             s.push_str("  }\n");
@@ -395,20 +498,23 @@ impl Nftables {
         }
     }
 
+    /// The rule lines of a listing (every rule we write carries a comment), sorted.
+    fn rule_lines(listing: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            listing.lines().map(|l| l.trim().to_string()).filter(|l| l.contains(" comment \"")).collect();
+        v.sort();
+        v
+    }
+
     fn expected(rules: &[Rule]) -> Vec<String> {
-        rules.iter().map(|r| strip_counters(&r.nft_statement())).collect()
+        let mut v: Vec<String> = rules.iter().map(|r| strip_counters(&r.nft_statement())).collect();
+        v.sort();
+        v
     }
 
     fn present(listing: &str, rules: &[Rule]) -> usize {
-        let lines: Vec<String> = listing.lines().map(|l| l.trim().to_string()).collect();
-        let mut n = 0;
-        for (r, want) in rules.iter().zip(Self::expected(rules)) {
-            let chain_ok = listing.contains(&format!("chain {} {{", r.nft_chain()));
-            if chain_ok && lines.iter().filter(|l| **l == want).count() == 1 {
-                n += 1;
-            }
-        }
-        n
+        let have = Self::rule_lines(listing);
+        rules.iter().filter(|r| have.contains(&strip_counters(&r.nft_statement()))).count()
     }
 
     /// True when kube-proxy runs in nftables mode (its tables exist).
@@ -442,34 +548,31 @@ impl Backend for Nftables {
         "nftables".into()
     }
 
-    fn ensure(&self, rules: &[Rule]) -> Result<Report, RuleError> {
+    fn ensure(&self, rules: &[Rule], _unwanted: &[Rule]) -> Result<Report, RuleError> {
         let before = Self::listing()?;
-        let present = before.as_deref().map(|l| Self::present(l, rules)).unwrap_or(0);
-        let extra = before
-            .as_deref()
-            .map(|l| l.lines().filter(|x| x.contains("comment \"NodeLocal DNS Cache")).count() > rules.len())
-            .unwrap_or(false);
+        let have = before.as_deref().map(Self::rule_lines).unwrap_or_default();
+        let want = Self::expected(rules);
         let mut report = Report::default();
-        if present == rules.len() && !extra {
-            report.present = present;
+        if have == want {
+            report.present = rules.len();
             return Ok(report);
         }
         run("nft", &["-f", "-"], Some(&Self::script(rules)))?;
         let after = Self::listing()?.unwrap_or_default();
-        let now = Self::present(&after, rules);
-        if now != rules.len() {
+        if Self::rule_lines(&after) != want {
             return Err(err(format!(
-                "nftables table inet {NFT_TABLE} holds {now} of {} rules after replacing it",
+                "nftables table inet {NFT_TABLE} holds {} of {} rules after replacing it",
+                Self::present(&after, rules),
                 rules.len()
             )));
         }
-        let lines: Vec<String> = before.unwrap_or_default().lines().map(|l| l.trim().to_string()).collect();
-        for (r, want) in rules.iter().zip(Self::expected(rules)) {
-            if !lines.contains(&want) {
+        for r in rules {
+            if !have.contains(&strip_counters(&r.nft_statement())) {
                 report.added.push(r.clone());
             }
         }
-        report.present = now;
+        report.removed = have.iter().filter(|l| !want.contains(l)).count();
+        report.present = rules.len();
         Ok(report)
     }
 

@@ -40,6 +40,17 @@ pub struct Settings {
     pub reload_with_signal: bool,
     pub pidfile: Option<PathBuf>,
     pub firewall: Firewall,
+    /// Run the DNS server as a supervised child process (fail-open); `-supervise=false` runs it
+    /// in this process, as node-cache does.
+    pub supervise: bool,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub probe_failures: u32,
+    /// Serve-stale for caches that do not configure it (RFC 8767 mode), with this maximum
+    /// staleness; `None` when `-servestale 0`.
+    pub serve_stale: Option<Duration>,
+    /// Where the cache is saved on exit (and every 30 s) and loaded from at start.
+    pub cache_snapshot: Option<PathBuf>,
 }
 
 /// The flags node-cache accepts, with its defaults, in the order of its `-help`.
@@ -76,6 +87,12 @@ pub const FLAGS: &[(&str, bool, &str, &str)] = &[
         "rule backend: iptables, nftables, or auto (nftables when kube-proxy runs in nftables mode)",
     ),
     ("configsyncinterval", false, "10s", "how often the template and kube-dns ConfigMap directories are polled"),
+    ("supervise", true, "true", "run the DNS server as a supervised child: when it dies or hangs, DNS falls back to the cluster DNS until it is back"),
+    ("probeinterval", false, "500ms", "how often the supervisor sends a DNS probe to each local IP"),
+    ("probetimeout", false, "500ms", "how long a probe may take"),
+    ("probefailures", false, "2", "failed probe rounds in a row after which the server is declared hung"),
+    ("servestale", false, "1h", "serve expired cache entries (RFC 8767: after 1.8 s without upstream answer, TTL 30) up to this age; 0 turns it off"),
+    ("cachesnapshot", false, "/tmp/kdns-node-cache.snapshot", "file the cache is saved to on exit and loaded from at start (empty: off)"),
 ];
 
 impl Settings {
@@ -135,7 +152,34 @@ impl Settings {
             "nftables" => Firewall::Nftables,
             other => return Err(format!("invalid -firewall {other:?}: one of auto, iptables, nftables")),
         };
+        let duration_flag = |flag: &str, min: Duration| -> Result<Duration, String> {
+            parse_go_duration(&value(flag))
+                .filter(|d| *d >= min && *d <= Duration::from_secs(3600))
+                .ok_or_else(|| format!("invalid -{flag} {:?}: a duration from {min:?} to 1h", value(flag)))
+        };
+        let probe_interval = duration_flag("probeinterval", Duration::from_millis(50))?;
+        let probe_timeout = duration_flag("probetimeout", Duration::from_millis(10))?;
+        let probe_failures = value("probefailures")
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| format!("invalid -probefailures {:?}: a count from 1 to 100", value("probefailures")))?;
+        let serve_stale = match value("servestale").as_str() {
+            "0" | "off" | "false" => None,
+            text => Some(
+                parse_go_duration(text)
+                    .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(7 * 24 * 3600))
+                    .ok_or_else(|| format!("invalid -servestale {text:?}: a duration from 1s to 168h, or 0"))?,
+            ),
+        };
+        let cache_snapshot = Some(value("cachesnapshot")).filter(|p| !p.is_empty()).map(PathBuf::from);
         Ok(Settings {
+            supervise: boolean("supervise"),
+            probe_interval,
+            probe_timeout,
+            probe_failures,
+            serve_stale,
+            cache_snapshot,
             local_ips,
             conf: PathBuf::from(conf),
             base_corefile: PathBuf::from(value("basecorefile")),
@@ -312,6 +356,9 @@ mod tests {
             ("firewall", "pf"),
             ("upstreamsvc", "kube dns"),
             ("syncinterval", "soon"),
+            ("probeinterval", "1ms"),
+            ("probefailures", "0"),
+            ("servestale", "forever"),
         ] {
             let e = settings(&[base, (flag, value)]).unwrap_err();
             assert!(e.contains(&format!("-{flag}")), "{flag}={value}: {e}");

@@ -57,6 +57,8 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
 pub fn start(addr: SocketAddr, routes: Routes) -> io::Result<AdminListener> {
     let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
+    // Two instances on one node (a surge during a DaemonSet upgrade) share the port.
+    sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(128)?;

@@ -82,6 +82,9 @@ impl Origin {
     }
 }
 
+/// `kdns-probe.` in wire form: the query name of the node-cache supervisor's probe (class CH).
+pub const PROBE_NAME: &[u8] = b"\x0akdns-probe\x00";
+
 /// Handles one received packet. Synchronous answers land in `out`.
 pub fn handle(
     packet: &[u8],
@@ -106,6 +109,13 @@ pub fn handle(
         }
     };
     let q = &msg.questions[0];
+    // The node-cache supervisor's liveness probe: answered by the server core itself (no plugin,
+    // no upstream, no metrics), so it measures only that this process receives and replies.
+    if q.qclass == class::CH && q.name.as_wire() == PROBE_NAME {
+        let header = kdns_wire::Header { id: msg.id, flags: msg.flags, ..Default::default() };
+        error_reply(&header, rcode::NOERROR, out);
+        return Outcome::Reply;
+    }
     let routed = if q.qclass != class::IN && !table.chaos { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
     // `bufsize` acts on the request itself, as CoreDNS's does: later plugins, the upstream and the

@@ -498,11 +498,15 @@ async fn stop(
             }
         }
     }
+    // Drain: no new queries, but everything already received (queued or in flight) is answered,
+    // for up to 5 s.
     for l in running.listeners.values() {
-        l.stop();
+        l.drain();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while inflight.count() > 0 && tokio::time::Instant::now() < deadline {
+    while (inflight.count() > 0 || !running.listeners.values().all(|l| l.drained()))
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for t in running.tasks.drain(..) {

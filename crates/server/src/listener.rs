@@ -65,6 +65,7 @@ impl Drop for InFlightGuard {
 pub struct Listener {
     pub table: TableCell,
     tasks: Vec<JoinHandle<()>>,
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Listener {
@@ -72,6 +73,20 @@ impl Listener {
         for t in &self.tasks {
             t.abort();
         }
+    }
+
+    /// Stops taking new queries without losing queued ones: the TCP listener closes, and each
+    /// UDP socket is connected to a sink address, which takes it out of its SO_REUSEPORT group
+    /// (the kernel hands new datagrams to the group's other sockets, e.g. a successor
+    /// process's) while the datagrams already queued on it are still read and answered. The
+    /// tasks end when their queues are empty; in-flight answers still go out.
+    pub fn drain(&self) {
+        let _ = self.drain.send(true);
+    }
+
+    /// True when every socket task has finished (after [`Listener::drain`]).
+    pub fn drained(&self) -> bool {
+        self.tasks.iter().all(|t| t.is_finished())
     }
 }
 
@@ -141,14 +156,15 @@ fn bind_all(key: &ListenerKey, workers: usize) -> io::Result<(Vec<std::net::UdpS
 pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: InFlight) -> io::Result<Listener> {
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
+    let (drain, drain_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for s in udp {
         let sock = Arc::new(UdpSocket::from_std(s)?);
-        tasks.push(tokio::spawn(udp_loop(sock, cell.clone(), inflight.clone())));
+        tasks.push(tokio::spawn(udp_loop(sock, cell.clone(), inflight.clone(), drain_rx.clone())));
     }
     let tcp = TcpListener::from_std(tcp)?;
-    tasks.push(tokio::spawn(tcp_accept(tcp, cell.clone(), inflight)));
-    Ok(Listener { table: cell, tasks })
+    tasks.push(tokio::spawn(tcp_accept(tcp, cell.clone(), inflight, drain_rx)));
+    Ok(Listener { table: cell, tasks, drain })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -161,12 +177,51 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, cell: TableCell, inflight: InFlight) {
-    let local = sock.local_addr().map(unmap).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+/// Where a draining UDP socket is connected: a port nothing answers on, at the socket's own
+/// address (loopback for wildcard sockets). Connecting sends nothing.
+fn drain_sink(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, 9)
+}
+
+/// How long a draining socket waits for one more queued datagram before it is considered empty.
+const DRAIN_IDLE: Duration = Duration::from_millis(50);
+
+async fn udp_loop(
+    sock: Arc<UdpSocket>,
+    cell: TableCell,
+    inflight: InFlight,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) {
+    let bound = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = unmap(bound);
     let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
     let mut out = Vec::with_capacity(4096);
+    let mut draining = false;
     loop {
-        let (len, peer) = match sock.recv_from(&mut buf).await {
+        let received = if draining {
+            match tokio::time::timeout(DRAIN_IDLE, sock.recv_from(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = sock.recv_from(&mut buf) => r,
+                _ = drain.changed() => {
+                    draining = true;
+                    if let Err(e) = socket2::SockRef::from(&*sock).connect(&drain_sink(bound).into()) {
+                        crate::debug!("udp drain: {e}");
+                    }
+                    continue;
+                }
+            }
+        };
+        let (len, peer) = match received {
             Ok(v) => v,
             Err(e) => {
                 // ICMP errors from earlier sends surface here on Linux; they are not fatal.
@@ -195,9 +250,18 @@ async fn udp_loop(sock: Arc<UdpSocket>, cell: TableCell, inflight: InFlight) {
     }
 }
 
-async fn tcp_accept(listener: TcpListener, cell: TableCell, inflight: InFlight) {
+async fn tcp_accept(
+    listener: TcpListener,
+    cell: TableCell,
+    inflight: InFlight,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = drain.changed() => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(tcp_conn(stream, unmap(peer), cell.clone(), inflight.clone()));

@@ -189,6 +189,12 @@ impl Registry {
         for f in fams {
             f.render(&mut out);
         }
+        if let Some(path) = EXTRA.get() {
+            // Families another process (the node-cache supervisor) exports through us.
+            if let Ok(text) = std::fs::read_to_string(path) {
+                out.push_str(&text);
+            }
+        }
         out
     }
 
@@ -209,6 +215,13 @@ impl Registry {
         fams.push(f);
         f
     }
+}
+
+static EXTRA: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Appends the text of `path` (Prometheus text format, other families) to every scrape.
+pub fn set_extra_source(path: std::path::PathBuf) {
+    let _ = EXTRA.set(path);
 }
 
 pub fn registry() -> &'static Registry {

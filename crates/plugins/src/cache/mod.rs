@@ -41,6 +41,96 @@ pub struct Prefetch {
 pub struct ServeStale {
     pub max_stale: Duration,
     pub verify: bool,
+    /// RFC 8767's client response timer: in verify mode, answer stale when the refresh has not
+    /// succeeded within this time (the refresh goes on and updates the cache). `None`: wait for
+    /// the refresh whatever it takes (CoreDNS's verify).
+    pub client_timeout: Option<Duration>,
+    /// TTL of stale records in replies (CoreDNS: 0; RFC 8767 recommends 30).
+    pub ttl: u32,
+}
+
+impl ServeStale {
+    /// CoreDNS's `serve_stale DURATION [immediate|verify]`.
+    pub fn coredns(max_stale: Duration, verify: bool) -> ServeStale {
+        ServeStale { max_stale, verify, client_timeout: None, ttl: STALE_TTL }
+    }
+
+    /// RFC 8767's recommendation: verify with a 1.8 s client timer, stale TTL 30 s, and for 30 s
+    /// after a failed refresh stale answers at once (the failure recheck timer).
+    pub fn rfc8767(max_stale: Duration) -> ServeStale {
+        ServeStale { max_stale, verify: true, client_timeout: Some(Duration::from_millis(1800)), ttl: 30 }
+    }
+}
+
+/// RFC 8767's failure recheck timer.
+const STALE_RECHECK: Duration = Duration::from_secs(30);
+
+static DEFAULT_SERVE_STALE: RwLock<Option<ServeStale>> = RwLock::new(None);
+
+/// Serve-stale for every `cache` that does not configure it (node-cache mode turns this on).
+pub fn set_default_serve_stale(stale: Option<ServeStale>) {
+    *DEFAULT_SERVE_STALE.write().unwrap_or_else(|e| e.into_inner()) = stale;
+}
+
+pub fn default_serve_stale() -> Option<ServeStale> {
+    *DEFAULT_SERVE_STALE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every live cache, by a name stable across restarts (its zones and its place among caches
+/// with the same zones), for snapshots.
+static LIVE: std::sync::Mutex<Vec<(String, std::sync::Weak<Inner>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes a snapshot of every live cache (success and denial entries, live and stale).
+pub fn snapshot(now_wall_ms: u64) -> kdns_cache::snapshot::Snapshot {
+    use kdns_cache::snapshot::{Item, Snapshot};
+    let now = Instant::now();
+    let mut snap = Snapshot { taken_ms: now_wall_ms, sections: Vec::new() };
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, weak) in live.iter() {
+        let Some(inner) = weak.upgrade() else { continue };
+        for (kind, store) in [("success", &inner.success), ("denial", &inner.denial)] {
+            let items = store
+                .entries()
+                .into_iter()
+                .map(|(key, e)| Item {
+                    key: key.into_vec(),
+                    duration: e.duration,
+                    age_ms: e.age(now).as_millis() as u64,
+                    wire: e.wire().to_vec(),
+                })
+                .collect();
+            snap.sections.push((format!("{name}/{kind}"), items));
+        }
+    }
+    snap
+}
+
+/// Loads a snapshot into the live caches with the same names, ages every entry by the time
+/// since it was taken, and skips what is past its TTL plus the cache's stale window. Returns the
+/// number of entries loaded.
+pub fn restore(snap: &kdns_cache::snapshot::Snapshot, now_wall_ms: u64) -> usize {
+    let elapsed = Duration::from_millis(now_wall_ms.saturating_sub(snap.taken_ms));
+    let now = Instant::now();
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut loaded = 0;
+    for (section, items) in &snap.sections {
+        let Some((name, kind)) = section.rsplit_once('/') else { continue };
+        let Some(inner) = live.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) else { continue };
+        let store = if kind == "success" { &inner.success } else { &inner.denial };
+        let keep = inner.settings.serve_stale.map(|s| s.max_stale).unwrap_or_default();
+        for it in items {
+            let age = Duration::from_millis(it.age_ms) + elapsed;
+            if age >= Duration::from_secs(it.duration as u64) + keep {
+                continue;
+            }
+            let (Some(stored), Some(key)) = (now.checked_sub(age), Key::from_bytes(&it.key)) else { continue };
+            if let Some(entry) = Entry::from_wire(it.wire.clone(), stored, it.duration) {
+                store.insert(key, entry);
+                loaded += 1;
+            }
+        }
+    }
+    loaded
 }
 
 impl Default for Settings {
@@ -152,16 +242,19 @@ kdns_server::metric_family!(
 impl Cache {
     pub fn new(zones: Vec<Name>, settings: Settings) -> Cache {
         let zones_label = zones.iter().map(|z| z.to_string()).collect::<Vec<_>>().join(",");
-        Cache {
-            inner: Arc::new(Inner {
-                success: Store::new(settings.success_cap),
-                denial: Store::new(settings.denial_cap),
-                zones,
-                zones_label,
-                settings,
-                stats: RwLock::new(Vec::new()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            success: Store::new(settings.success_cap),
+            denial: Store::new(settings.denial_cap),
+            zones,
+            zones_label,
+            settings,
+            stats: RwLock::new(Vec::new()),
+        });
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|(_, w)| w.strong_count() > 0);
+        let same = live.iter().filter(|(n, _)| n.starts_with(&format!("{}#", inner.zones_label))).count();
+        live.push((format!("{}#{same}", inner.zones_label), Arc::downgrade(&inner)));
+        Cache { inner }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -333,8 +426,9 @@ impl Plugin for Cache {
                 continue;
             }
             let mut out = Vec::with_capacity(entry.len() + 64);
-            entry.write_hit(req.msg, req.qname().as_wire(), STALE_TTL, &mut out);
-            if !stale.verify {
+            entry.write_hit(req.msg, req.qname().as_wire(), stale.ttl, &mut out);
+            let recheck_pending = stale.client_timeout.is_some() && entry.refresh_failed_within(now, STALE_RECHECK);
+            if !stale.verify || recheck_pending {
                 hits.inc();
                 stats.served_stale.inc();
                 if entry.begin_refresh() {
@@ -342,18 +436,35 @@ impl Plugin for Cache {
                 }
                 return Step::Reply(Reply::wire(out, "cache"));
             }
-            // verify: ask the rest of the chain first; serve the stale entry only if that fails.
+            // verify: ask the rest of the chain first; serve the stale entry only if that fails
+            // (or, with a client timer, takes longer than it).
             let Some(rest) = req.rest() else { continue };
             let inner = c.clone();
             let query = req.msg.clone();
             let server = req.server.to_string();
             let wants_ad = req.do_bit() || req.msg.has(flag::AD);
             let stale_stats = stats.clone();
+            let entry = entry.clone();
             return Step::Pending(Box::pin(async move {
-                let mut reply = rest.run(query.clone()).await;
-                if reply.written && matches!(reply.rcode_value(), rcode::NOERROR | rcode::NXDOMAIN) {
-                    let q = &query.questions[0];
-                    inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
+                let refresh = async move {
+                    let mut reply = rest.run(query.clone()).await;
+                    if reply.written && matches!(reply.rcode_value(), rcode::NOERROR | rcode::NXDOMAIN) {
+                        let q = &query.questions[0];
+                        inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
+                        return Some(reply);
+                    }
+                    entry.mark_refresh_failed(Instant::now());
+                    None
+                };
+                let fresh = match stale.client_timeout {
+                    None => refresh.await,
+                    // The refresh runs on in its own task past the timer and still fills the cache.
+                    Some(timer) => match tokio::time::timeout(timer, tokio::spawn(refresh)).await {
+                        Ok(Ok(reply)) => reply,
+                        _ => None,
+                    },
+                };
+                if let Some(reply) = fresh {
                     return reply;
                 }
                 stale_stats.served_stale.inc();

@@ -141,7 +141,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 s.prefetch = Some(p);
             }
             "serve_stale" => {
-                let mut st = super::ServeStale { max_stale: Duration::from_secs(3600), verify: false };
+                let mut st = super::ServeStale::coredns(Duration::from_secs(3600), false);
                 if let Some(v) = vals.first() {
                     st.max_stale = parse_duration(&v.text).ok_or_else(|| {
                         Error::at(v, format!("plugin/cache: invalid serve_stale duration {:?}", v.text))
@@ -172,6 +172,9 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
             }
             other => return Err(Error::at(prop, format!("plugin/cache: unknown property '{other}'"))),
         }
+    }
+    if s.serve_stale.is_none() {
+        s.serve_stale = super::default_serve_stale();
     }
     Ok(Some(Arc::new(Cache::new(zones, s))))
 }
