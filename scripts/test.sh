@@ -10,6 +10,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v iptables-nft-restore >/dev/null || need+=(iptables)
   command -v nft >/dev/null || need+=(nftables)
+  command -v dnsperf >/dev/null || need+=(dnsperf)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} for the node-cache namespace tests"
     apt-get update -qq >/dev/null

@@ -209,9 +209,16 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
         }
     };
     crate::intercepting().with(&[]).set(0.0);
-    let newer = |me: &peers::Peer| peers::others(&instance_prefix, me).into_iter().any(|p| p.start_ms > me.start_ms);
-    agent.set_manage(!newer(&registration.me));
-    crate::owner().with(&[]).set(if newer(&registration.me) { 0.0 } else { 1.0 });
+    // The newest instance manages interface and rules, but only once its own server answers: a
+    // surge instance that is still starting leaves the running one's interception alone.
+    let should_manage = |me: &peers::Peer, answered: bool| {
+        let others = peers::others(&instance_prefix, me);
+        !others.iter().any(|p| p.start_ms > me.start_ms) && (answered || others.is_empty())
+    };
+    let mut answered_once = false;
+    let manage = should_manage(&registration.me, false);
+    agent.set_manage(manage);
+    crate::owner().with(&[]).set(if manage { 1.0 } else { 0.0 });
     agent.serve_metrics().await;
     // Interface, and the fail-open rules until the server answers: link-local IPs reach the
     // cluster DNS from the first second.
@@ -287,7 +294,18 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
             }
             _ = probe_tick.tick() => {
                 export_metrics(&metrics_file);
-                let manage = !newer(&registration.me);
+                let answered = match child.as_mut() {
+                    None => None,
+                    Some(c) => {
+                        let ok = probe.round().await;
+                        if ok {
+                            c.answered = true;
+                            answered_once = true;
+                        }
+                        Some(ok)
+                    }
+                };
+                let manage = should_manage(&registration.me, answered_once);
                 if manage != agent.is_managing() {
                     if manage {
                         info!("No newer instance on this node: managing interface and rules");
@@ -295,11 +313,13 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                         info!("A newer instance runs on this node: handing interface and rules over to it");
                     }
                     agent.set_manage(manage);
+                    if manage && !(answered == Some(true) && agent.is_failed_open()) {
+                        agent.sync().await;
+                    }
                 }
                 let Some(c) = child.as_mut() else { continue };
-                if probe.round().await {
+                if answered == Some(true) {
                     failures = 0;
-                    c.answered = true;
                     if agent.is_failed_open() {
                         agent.intercept().await;
                         backoff = Duration::ZERO;

@@ -2,6 +2,7 @@
 //! sockets with hickory-proto as an independent DNS implementation.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod upstream;
 
 use hickory_proto::op::{Edns, Message, Query};
