@@ -60,7 +60,7 @@ fn server_dies(tag: &str, sig: i32, reason: &str) {
     kill(first, sig);
     // The supervisor fails open, then restarts the server and takes DNS back.
     nc.wait_for_line(&format!("Failing open ({reason})"), Duration::from_secs(5));
-    nc.wait_for_line("Local DNS server answers", Duration::from_secs(10));
+    wait_until("DNS taken back", Duration::from_secs(10), || nc.count_lines("Local DNS server answers") >= 2);
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
     let gap = gaps.join().unwrap();
@@ -247,4 +247,43 @@ fn a_restart_starts_with_a_warm_cache() {
     eprintln!("failopen: warm/cold misses = {warm}/{cold} = {:.3}", warm as f64 / cold.max(1) as f64);
     assert!(cold >= count / 2, "the cold start misses ({cold})");
     assert!(warm * 10 <= cold, "warm start: {warm} misses vs {cold} cold");
+}
+
+#[test]
+fn link_local_mode_falls_back_by_dnat_with_nftables() {
+    if !can_run() {
+        return;
+    }
+    // IPVS-style setup: pods ask 169.254.20.10 only, so nothing else would answer there; the
+    // fail-open set DNATs it to the cluster DNS. Rules through the native nftables backend.
+    let (node, _cluster, pod, upstream) = pod_lab("ll");
+    let template = stock_template("169.254.20.10", "").replace("bind 169.254.20.10 ", "bind 169.254.20.10");
+    let nc = start(&node, &template, "169.254.20.10", &["-firewall", "nftables"]);
+    wait_intercepting(&node, &nc);
+    let link_local: SocketAddr = "169.254.20.10:53".parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gaps = gap_watch(&pod, link_local, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let table = || node.try_run(&["nft", "list", "table", "inet", "nodelocaldns"]).1;
+    assert_eq!(table().matches("NodeLocal DNS Cache").count(), 12);
+    // Stopped, so the fallback state can be looked at before the restart replaces it.
+    let first = server_pid(&nc);
+    let served_before = upstream.seen().len();
+    kill(first, libc::SIGSTOP);
+    nc.wait_for_line("Failing open (hung)", Duration::from_secs(5));
+    wait_until("DNS taken back", Duration::from_secs(10), || nc.count_lines("Local DNS server answers") >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let gap = gaps.join().unwrap();
+    eprintln!("failopen: link-local mode, server SIGSTOP: longest gap without answers {} ms", gap.as_millis());
+    assert!(gap < Duration::from_secs(2), "{gap:?}\n{}", nc.lines().join("\n"));
+    assert!(upstream.seen().len() > served_before, "answers came from the cluster DNS meanwhile");
+    assert!(
+        nc.lines().iter().any(|l| l.contains("DNAT --to-destination 10.200.0.2:53")),
+        "the DNAT rules were installed"
+    );
+    // Back to interception: the DNAT is gone again.
+    let t = table();
+    assert_eq!(t.matches("NodeLocal DNS Cache").count(), 12, "{t}\n{}", nc.lines().join("\n"));
+    assert!(!t.contains("dnat"), "{t}");
 }

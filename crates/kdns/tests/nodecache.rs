@@ -277,7 +277,8 @@ fn legacy_iptables_is_used_when_kubelet_uses_it_and_an_existing_interface_is_kep
     node.run(&["ip", "link", "add", "nodelocaldns", "type", "bridge"]);
     node.run(&["ip", "link", "set", "nodelocaldns", "up"]);
     let template = ".:53 {\n    bind __PILLAR__LOCAL__DNS__\n    whoami\n}\n";
-    let mut nc = start(&node, template, "169.254.20.10", &[]);
+    // node-cache's own layout: one process, no supervisor.
+    let mut nc = start(&node, template, "169.254.20.10", &["-supervise=false"]);
     let r = ask(&node, "169.254.20.10:53".parse().unwrap(), "who.example.", false, Duration::from_secs(15))
         .unwrap_or_else(|| panic!("no answer; output:\n{}", nc.lines().join("\n")));
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -285,6 +286,7 @@ fn legacy_iptables_is_used_when_kubelet_uses_it_and_an_existing_interface_is_kep
     wait_until("legacy rules", Duration::from_secs(5), || saved_rules(&node, "iptables-legacy-save") == want);
     assert!(saved_rules(&node, "iptables-nft-save").is_empty());
     assert!(!nc.lines().iter().any(|l| l.contains("Added interface")), "existing interface reused");
+    assert!(children_of(nc.child.id()).is_empty(), "no supervised child with -supervise=false");
     nc.signal(libc::SIGINT);
     assert_eq!(nc.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(saved_rules(&node, "iptables-legacy-save").is_empty());

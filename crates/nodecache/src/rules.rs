@@ -622,6 +622,30 @@ mod tests {
     }
 
     #[test]
+    fn fallback_set_dnats_link_local_ips_and_keeps_probes_local() {
+        let ips: Vec<IpAddr> = vec!["169.254.20.10".parse().unwrap(), "10.96.0.10".parse().unwrap()];
+        let set = fallback_set(&ips, 53, Some("10.0.0.53".parse().unwrap()), (40000, 0));
+        // one probe exemption per IP, DNAT (PREROUTING + OUTPUT, TCP + UDP) for the link-local one
+        assert_eq!(set.len(), 2 + 4);
+        assert_eq!(
+            set[0].iptables_spec(),
+            "-d 169.254.20.10/32 -p udp -m udp --sport 40000 --dport 53 -m comment --comment \"kdns node cache: supervisor probe\" -j NOTRACK"
+        );
+        assert_eq!(
+            set[1].iptables_spec(),
+            "-d 169.254.20.10/32 -p tcp -m tcp --dport 53 -m comment --comment \"kdns node cache: fall back to cluster DNS\" -j DNAT --to-destination 10.0.0.53:53"
+        );
+        assert_eq!(set[1].nft_statement(), "ip daddr 169.254.20.10 tcp dport 53 counter dnat ip to 10.0.0.53:53 comment \"kdns node cache: fall back to cluster DNS\"");
+        assert!(set[5].table == "raw" && set[5].ip == ips[1], "the ClusterIP only gets the probe exemption");
+        // No cross-family NAT, no DNAT without a cluster DNS address.
+        let v6: Vec<IpAddr> = vec!["fe80::10".parse().unwrap()];
+        assert_eq!(fallback_set(&v6, 53, Some("10.0.0.53".parse().unwrap()), (0, 0)).len(), 0);
+        assert!(is_link_local(&v6[0]) && !is_link_local(&ips[1]));
+        let script = Nftables::script(&set);
+        assert!(script.contains("type nat hook prerouting priority dstnat;"), "{script}");
+    }
+
+    #[test]
     fn nft_script_replaces_the_table_atomically() {
         let ips: Vec<IpAddr> = vec!["169.254.20.10".parse().unwrap()];
         let s = Nftables::script(&rule_set(&ips, 53, 8080));
