@@ -208,6 +208,36 @@ mod tests {
     }
 
     #[test]
+    fn from_wire_rebuilds_the_same_entry_and_rejects_garbage() {
+        let now = Instant::now();
+        let e = Entry::new(&answer(), now, 30).unwrap();
+        let back = Entry::from_wire(e.wire().to_vec(), now - Duration::from_secs(10), 30).unwrap();
+        assert_eq!(back.ttl(now), 20, "aged by the time since it was stored");
+        assert_eq!(back.rcode, e.rcode);
+        let q = {
+            let mut q = Message { id: 9, flags: flag::RD, ..Default::default() };
+            q.questions.push(Question {
+                name: Name::from_ascii("www.example.org.").unwrap(),
+                qtype: rtype::A,
+                qclass: class::IN,
+            });
+            q
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        e.write_hit(&q, q.questions[0].name.as_wire(), 20, &mut a);
+        back.write_hit(&q, q.questions[0].name.as_wire(), 20, &mut b);
+        assert_eq!(a, b);
+        for bad in [vec![], vec![0; 11], vec![0; 12], e.wire()[..e.wire().len() - 1].to_vec()] {
+            assert!(Entry::from_wire(bad, now, 30).is_none());
+        }
+        // Failure recheck window.
+        assert!(!back.refresh_failed_within(now, Duration::from_secs(30)));
+        back.mark_refresh_failed(now);
+        assert!(back.refresh_failed_within(now + Duration::from_secs(29), Duration::from_secs(30)));
+        assert!(!back.refresh_failed_within(now + Duration::from_secs(31), Duration::from_secs(30)));
+    }
+
+    #[test]
     fn hit_patches_id_flags_case_and_ttls() {
         let now = Instant::now();
         let e = Entry::new(&answer(), now, 30).unwrap();
