@@ -28,3 +28,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+# deploy/: manifests and Helm chart against Kubernetes' schemas, their Corefiles through
+# `kdns check`, the image layout, the dashboard's metric names.
+./scripts/validate-deploy.sh

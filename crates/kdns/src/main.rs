@@ -43,6 +43,16 @@ fn main() {
     if node_cache {
         std::process::exit(node_cache_mode(&args));
     }
+    match args.first().map(String::as_str) {
+        Some("check") => std::process::exit(check_command(&args[1..])),
+        Some("version") => {
+            for l in version_lines() {
+                println!("{l}");
+            }
+            std::process::exit(0);
+        }
+        _ => {}
+    }
     std::process::exit(cluster_dns(&invoked, &args));
 }
 
@@ -125,6 +135,44 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         version_lines: version_lines(),
         embedder: None,
     })
+}
+
+/// `kdns check [-conf FILE] [-dns.port N]`: validates a Corefile without binding anything and
+/// prints the effective server blocks, plugin chains and endpoints. Exit 0 when it would load.
+fn check_command(args: &[String]) -> i32 {
+    let parsed = match flags::parse(SPECS, args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let port_text = parsed.get("dns.port").or(parsed.get("p")).unwrap_or("53");
+    let Ok(dns_port) = port_text.parse::<u16>() else {
+        eprintln!("invalid port {port_text:?}");
+        return 2;
+    };
+    let path = parsed.get("conf").or(parsed.rest.first().map(String::as_str)).unwrap_or("Corefile");
+    let source = if path == "stdin" {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("cannot read Corefile from stdin: {e}");
+            return 1;
+        }
+        Source::Text { name: "stdin".into(), text }
+    } else {
+        Source::File(PathBuf::from(path))
+    };
+    match kdns_server::lifecycle::describe(&source, &kdns_plugins::all(), dns_port) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 /// node-cache mode: node-cache's flags plus CoreDNS's, the agent around the same server.

@@ -245,3 +245,27 @@ fn corefile_from_stdin() {
     assert!(ok, "-conf stdin reads the Corefile from standard input");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn check_describes_a_corefile_without_serving_it() {
+    let dir = temp_dir("check");
+    std::fs::write(
+        dir.join("Corefile"),
+        "cluster.local:5353 {\n    errors\n    cache 30\n    forward . 10.0.0.53\n    prometheus :9253\n    health :8080 {\n        lameduck 5s\n    }\n}\n.:5353 {\n    bind 127.0.0.1\n    whoami\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "-conf", "Corefile"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Corefile: OK, 2 server block(s)"), "{out}");
+    assert!(out.contains("cluster.local. on :5353\n    prometheus -> errors -> cache -> forward"), "{out}");
+    assert!(out.contains(". on 127.0.0.1:5353\n    whoami"), "{out}");
+    assert!(out.contains("http :8080/health") && out.contains("lameduck 5s"), "{out}");
+    std::fs::write(dir.join("Bad"), ".:53 {\n    forward\n}\n").unwrap();
+    let (code, _, err) = run(&["check", "-conf", "Bad"], &dir);
+    assert_eq!(code, 1);
+    assert!(err.contains("Bad:2 - Error during parsing"), "{err}");
+    let (code, out, _) = run(&["version"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("kdns-") && out.contains("CoreDNS-1.14.7 compatible"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -101,6 +101,42 @@ pub fn check(source: &Source, plugins: &[PluginDef], dns_port: u16) -> Result<()
     config::build(&corefile, plugins, dns_port, &dir).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// `kdns check`: validates like [`check`] and describes the result — every listener with the
+/// zones it serves and each zone's plugin chain (plugins with a query handler, in execution
+/// order), then the HTTP endpoints, lameduck and reload settings.
+pub fn describe(source: &Source, plugins: &[PluginDef], dns_port: u16) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let (corefile, hash, dir) = parse(source)?;
+    let instance = config::build(&corefile, plugins, dns_port, &dir).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK, {} server block(s)", source.read().map(|r| r.0).unwrap_or_default(), corefile.blocks.len());
+    for w in &corefile.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let mut chains: BTreeMap<(String, String), Vec<&'static str>> = BTreeMap::new();
+    for (server, zone, name) in &instance.enabled {
+        chains.entry((server.clone(), zone.clone())).or_default().push(name);
+    }
+    for ((server, zone), names) in &chains {
+        let listener = server.trim_start_matches("dns://");
+        let _ = writeln!(out, "{zone} on {listener}\n    {}", names.join(" -> "));
+    }
+    for (addr, path, _) in &instance.contrib.routes {
+        let _ = writeln!(out, "http {addr}{path}");
+    }
+    for (addr, _) in &instance.contrib.ready_addresses {
+        let _ = writeln!(out, "http {addr}/ready");
+    }
+    if let Some(d) = instance.contrib.lameduck {
+        let _ = writeln!(out, "lameduck {}", format_duration(d));
+    }
+    if let Some(r) = instance.contrib.reload {
+        let _ = writeln!(out, "reload every {} (jitter {})", format_duration(r.interval), format_duration(r.jitter));
+    }
+    let _ = writeln!(out, "SHA512 {hash}");
+    Ok(out)
+}
+
 /// What the reload poller compares: the parsed Corefile's SHA-512, or for a file that does not
 /// parse, a hash of its text — so a broken file fails (and is counted) once, not on every tick.
 fn fingerprint(source: &Source, parsed: &Result<(Corefile, String, PathBuf), String>) -> String {

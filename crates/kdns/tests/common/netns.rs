@@ -120,12 +120,19 @@ pub fn link(node: &Netns, cluster: &Netns) {
     cluster.run(&["ip", "link", "set", &b, "up"]);
 }
 
-/// The addon's ConfigMap `node-local-dns` (tests/data/nodelocaldns.Corefile, placeholders as
-/// kubernetes/kubernetes ships them) after the installer's sed: cluster domain, link-local IP and
-/// kube-dns IP filled in; `__PILLAR__CLUSTER__DNS__` and `__PILLAR__UPSTREAM__SERVERS__` are left
-/// for node-cache.
+/// The addon's ConfigMap `node-local-dns` (the Corefile in deploy/node-local-dns.yaml,
+/// placeholders as kubernetes/kubernetes ships them) after the installer's sed: cluster domain,
+/// link-local IP and kube-dns IP filled in; `__PILLAR__CLUSTER__DNS__` and
+/// `__PILLAR__UPSTREAM__SERVERS__` are left for node-cache.
 pub fn stock_template(local: &str, kube_dns: &str) -> String {
-    include_str!("../data/nodelocaldns.Corefile")
+    let manifest = include_str!("../../../../deploy/node-local-dns.yaml");
+    let start = manifest.find("  Corefile: |\n").expect("Corefile in the manifest") + "  Corefile: |\n".len();
+    let template: String = manifest[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    template
         .replace("__PILLAR__DNS__DOMAIN__", "cluster.local")
         .replace("__PILLAR__LOCAL__DNS__", local)
         .replace("__PILLAR__DNS__SERVER__", kube_dns)

