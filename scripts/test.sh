@@ -11,13 +11,14 @@ if [ "$(id -u)" = 0 ]; then
   command -v iptables-nft-restore >/dev/null || need+=(iptables)
   command -v nft >/dev/null || need+=(nftables)
   command -v dnsperf >/dev/null || need+=(dnsperf)
+  command -v chromium >/dev/null || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} for the node-cache namespace tests"
+    echo "installing ${need[*]} for the namespace and browser tests"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
-  # As root the namespace tests must run, never quietly skip.
-  export KDNS_REQUIRE_NETNS=1
+  # As root the namespace and browser tests must run, never quietly skip.
+  export KDNS_REQUIRE_NETNS=1 KDNS_REQUIRE_CHROMIUM=1
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -96,6 +96,10 @@ fn respond(routes: &Routes, path: &str) -> Response<Full<Bytes>> {
             let (s, b) = f();
             let ct = if path == "/metrics" {
                 "text/plain; version=0.0.4; charset=utf-8"
+            } else if path.ends_with(".json") {
+                "application/json"
+            } else if path == "/status" {
+                "text/html; charset=utf-8"
             } else {
                 "text/plain; charset=utf-8"
             };

@@ -109,7 +109,12 @@ pub fn describe(source: &Source, plugins: &[PluginDef], dns_port: u16) -> Result
     let (corefile, hash, dir) = parse(source)?;
     let instance = config::build(&corefile, plugins, dns_port, &dir).map_err(|e| e.to_string())?;
     let mut out = String::new();
-    let _ = writeln!(out, "{}: OK, {} server block(s)", source.read().map(|r| r.0).unwrap_or_default(), corefile.blocks.len());
+    let _ = writeln!(
+        out,
+        "{}: OK, {} server block(s)",
+        source.read().map(|r| r.0).unwrap_or_default(),
+        corefile.blocks.len()
+    );
     for w in &corefile.warnings {
         let _ = writeln!(out, "warning: {w}");
     }

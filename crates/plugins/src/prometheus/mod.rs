@@ -1,5 +1,6 @@
 //! `prometheus`: serves `/metrics` and records the per-query DNS metrics for its block.
 
+pub mod status;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ impl Plugin for Metrics {
     }
     fn observe(&self, req: &Request<'_>, done: &Done<'_>) {
         report(req, done.plugin, done.reply.rcode_value(), done.size);
+        status::observe(req, done);
     }
 }
 
@@ -36,6 +38,8 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         .with(&[env!("CARGO_PKG_VERSION"), option_env!("KDNS_REVISION").unwrap_or("unknown"), "rustc"])
         .set(1.0);
     metrics::panics_total().with(&[]);
-    ctx.contrib.routes.push((addr, "/metrics".into(), Arc::new(|| (200, metrics::registry().render()))));
+    ctx.contrib.routes.push((addr.clone(), "/metrics".into(), Arc::new(|| (200, metrics::registry().render()))));
+    ctx.contrib.routes.push((addr.clone(), "/status".into(), Arc::new(|| (200, status::PAGE.to_string()))));
+    ctx.contrib.routes.push((addr, "/status.json".into(), Arc::new(|| (200, status::json()))));
     Ok(Some(Arc::new(Metrics)))
 }
