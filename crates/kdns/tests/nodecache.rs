@@ -99,6 +99,8 @@ fn iptables_mode_with_the_stock_template() {
     let on_9253 = http_in(&node, "127.0.0.1:9253", "/metrics");
     assert!(on_9253.contains("coredns_nodecache_setup_errors_total"), "shared registry, as node-cache");
     assert!(on_9253.contains("coredns_dns_requests_total"));
+    let status = http_in(&node, "127.0.0.1:9253", "/status.json");
+    assert!(status.contains("\"nodecache\":{") && status.contains("\"intercepting\":1"), "{status}");
 
     // Rules deleted by someone else, a duplicate left by an older agent, an address removed:
     // all repaired by the next sync.

@@ -272,6 +272,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                     error!("DNS server (pid {pid}) exited: {status}");
                     if !agent.is_failed_open() {
                         agent.fail_open("exited").await;
+                        export_metrics(&metrics_file);
                     }
                     restart_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_BACKOFF);
@@ -322,6 +323,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                     failures = 0;
                     if agent.is_failed_open() {
                         agent.intercept().await;
+                        export_metrics(&metrics_file);
                         backoff = Duration::ZERO;
                     }
                 } else {
@@ -332,6 +334,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                         warning!("DNS server (pid {}) did not answer {failures} probes in a row: restarting it", c.pid);
                         if !agent.is_failed_open() {
                             agent.fail_open("hung").await;
+                            export_metrics(&metrics_file);
                         }
                         signal(c.pid, libc::SIGKILL);
                         failures = 0;
