@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use std::time::Duration;
 
@@ -80,6 +80,51 @@ fn malformed_queries_get_the_rfc_answer_and_the_server_survives() {
     cases.push(("QTYPE OPT", qtype_opt, Some(1)));
     cases.push(("QTYPE AXFR over UDP", query("example.org.", RecordType::AXFR).to_vec().unwrap(), Some(5)));
     cases.push(("QTYPE TSIG", query("example.org.", RecordType::TSIG).to_vec().unwrap(), Some(4)));
+    // The rest of reliability.md §3.1, row by row.
+    let mut qd_max = good();
+    qd_max[4] = 0xff;
+    qd_max[5] = 0xff;
+    cases.push(("QDCOUNT=65535", qd_max, Some(1)));
+    let mut label80 = good();
+    label80[12] = 0x80;
+    cases.push(("label type 0x80", label80, Some(1)));
+    let mut forward_ptr = good()[..12].to_vec();
+    forward_ptr.extend_from_slice(&[0xC0, 18, 0, 1, 0, 1, 3, b'c', b'o', b'm', 0]);
+    cases.push(("forward pointer", forward_ptr, Some(1)));
+    for (what, opcode) in [("opcode STATUS", 2u8), ("opcode NOTIFY", 4), ("opcode 15", 15)] {
+        let mut p = good();
+        p[2] |= opcode << 3;
+        cases.push((what, p, Some(4)));
+    }
+    for (what, class) in [("class CH", 3u16), ("class NONE", 254), ("class ANY", 255), ("class 1234", 1234)] {
+        let mut p = good();
+        let n = p.len();
+        p[n - 2..].copy_from_slice(&class.to_be_bytes());
+        cases.push((what, p, Some(5)));
+    }
+    cases.push(("QTYPE MAILB", query("example.org.", RecordType::Unknown(253)).to_vec().unwrap(), Some(4)));
+    cases.push(("QTYPE MAILA", query("example.org.", RecordType::Unknown(254)).to_vec().unwrap(), Some(4)));
+    cases.push(("QTYPE TKEY", query("example.org.", RecordType::Unknown(249)).to_vec().unwrap(), Some(4)));
+    cases.push(("QTYPE IXFR over UDP", query("example.org.", RecordType::IXFR).to_vec().unwrap(), Some(5)));
+    // OPT: RDATA with an option whose length runs past the RDATA; RDLEN past the packet.
+    let edns = |rdata: &[u8], rdlen: u16| {
+        let mut b = good();
+        b[11] = 1;
+        b.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        b.extend_from_slice(&rdlen.to_be_bytes());
+        b.extend_from_slice(rdata);
+        b
+    };
+    cases.push(("EDNS option overruns RDATA", edns(&[0, 10, 0, 8, 1, 2], 6), Some(1)));
+    cases.push(("OPT RDLEN beyond packet", edns(&[0, 10, 0, 2, 1, 2], 60), Some(1)));
+    let mut ar_missing = good();
+    ar_missing[11] = 1;
+    cases.push(("ARCOUNT=1, no record", ar_missing, Some(1)));
+    let mut an_garbage = good();
+    an_garbage[7] = 1;
+    an_garbage.extend_from_slice(&[0xff, 0xff, 0xff]);
+    cases.push(("ANCOUNT=1 garbage", an_garbage, Some(1)));
+    cases.push(("malformed COOKIE (5 octets)", edns(&[0, 10, 0, 5, 1, 2, 3, 4, 5], 9), Some(1)));
 
     for (what, packet, want) in cases {
         let reply = udp_raw(a, &packet, wait);
@@ -116,6 +161,36 @@ fn tolerated_oddities_are_answered() {
     assert_eq!(rcode_of(&udp_raw(k.addr(), &tc, Duration::from_secs(2)).unwrap()), 0);
     let unknown = query("example.org.", RecordType::Unknown(65280)).to_vec().unwrap();
     assert_eq!(rcode_of(&udp_raw(k.addr(), &unknown, Duration::from_secs(2)).unwrap()), 0);
+    // RD=0 is forwarded/answered like any query (CoreDNS-compatible); QTYPE ANY and QTYPE 0 are
+    // answered.
+    let mut rd0 = good();
+    rd0[2] &= !0x01;
+    assert_eq!(rcode_of(&udp_raw(k.addr(), &rd0, Duration::from_secs(2)).unwrap()), 0);
+    let any = query("example.org.", RecordType::ANY).to_vec().unwrap();
+    assert_eq!(rcode_of(&udp_raw(k.addr(), &any, Duration::from_secs(2)).unwrap()), 0);
+    let zero = query("example.org.", RecordType::Unknown(0)).to_vec().unwrap();
+    let rc = rcode_of(&udp_raw(k.addr(), &zero, Duration::from_secs(2)).unwrap());
+    assert!(rc == 0 || rc == 1, "QTYPE 0: answered or FORMERR, got {rc}");
+    // EDNS version 1: BADVERS (extended rcode 16) with an OPT of version 0.
+    let mut m = with_edns(query("example.org.", RecordType::A), 1232);
+    if let Some(e) = m.edns.as_mut() {
+        e.set_version(1);
+    }
+    let reply = Message::from_vec(&udp_raw(k.addr(), &m.to_vec().unwrap(), Duration::from_secs(2)).unwrap()).unwrap();
+    assert_eq!(u16::from(reply.metadata.response_code), 16, "BADVERS");
+    assert_eq!(reply.edns.as_ref().map(|e| e.version()), Some(0));
+    // Buffer size 100 is treated as 512; an unknown option is ignored and not echoed.
+    let small = with_edns(query("example.org.", RecordType::A), 100);
+    let reply =
+        Message::from_vec(&udp_raw(k.addr(), &small.to_vec().unwrap(), Duration::from_secs(2)).unwrap()).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    let mut unknown_opt = with_edns(query("example.org.", RecordType::A), 1232).to_vec().unwrap();
+    let n = unknown_opt.len();
+    unknown_opt[n - 2..].copy_from_slice(&6u16.to_be_bytes());
+    unknown_opt.extend_from_slice(&[0xfd, 0xe9, 0, 2, 7, 7]);
+    let reply = udp_raw(k.addr(), &unknown_opt, Duration::from_secs(2)).unwrap();
+    assert_eq!(rcode_of(&reply), 0);
+    assert!(!reply.windows(2).any(|w| w == [0xfd, 0xe9]), "unknown option not echoed");
 }
 
 #[test]

@@ -40,6 +40,12 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
         Err(WireError::Short | _) => return Err(Rejection::Header(header, rcode::FORMERR)),
     };
     if let Some(edns) = &msg.edns {
+        // RFC 7873 §5.2.2: a COOKIE option that cannot hold a client cookie (8 octets) plus an
+        // optional server cookie (8 to 32 octets) is a malformed query.
+        if edns.options.iter().any(|(code, data)| *code == 10 && !(data.len() == 8 || (16..=40).contains(&data.len())))
+        {
+            return Err(Rejection::Header(header, rcode::FORMERR));
+        }
         if edns.version > 0 {
             let mut reply = Message::reply_to(&msg);
             reply.rcode = rcode::BADVERS;
