@@ -250,6 +250,38 @@ async fn udp_loop(
     }
 }
 
+/// TCP connections open in this process, and how many may be: half the descriptor limit, so
+/// a connection flood never takes the descriptors UDP replies, upstream exchanges and the admin
+/// listeners need. Connections beyond it are accepted and closed at once (so the kernel's
+/// backlog does not fill and stall accepts) and counted.
+static TCP_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+#[allow(unsafe_code)]
+fn tcp_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit only writes the struct we pass.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 1024 };
+        (soft.min(1 << 20) as usize / 2).max(16)
+    })
+}
+
+crate::metric_family!(
+    tcp_shed,
+    "kdns_tcp_connections_shed_total",
+    "TCP connections closed at once because the connection limit (half of RLIMIT_NOFILE) was reached (kdns addition).",
+    crate::metrics::Kind::Counter,
+    []
+);
+
+struct TcpSlot;
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        TCP_OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn tcp_accept(
     listener: TcpListener,
     cell: TableCell,
@@ -263,8 +295,27 @@ async fn tcp_accept(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if TCP_OPEN.fetch_add(1, Ordering::AcqRel) >= tcp_limit() {
+                    TCP_OPEN.fetch_sub(1, Ordering::AcqRel);
+                    drop(stream);
+                    let shed = tcp_shed();
+                    if shed.with(&[]).get() % 1000 == 0 {
+                        crate::warning!(
+                            "{} TCP connections open (limit {}, half of RLIMIT_NOFILE): closing new ones",
+                            tcp_limit(),
+                            tcp_limit()
+                        );
+                    }
+                    shed.with(&[]).inc();
+                    continue;
+                }
+                let slot = TcpSlot;
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(tcp_conn(stream, unmap(peer), cell.clone(), inflight.clone()));
+                let (cell, inflight) = (cell.clone(), inflight.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    tcp_conn(stream, unmap(peer), cell, inflight).await
+                });
             }
             Err(e) => {
                 crate::debug!("tcp accept error: {e}");
