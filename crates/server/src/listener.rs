@@ -299,7 +299,7 @@ async fn tcp_accept(
                     TCP_OPEN.fetch_sub(1, Ordering::AcqRel);
                     drop(stream);
                     let shed = tcp_shed();
-                    if shed.with(&[]).get() % 1000 == 0 {
+                    if shed.with(&[]).get().is_multiple_of(1000) {
                         crate::warning!(
                             "{} TCP connections open (limit {}, half of RLIMIT_NOFILE): closing new ones",
                             tcp_limit(),
