@@ -26,6 +26,9 @@ pub struct Address {
 
 /// Parses one server-block key.
 pub fn parse_key(key: &str) -> Result<Address, String> {
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(format!("invalid server block key {key:?}: control character {:?}", c));
+    }
     let (scheme, rest) = match key.find("://") {
         Some(i) => (&key[..i], &key[i + 3..]),
         None => ("dns", key),

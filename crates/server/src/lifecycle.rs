@@ -33,15 +33,19 @@ pub enum Source {
 impl Source {
     pub fn read(&self) -> Result<(String, String, PathBuf), String> {
         match self {
-            Source::File(p) => std::fs::read_to_string(p)
-                .map(|t| {
-                    (
-                        p.display().to_string(),
-                        t,
-                        p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
-                    )
-                })
-                .map_err(|e| format!("{}: {e}", p.display())),
+            Source::File(p) => {
+                let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    let at = e.utf8_error().valid_up_to();
+                    let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                    format!("{}:{line} - Error during parsing: invalid UTF-8", p.display())
+                })?;
+                Ok((
+                    p.display().to_string(),
+                    text,
+                    p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+                ))
+            }
             Source::Text { name, text } => Ok((name.clone(), text.clone(), PathBuf::from("."))),
         }
     }

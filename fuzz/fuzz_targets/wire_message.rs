@@ -1,0 +1,33 @@
+//! Any bytes as an upstream response (names, compression, every RR type, EDNS options): decoding
+//! never panics, and whatever decodes re-encodes into something that decodes again with the same
+//! sections (kdns only ever caches and relays its own encoding of a validated parse).
+#![no_main]
+use kdns_wire::{Message, Name};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // Names alone, at every offset (pointers, loops, labels > 63, over-long names).
+    for pos in 0..data.len().min(64) {
+        if let Ok((name, _)) = Name::read(data, pos) {
+            assert!(name.as_wire().len() <= 255);
+            let text = name.to_string();
+            assert!(Name::from_ascii(&text).is_ok(), "{text:?} does not parse back");
+        }
+    }
+    let Ok(m) = Message::decode(data) else { return };
+    let again = Message::decode(&m.to_vec()).expect("our own encoding decodes");
+    assert_eq!(again.questions, m.questions);
+    assert_eq!(again.answers.len(), m.answers.len());
+    assert_eq!(again.authority.len(), m.authority.len());
+    assert_eq!(again.additional.len(), m.additional.len());
+    assert_eq!(again.edns.is_some(), m.edns.is_some());
+    // Truncation to any UDP size keeps a decodable message.
+    for size in [512usize, 1232] {
+        let mut out = Vec::new();
+        m.encode(&mut out, size);
+        if m.questions.len() <= 1 {
+            assert!(out.len() <= size, "{} bytes over {size}", out.len());
+        }
+        Message::decode(&out).expect("a truncated encoding decodes");
+    }
+});
