@@ -32,3 +32,6 @@ cargo nextest run --workspace --locked --no-fail-fast "$@"
 # deploy/: manifests and Helm chart against Kubernetes' schemas, their Corefiles through
 # `kdns check`, the image layout, the dashboard's metric names.
 ./scripts/validate-deploy.sh
+# Bounded fuzzing of every target from the committed seeds (20 s each; long runs:
+# `scripts/fuzz.sh 600`).
+./scripts/fuzz.sh "${KDNS_FUZZ_SECONDS:-20}"
