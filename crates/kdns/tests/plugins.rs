@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use std::time::Duration;
 
@@ -117,4 +117,37 @@ fn bufsize_lowers_the_clients_edns_size() {
     assert!(raw.len() <= 512, "reply truncated to bufsize: {}", raw.len());
     let r = hickory_proto::op::Message::from_vec(&raw).unwrap();
     assert!(r.metadata.truncation);
+}
+
+#[test]
+fn acl_allows_blocks_filters_and_drops_by_source_and_type() {
+    let metrics = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    bind 127.0.0.1\n    prometheus 127.0.0.1:{metrics}\n    acl {{\n        drop net 127.0.0.9\n        block net 127.0.0.7\n        filter type MX\n        allow\n    }}\n    whoami\n}}\n"
+    ));
+    let ask = |src: &str, qtype: RecordType| -> Option<Message> {
+        let s = std::net::UdpSocket::bind((src, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.send_to(&query("who.example.", qtype).to_vec().unwrap(), k.addr()).unwrap();
+        let mut buf = [0u8; 1500];
+        s.recv(&mut buf).ok().map(|n| Message::from_vec(&buf[..n]).unwrap())
+    };
+    let ok = ask("127.0.0.1", RecordType::A).expect("allowed");
+    assert_eq!(ok.metadata.response_code, ResponseCode::NoError);
+    assert!(!ok.additionals.is_empty(), "whoami answered");
+    assert_eq!(ask("127.0.0.7", RecordType::A).expect("blocked").metadata.response_code, ResponseCode::Refused);
+    let mx = ask("127.0.0.1", RecordType::MX).expect("filtered");
+    assert_eq!(mx.metadata.response_code, ResponseCode::NoError);
+    assert!(mx.answers.is_empty() && mx.additionals.is_empty(), "{mx:?}");
+    assert!(ask("127.0.0.9", RecordType::A).is_none(), "dropped: no reply");
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    for (m, v) in [
+        ("coredns_acl_blocked_requests_total{server=\"dns://127.0.0.1:", 1.0),
+        ("coredns_acl_dropped_requests_total{server=\"dns://127.0.0.1:", 1.0),
+        ("coredns_acl_filtered_requests_total{server=\"dns://127.0.0.1:", 1.0),
+    ] {
+        let line = scrape.lines().find(|l| l.starts_with(m)).unwrap_or_else(|| panic!("{m} missing\n{scrape}"));
+        assert!(line.ends_with(&format!(" {v}")), "{line}");
+    }
+    assert!(scrape.contains("coredns_acl_allowed_requests_total{server=\"dns://127.0.0.1:"));
 }

@@ -3,6 +3,7 @@
 //! documentation with CoreDNS's sections) and `tests.rs`. [`all`] is the list the binary
 //! registers; `plugin.cfg` decides their order in a chain.
 
+pub mod acl;
 pub mod any;
 pub mod autopath;
 pub mod bind;
@@ -100,7 +101,8 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 23] = [
+    let defs: [(&'static str, SetupFn); 24] = [
+        ("acl", acl::setup),
         ("any", any::setup),
         ("autopath", autopath::setup),
         ("bind", bind::setup),

@@ -162,6 +162,7 @@ pub fn handle(
             wire_len: packet.len(),
             start,
         })),
+        Step::Drop => Outcome::Drop,
         Step::Next => unreachable!("run_chain never returns Next"),
     }
 }
@@ -195,6 +196,8 @@ impl Rest {
         let reply = match step {
             Step::Pending(fut) => self.origin.settle(fut, &msg).await,
             Step::Reply(r) => r,
+            // A background run has no client to stay silent to: a dropped query is a failure.
+            Step::Drop => Reply::servfail(&msg, "dropped".into()),
             Step::Next => unreachable!("run_chain never returns Next"),
         };
         self.way_back(&msg, start, index, reply)

@@ -209,6 +209,8 @@ pub enum Step {
     Next,
     Reply(Reply),
     Pending(BoxFuture),
+    /// Send nothing back (the `acl` plugin's `drop`).
+    Drop,
 }
 
 /// What observers see after the reply went out.

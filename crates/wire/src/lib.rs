@@ -114,6 +114,15 @@ pub mod rtype {
         };
         std::borrow::Cow::Borrowed(s)
     }
+
+    /// The type for a mnemonic (case-insensitive) or `TYPEnnn`, as miekg/dns's `StringToType`.
+    pub fn from_name(text: &str) -> Option<u16> {
+        let upper = text.to_ascii_uppercase();
+        if let Some(n) = upper.strip_prefix("TYPE") {
+            return n.parse().ok();
+        }
+        (0..=u16::MAX).take(300).find(|t| name(*t) == upper.as_str())
+    }
 }
 
 pub mod class {
