@@ -151,3 +151,37 @@ fn acl_allows_blocks_filters_and_drops_by_source_and_type() {
     }
     assert!(scrape.contains("coredns_acl_allowed_requests_total{server=\"dns://127.0.0.1:"));
 }
+
+#[test]
+fn rewrite_name_type_and_ttl_with_answers_restored() {
+    let k = Kdns::start(
+        ".:PORT {\n    bind 127.0.0.1\n    rewrite continue name exact old.example.org new.example.org answer auto\n    rewrite ttl exact new.example.org 30\n    rewrite name suffix .legacy.internal .example.org\n    rewrite type MX A\n    hosts {\n        10.0.0.5 new.example.org\n        10.0.0.6 web.example.org\n    }\n}\n",
+    );
+    // Exact rename with `answer auto`: the client sees its own name everywhere.
+    let r = udp(k.addr(), &query("old.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.queries[0].name().to_string(), "old.example.org.");
+    assert_eq!(r.answers.len(), 1, "{r:?}");
+    assert_eq!(r.answers[0].name.to_string(), "old.example.org.");
+    assert_eq!(r.answers[0].data, RData::A("10.0.0.5".parse().unwrap()));
+    assert_eq!(r.answers[0].ttl, 30, "continue: the ttl rule applied too");
+    // Suffix rename without answer rewriting: the question is restored, the answer keeps the
+    // name that was looked up (CoreDNS's behaviour).
+    let r = udp(k.addr(), &query("web.legacy.internal.", RecordType::A));
+    assert_eq!(r.queries[0].name().to_string(), "web.legacy.internal.");
+    assert_eq!(r.answers[0].name.to_string(), "web.example.org.");
+    assert_eq!(r.answers[0].data, RData::A("10.0.0.6".parse().unwrap()));
+    // Type rewrite: an MX question answered as A, question type restored.
+    let r = udp(k.addr(), &query("web.example.org.", RecordType::MX));
+    assert_eq!(r.queries[0].query_type(), RecordType::MX);
+    assert_eq!(r.answers[0].data, RData::A("10.0.0.6".parse().unwrap()));
+    // Names no rule touches pass untouched.
+    let r = udp(k.addr(), &query("web.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].ttl, 3600);
+    // A broken rule fails at startup with file and line.
+    let dir = temp_dir("rw");
+    std::fs::write(dir.join("Corefile"), ".:53 {\n    rewrite name regex ([ x\n    whoami\n}\n").unwrap();
+    let (code, _, err) = run_to_exit(&["-conf", "Corefile"], &dir);
+    assert_eq!(code, 1);
+    assert!(err.contains("Corefile:2") && err.contains("plugin/rewrite: invalid regex"), "{err}");
+}

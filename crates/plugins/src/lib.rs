@@ -26,6 +26,7 @@ pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
+pub mod rewrite;
 pub mod whoami;
 
 #[cfg(test)]
@@ -101,8 +102,9 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 24] = [
+    let defs: [(&'static str, SetupFn); 25] = [
         ("acl", acl::setup),
+        ("rewrite", rewrite::setup),
         ("any", any::setup),
         ("autopath", autopath::setup),
         ("bind", bind::setup),

@@ -1,0 +1,151 @@
+use super::{Answer, Field, Match, Rewrite, Rule};
+use kdns_corefile::{Directive, Error, Token};
+use kdns_server::plugin::{Plugin, SetupCtx};
+use regex::Regex;
+use std::sync::Arc;
+
+/// `rewrite [continue|stop] FIELD [TYPE] FROM TO [answer …]`, any number of times per block.
+pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
+    let mut rules = Vec::new();
+    for d in ds {
+        rules.push(rule(d)?);
+    }
+    Ok(Some(Arc::new(Rewrite { rules })))
+}
+
+fn err(t: &Token, msg: impl std::fmt::Display) -> Error {
+    Error::at(t, format!("plugin/rewrite: {msg}"))
+}
+
+fn fqdn(s: &str) -> String {
+    let l = s.to_ascii_lowercase();
+    if l.ends_with('.') {
+        l
+    } else {
+        format!("{l}.")
+    }
+}
+
+fn regex(t: &Token) -> Result<Regex, Error> {
+    Regex::new(&t.text).map_err(|e| err(t, format!("invalid regex {:?}: {e}", t.text)))
+}
+
+fn matcher(kind: &str, from: &Token, to: &Token) -> Result<(Match, String), Error> {
+    Ok(match kind {
+        "exact" => (Match::Exact(fqdn(&from.text)), fqdn(&to.text)),
+        "prefix" => (Match::Prefix(from.text.to_ascii_lowercase()), to.text.to_ascii_lowercase()),
+        "suffix" => (Match::Suffix(fqdn(&from.text)), fqdn(&to.text)),
+        "substring" => (Match::Substring(from.text.to_ascii_lowercase()), to.text.to_ascii_lowercase()),
+        "regex" => (Match::Regex(regex(from)?, to.text.clone()), String::new()),
+        other => return Err(err(from, format!("unknown match type {other:?}"))),
+    })
+}
+
+pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
+    let args: Vec<&Token> = d.args.iter().collect();
+    let mut i = 0;
+    let mut stop = true;
+    if let Some(a) = args.first() {
+        match a.text.as_str() {
+            "continue" => {
+                stop = false;
+                i = 1;
+            }
+            "stop" => i = 1,
+            _ => {}
+        }
+    }
+    let field = args.get(i).ok_or_else(|| Error::at(&d.name, "plugin/rewrite: missing FIELD"))?;
+    let rest = &args[i + 1..];
+    let field = match field.text.as_str() {
+        "name" => {
+            let kinds = ["exact", "prefix", "suffix", "substring", "regex"];
+            let (kind, from_to) = match rest.first() {
+                Some(t) if kinds.contains(&t.text.as_str()) => (t.text.as_str(), &rest[1..]),
+                _ => ("exact", rest),
+            };
+            let (Some(from), Some(to)) = (from_to.first(), from_to.get(1)) else {
+                return Err(err(field, "name needs FROM and TO"));
+            };
+            let (m, to_text) = matcher(kind, from, to)?;
+            let mut answers = Vec::new();
+            let mut opts = from_to[2..].iter();
+            while let Some(t) = opts.next() {
+                if t.text != "answer" {
+                    return Err(err(t, format!("unexpected option {:?}", t.text)));
+                }
+                let what = opts.next().ok_or_else(|| err(t, "answer needs auto, name or value"))?;
+                match what.text.as_str() {
+                    "auto" => answers.push(Answer::Auto),
+                    "name" | "value" => {
+                        let (Some(f), Some(to)) = (opts.next(), opts.next()) else {
+                            return Err(err(what, format!("answer {} needs FROM and TO", what.text)));
+                        };
+                        let re = regex(f)?;
+                        answers.push(if what.text == "name" {
+                            Answer::Name(re, to.text.clone())
+                        } else {
+                            Answer::Value(re, to.text.clone())
+                        });
+                    }
+                    other => return Err(err(what, format!("unknown answer rewrite {other:?}"))),
+                }
+            }
+            Field::Name { matcher: m, to: to_text, answers }
+        }
+        "type" | "class" => {
+            let (Some(from), Some(to), None) = (rest.first(), rest.get(1), rest.get(2)) else {
+                return Err(err(field, format!("{} needs exactly FROM and TO", field.text)));
+            };
+            let parse = |t: &Token| -> Result<u16, Error> {
+                if field.text == "type" {
+                    kdns_wire::rtype::from_name(&t.text).ok_or_else(|| err(t, format!("invalid type {:?}", t.text)))
+                } else {
+                    match t.text.to_ascii_uppercase().as_str() {
+                        "IN" => Ok(1),
+                        "CH" => Ok(3),
+                        "HS" => Ok(4),
+                        _ => Err(err(t, format!("invalid class {:?}", t.text))),
+                    }
+                }
+            };
+            let (from, to) = (parse(from)?, parse(to)?);
+            if field.text == "type" {
+                Field::Type { from, to }
+            } else {
+                Field::Class { from, to }
+            }
+        }
+        "ttl" => {
+            let kinds = ["exact", "prefix", "suffix", "substring", "regex"];
+            let (kind, rest) = match rest.first() {
+                Some(t) if kinds.contains(&t.text.as_str()) => (t.text.as_str(), &rest[1..]),
+                _ => ("exact", rest),
+            };
+            let (Some(from), Some(value), None) = (rest.first(), rest.get(1), rest.get(2)) else {
+                return Err(err(field, "ttl needs a name and a TTL or range"));
+            };
+            let (m, _) = matcher(kind, from, from)?;
+            let bad = || err(value, format!("invalid TTL {:?}", value.text));
+            let (min, max) = match value.text.split_once('-') {
+                Some((a, b)) => (
+                    if a.is_empty() { 0 } else { a.parse().map_err(|_| bad())? },
+                    if b.is_empty() { u32::MAX } else { b.parse().map_err(|_| bad())? },
+                ),
+                None => {
+                    let v: u32 = value.text.parse().map_err(|_| bad())?;
+                    (v, v)
+                }
+            };
+            if min > max {
+                return Err(bad());
+            }
+            Field::Ttl { matcher: m, min, max }
+        }
+        "edns0" | "cname" | "rcode" => {
+            return Err(err(field, format!("field {:?} is not supported by this kdns build yet", field.text)))
+        }
+        other => return Err(err(field, format!("invalid field {other:?}"))),
+    };
+    Ok(Rule { stop, field })
+}
