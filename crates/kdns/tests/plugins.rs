@@ -185,3 +185,32 @@ fn rewrite_name_type_and_ttl_with_answers_restored() {
     assert_eq!(code, 1);
     assert!(err.contains("Corefile:2") && err.contains("plugin/rewrite: invalid regex"), "{err}");
 }
+
+#[test]
+fn template_answers_from_regex_groups_and_blocks_aaaa() {
+    let metrics = free_port();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    bind 127.0.0.1\n    prometheus 127.0.0.1:{metrics}\n    template IN A ip.example {{\n        match \"^ip-(?P<a>[0-9]+)-(?P<b>[0-9]+)\\.ip\\.example\\.$\"\n        answer \"{{{{ .Name }}}} 60 IN A 10.0.{{{{ .Group.a }}}}.{{{{ index .Match 2 }}}}\"\n    }}\n    template ANY AAAA {{\n        rcode NOERROR\n    }}\n    template IN TXT other.example {{\n        match ^known\\.\n        answer \"{{{{ .Name }}}} 5 IN TXT \\\"hello {{{{ .Remote }}}}\\\"\"\n        fallthrough\n    }}\n    template IN MX strict.example {{\n        match ^mail\\.\n        answer \"{{{{ .Name }}}} 5 IN MX 10 mx.strict.example.\"\n    }}\n    whoami\n}}\n"
+    ));
+    let r = udp(k.addr(), &query("ip-1-2.ip.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.metadata.authoritative);
+    assert_eq!(r.answers[0].data, RData::A("10.0.1.2".parse().unwrap()));
+    assert_eq!(r.answers[0].ttl, 60);
+    // AAAA blocked everywhere with an empty NOERROR.
+    let r = udp(k.addr(), &query("anything.example.", RecordType::AAAA));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.answers.is_empty());
+    // A matching TXT uses the client's address; a name the regex does not match falls through.
+    let r = udp(k.addr(), &query("known.other.example.", RecordType::TXT));
+    assert_eq!(r.answers[0].data, RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["hello 127.0.0.1".into()])));
+    let r = udp(k.addr(), &query("unknown.other.example.", RecordType::TXT));
+    assert!(!r.additionals.is_empty(), "fell through to whoami");
+    // Without fallthrough, a non-matching name is NXDOMAIN.
+    let r = udp(k.addr(), &query("www.strict.example.", RecordType::MX));
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let r = udp(k.addr(), &query("mail.strict.example.", RecordType::MX));
+    assert_eq!(r.answers.len(), 1);
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    assert!(scrape.contains("coredns_template_matches_total{class=\"IN\",server=\"dns://127.0.0.1:"), "{scrape}");
+}

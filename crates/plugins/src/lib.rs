@@ -27,6 +27,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod reload;
 pub mod rewrite;
+pub mod template;
 pub mod whoami;
 
 #[cfg(test)]
@@ -102,9 +103,10 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 25] = [
+    let defs: [(&'static str, SetupFn); 26] = [
         ("acl", acl::setup),
         ("rewrite", rewrite::setup),
+        ("template", template::setup),
         ("any", any::setup),
         ("autopath", autopath::setup),
         ("bind", bind::setup),

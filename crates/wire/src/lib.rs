@@ -9,6 +9,7 @@
 pub mod message;
 pub mod name;
 pub mod query;
+pub mod text;
 
 pub use message::{flag, Edns, Encoded, Header, Message, Question, RData, Record};
 pub use name::Name;
