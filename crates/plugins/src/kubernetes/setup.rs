@@ -157,6 +157,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                     .filter(|t| *t <= 3600)
                     .ok_or_else(|| err(v, format!("ttl must be in range [0, 3600]: {}", v.text)))?;
             }
+            // Removed from CoreDNS in 1.9 (kubeadm's Corefiles up to Kubernetes 1.15 carry it);
+            // accepted and ignored so such a Corefile still loads.
+            "upstream" => {
+                kdns_server::warning!(plugin = "kubernetes", "upstream option is deprecated and ignored");
+            }
             "noendpoints" => {
                 if !vals.is_empty() {
                     return Err(d.arg_err(prop));
