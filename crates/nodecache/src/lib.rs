@@ -82,11 +82,7 @@ struct State {
 
 impl Agent {
     /// Checks the environment (rule backend available, upstream variable when the template
-    /// needs it) and writes the first Corefile. Nothing on the node changes here.
-    pub fn new(settings: Settings, plugins: Vec<PluginDef>) -> Result<Agent, String> {
-        Self::with_role(settings, plugins, Role::InProcess, (0, 0))
-    }
-
+    /// needs it) and writes the first Corefile; nothing on the node changes here.
     /// `probe_ports`: the supervisor's probe sockets (v4, v6), exempted from the fallback.
     pub fn with_role(
         mut settings: Settings,
@@ -142,10 +138,6 @@ impl Agent {
     /// The Corefile source the server loads.
     pub fn source(&self) -> Source {
         Source::File(self.settings.conf.clone())
-    }
-
-    pub fn backend_name(&self) -> String {
-        self.backend.as_ref().map(|b| b.name()).unwrap_or_else(|| "none".into())
     }
 
     fn cluster_dns(&self) -> Result<IpAddr, String> {
@@ -436,18 +428,9 @@ impl Agent {
         &self.settings
     }
 
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
     /// The periodic sync (interface and rules of the current mode).
     pub async fn sync(&self) {
         self.setup_networking(true).await;
-    }
-
-    /// Sets the interface up (no rules): before anything binds the local IPs.
-    pub async fn prepare_interface(&self) {
-        self.setup_networking(false).await;
     }
 
     /// Polls the template and kube-dns directories; true when a new Corefile was written.
@@ -568,9 +551,9 @@ impl Embedder for NodeCache {
 }
 
 fn pick_backend(firewall: Firewall) -> Result<Arc<dyn Backend>, String> {
-    let nft_available = which("nft");
+    let nft_available = rules::on_path("nft");
     let iptables_available =
-        ["iptables-nft-restore", "iptables-legacy-restore", "iptables-restore"].iter().any(|p| which(p));
+        ["iptables-nft-restore", "iptables-legacy-restore", "iptables-restore"].iter().any(|p| rules::on_path(p));
     match firewall {
         Firewall::Nftables if nft_available => Ok(Arc::new(rules::Nftables)),
         Firewall::Nftables => Err("-firewall nftables: the nft command is not installed".into()),
@@ -585,10 +568,6 @@ fn pick_backend(firewall: Firewall) -> Result<Arc<dyn Backend>, String> {
     }
 }
 
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
-}
-
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -597,16 +576,4 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     ));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-/// The sync interval actually used, for logs.
-pub fn describe(settings: &Settings) -> String {
-    format!(
-        "node-cache: local IPs {}, interface {} ({}), rules {}, sync every {:?}",
-        settings.local_ip_list(),
-        settings.interface_name,
-        if settings.setup_interface { "managed" } else { "not managed" },
-        if settings.setup_iptables { "managed" } else { "not managed" },
-        settings.sync_interval
-    )
 }

@@ -231,7 +231,7 @@ impl std::fmt::Display for RuleError {
 
 fn err(message: impl Into<String>) -> RuleError {
     let message = message.into();
-    let lock = message.contains("holding the xtables lock") || message.contains("xtables lock");
+    let lock = message.contains("xtables lock");
     RuleError { message, lock }
 }
 
@@ -268,7 +268,8 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Rule
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn on_path(program: &str) -> bool {
+/// Whether `program` is an executable file on PATH.
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 

@@ -116,11 +116,18 @@ impl Settings {
         let health_port = port("health-port", value("health-port"))?;
         let sync_interval = parse_sync_interval(&value("syncinterval"))
             .map_err(|e| format!("invalid -syncinterval {:?}: {e}", value("syncinterval")))?;
-        let config_sync_interval = parse_go_duration(&value("configsyncinterval"))
-            .filter(|d| *d >= Duration::from_millis(100))
-            .ok_or_else(|| {
-                format!("invalid -configsyncinterval {:?}: a duration of at least 100ms", value("configsyncinterval"))
-            })?;
+        // A Go duration within [min, max].
+        let duration_flag = |flag: &str, min: Duration, max: Duration| -> Result<Duration, String> {
+            parse_go_duration(&value(flag)).filter(|d| (min..=max).contains(d)).ok_or_else(|| {
+                let range = if max == Duration::MAX {
+                    format!("of at least {min:?}")
+                } else {
+                    format!("from {min:?} to {max:?}")
+                };
+                format!("invalid -{flag} {:?}: a duration {range}", value(flag))
+            })
+        };
+        let config_sync_interval = duration_flag("configsyncinterval", Duration::from_millis(100), Duration::MAX)?;
         let interface_name = value("interfacename");
         if interface_name.is_empty()
             || interface_name.len() > 15
@@ -152,13 +159,9 @@ impl Settings {
             "nftables" => Firewall::Nftables,
             other => return Err(format!("invalid -firewall {other:?}: one of auto, iptables, nftables")),
         };
-        let duration_flag = |flag: &str, min: Duration| -> Result<Duration, String> {
-            parse_go_duration(&value(flag))
-                .filter(|d| *d >= min && *d <= Duration::from_secs(3600))
-                .ok_or_else(|| format!("invalid -{flag} {:?}: a duration from {min:?} to 1h", value(flag)))
-        };
-        let probe_interval = duration_flag("probeinterval", Duration::from_millis(50))?;
-        let probe_timeout = duration_flag("probetimeout", Duration::from_millis(10))?;
+        let hour = Duration::from_secs(3600);
+        let probe_interval = duration_flag("probeinterval", Duration::from_millis(50), hour)?;
+        let probe_timeout = duration_flag("probetimeout", Duration::from_millis(10), hour)?;
         let probe_failures = value("probefailures")
             .parse::<u32>()
             .ok()

@@ -72,7 +72,7 @@ impl Probe {
             v6,
             targets: local_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
             timeout,
-            next_id: fastrand_id(),
+            next_id: fastrand::u16(..),
         })
     }
 
@@ -122,10 +122,6 @@ impl Probe {
         }
         true
     }
-}
-
-fn fastrand_id() -> u16 {
-    (peers::now_ms() as u16) ^ (std::process::id() as u16)
 }
 
 /// `kdns-probe. CH TXT`, answered by the server core itself.
