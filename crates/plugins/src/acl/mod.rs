@@ -7,10 +7,11 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_server::metrics::Kind;
+use kdns_server::metrics::{Kind, Series};
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
 use kdns_wire::{rcode, Message, Name};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock, RwLock};
 
 kdns_server::metric_family!(pub blocked, "coredns_acl_blocked_requests_total", "Counter of DNS requests being blocked.", Kind::Counter, ["server", "zone", "view"]);
 kdns_server::metric_family!(pub filtered, "coredns_acl_filtered_requests_total", "Counter of DNS requests being filtered.", Kind::Counter, ["server", "zone", "view"]);
@@ -75,33 +76,59 @@ pub struct Policy {
 
 pub struct Acl {
     policies: Vec<Policy>,
+    /// Per server label: the allowed counter, then blocked/filtered/dropped for every
+    /// (policy, zone) in order; each resolved once, not on every query.
+    handles: RwLock<Vec<(String, Slots)>>,
 }
+
+/// One server's counters, each created when first counted.
+type Slots = Vec<OnceLock<Arc<Series>>>;
+
+/// Where a decision came from: (policy, zone) indexes.
+type Origin = Option<(usize, usize)>;
 
 impl Acl {
     pub fn new(policies: Vec<Policy>) -> Acl {
-        Acl { policies }
+        Acl { policies, handles: RwLock::new(Vec::new()) }
     }
 
-    /// The decision for a query, and the zone of the policy that made it.
-    pub fn decide(&self, qname: &Name, qtype: u16, src: &IpAddr) -> (Action, Option<&Name>) {
-        for p in &self.policies {
-            let Some(zone) = p.zones.iter().find(|z| qname.is_subdomain_of(z)) else { continue };
+    /// The decision for a query and the policy zone that made it.
+    pub fn decide(&self, qname: &Name, qtype: u16, src: &IpAddr) -> (Action, Origin) {
+        for (pi, p) in self.policies.iter().enumerate() {
+            let Some(zi) = p.zones.iter().position(|z| qname.is_subdomain_of(z)) else { continue };
             if let Some(rule) = p.rules.iter().find(|r| r.matches(qtype, src)) {
-                return (rule.action, Some(zone));
+                return (rule.action, Some((pi, zi)));
             }
         }
         (Action::Allow, None)
     }
 
-    fn count(&self, server: &str, zone: Option<&Name>, action: Action) {
-        let zone = zone.map(|z| z.to_string()).unwrap_or_default();
-        let series = match action {
-            Action::Allow => allowed().with(&[server, ""]),
-            Action::Block => blocked().with(&[server, &zone, ""]),
-            Action::Filter => filtered().with(&[server, &zone, ""]),
-            Action::Drop => dropped().with(&[server, &zone, ""]),
+    fn count(&self, server: &str, origin: Origin, action: Action) {
+        let (slot, family, zone) = match (action, origin) {
+            (Action::Allow, _) | (_, None) => (0, allowed(), None),
+            (a, Some((pi, zi))) => {
+                let before: usize = self.policies[..pi].iter().map(|p| p.zones.len()).sum();
+                let (kind, family) = match a {
+                    Action::Block => (0, blocked()),
+                    Action::Filter => (1, filtered()),
+                    _ => (2, dropped()),
+                };
+                (1 + 3 * (before + zi) + kind, family, Some(&self.policies[pi].zones[zi]))
+            }
         };
-        series.inc();
+        // A series is created when first counted (as before), then reused without a lookup.
+        let init = || match zone {
+            None => family.with(&[server, ""]),
+            Some(z) => family.with(&[server, &z.to_string(), ""]),
+        };
+        if let Some((_, v)) = self.handles.read().unwrap_or_else(|e| e.into_inner()).iter().find(|(s, _)| s == server) {
+            v[slot].get_or_init(init).inc();
+            return;
+        }
+        let slots = 1 + 3 * self.policies.iter().map(|p| p.zones.len()).sum::<usize>();
+        let v: Slots = (0..slots).map(|_| OnceLock::new()).collect();
+        v[slot].get_or_init(init).inc();
+        self.handles.write().unwrap_or_else(|e| e.into_inner()).push((server.to_string(), v));
     }
 }
 
@@ -111,8 +138,8 @@ impl Plugin for Acl {
     }
 
     fn serve(&self, req: &Request<'_>) -> Step {
-        let (action, zone) = self.decide(req.qname(), req.qtype(), &req.remote.ip());
-        self.count(req.server, zone, action);
+        let (action, origin) = self.decide(req.qname(), req.qtype(), &req.remote.ip());
+        self.count(req.server, origin, action);
         match action {
             Action::Allow => Step::Next,
             Action::Block => Step::Reply(Reply::rcode(req.msg, rcode::REFUSED, None)),

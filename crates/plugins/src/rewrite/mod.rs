@@ -95,36 +95,40 @@ struct Plan {
 }
 
 impl Rewrite {
+    /// What the query becomes; `None` (and no copy of the query) when no rule applies.
     fn plan(&self, query: &Message) -> Option<Plan> {
-        let mut msg = query.clone();
+        let asked = &query.questions[0];
+        let (mut name, mut qtype, mut qclass) = (None::<Name>, asked.qtype, asked.qclass);
+        // The current name as lower-case text, made once and only for rules that need it.
+        let mut text: Option<String> = None;
         let mut answers = Vec::new();
         let mut ttls = Vec::new();
         let mut changed = false;
         for rule in &self.rules {
-            let q = &mut msg.questions[0];
             let applied = match &rule.field {
                 Field::Name { matcher, to, answers: a } => {
-                    let asked = q.name.to_string().to_ascii_lowercase();
-                    match matcher.apply(&asked, to).and_then(|n| Name::from_ascii(&n).ok().map(|name| (n, name))) {
-                        Some((text, name)) => {
-                            q.name = name;
-                            answers.extend(a.iter().map(|x| (x.clone(), asked.clone(), text.to_ascii_lowercase())));
+                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
+                    match matcher.apply(cur, to).and_then(|n| Name::from_ascii(&n).ok().map(|parsed| (n, parsed))) {
+                        Some((new_text, parsed)) => {
+                            let before = std::mem::replace(cur, new_text.to_ascii_lowercase());
+                            answers.extend(a.iter().map(|x| (x.clone(), before.clone(), cur.clone())));
+                            name = Some(parsed);
                             true
                         }
                         None => false,
                     }
                 }
-                Field::Type { from, to } if q.qtype == *from => {
-                    q.qtype = *to;
+                Field::Type { from, to } if qtype == *from => {
+                    qtype = *to;
                     true
                 }
-                Field::Class { from, to } if q.qclass == *from => {
-                    q.qclass = *to;
+                Field::Class { from, to } if qclass == *from => {
+                    qclass = *to;
                     true
                 }
                 Field::Ttl { matcher, min, max } => {
-                    let name = q.name.to_string().to_ascii_lowercase();
-                    let hit = matcher.apply(&name, "").is_some();
+                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
+                    let hit = matcher.apply(cur, "").is_some();
                     if hit {
                         ttls.push((*min, *max));
                     }
@@ -137,7 +141,16 @@ impl Rewrite {
                 break;
             }
         }
-        changed.then_some(Plan { msg, answers, ttls })
+        if !changed {
+            return None;
+        }
+        let mut msg = query.clone();
+        let q = &mut msg.questions[0];
+        if let Some(n) = name {
+            q.name = n;
+        }
+        (q.qtype, q.qclass) = (qtype, qclass);
+        Some(Plan { msg, answers, ttls })
     }
 }
 

@@ -117,10 +117,11 @@ impl Templates {
             return Outcome::Skip;
         }
         let name = q.name.to_string();
-        let zone_text = zone.to_string();
-        let (class_text, type_text) = (class::name(q.qclass).into_owned(), rtype::name(q.qtype).into_owned());
         for re in &t.regexes {
             let Some(caps) = re.captures(&name) else { continue };
+            // Label and template values, made only for a query a template answers.
+            let zone_text = zone.to_string();
+            let (class_text, type_text) = (class::name(q.qclass).into_owned(), rtype::name(q.qtype).into_owned());
             let labels = |section: &str, tpl: &str| {
                 [
                     req.server.to_string(),
