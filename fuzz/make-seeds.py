@@ -66,6 +66,7 @@ for manifest in ["deploy/cluster-dns.yaml", "deploy/node-local-dns.yaml"]:
             break
     corefiles.append("\n".join(block).encode())
 write("corefile_parse", corefiles)
+write("zone_file", [p.read_bytes() for p in sorted((root / "examples/zones").glob("db.*"))])
 objects = []
 for p in sorted((root / "examples/cluster").glob("*.yaml")):
     import yaml  # PyYAML (in the deploy venv)

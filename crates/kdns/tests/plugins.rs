@@ -214,3 +214,70 @@ fn template_answers_from_regex_groups_and_blocks_aaaa() {
     let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
     assert!(scrape.contains("coredns_template_matches_total{class=\"IN\",server=\"dns://127.0.0.1:"), "{scrape}");
 }
+
+#[test]
+fn file_serves_a_zone_and_reloads_on_serial_change_only() {
+    let dir = temp_dir("filezone");
+    let db = dir.join("db.example.org");
+    let zone = |serial: u32, ip: &str| {
+        format!(
+            "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 hostmaster ( {serial} 7200 3600 1w 60 )\n  IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A {ip}\nalias IN CNAME www\nout IN CNAME host.outside.test.\n*.apps 60 IN A 192.0.2.99\n"
+        )
+    };
+    std::fs::write(&db, zone(1, "192.0.2.1")).unwrap();
+    let up = common::upstream::Upstream::start();
+    let k = Kdns::start(&format!(
+        "example.org:PORT {{\n    file {} {{\n        reload 200ms\n    }}\n    forward . {}\n}}\n.:PORT {{\n    whoami\n}}\n",
+        db.display(),
+        up.addr
+    ));
+    let r = udp(k.addr(), &query("alias.example.org.", RecordType::A));
+    assert!(r.metadata.authoritative);
+    assert_eq!(r.answers.len(), 2);
+    assert_eq!(r.answers[1].data, RData::A("192.0.2.1".parse().unwrap()));
+    assert_eq!(r.authorities.len(), 1, "apex NS in the authority section");
+    // A CNAME leaving the zone is resolved by the plugins after file (here forward).
+    let r = udp(k.addr(), &query("out.example.org.", RecordType::A));
+    assert_eq!(r.answers.len(), 2, "{r:?}");
+    assert_eq!(r.answers[1].data, RData::A("192.0.2.1".parse().unwrap()));
+    assert_eq!(up.count("host.outside.test."), 1);
+    let r = udp(k.addr(), &query("x.apps.example.org.", RecordType::A));
+    assert_eq!((r.answers[0].ttl, r.answers[0].data.clone()), (60, RData::A("192.0.2.99".parse().unwrap())));
+    let r = udp(k.addr(), &query("nope.example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    let r = tcp(k.addr(), &query("www.example.org.", RecordType::TXT));
+    assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
+
+    // Same serial, new data: not reloaded (CoreDNS only follows the serial).
+    std::fs::write(&db, zone(1, "192.0.2.2")).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let r = udp(k.addr(), &query("www.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.1".parse().unwrap()));
+    // A broken file is logged and the old zone keeps serving.
+    std::fs::write(&db, "@ IN SOA ns1 hostmaster 3 1 1 1 1\nwww IN A 999.0.0.1\n").unwrap();
+    k.wait_for_line("Failed to reload zone", Duration::from_secs(5));
+    let r = udp(k.addr(), &query("www.example.org.", RecordType::A));
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.1".parse().unwrap()));
+    // A new serial is picked up.
+    std::fs::write(&db, zone(2, "192.0.2.2")).unwrap();
+    let r = udp_until(k.addr(), &query("www.example.org.", RecordType::A), Duration::from_secs(5), |r| {
+        r.answers.first().map(|a| a.data.clone()) == Some(RData::A("192.0.2.2".parse().unwrap()))
+    });
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.2".parse().unwrap()));
+    k.wait_for_line("Successfully reloaded zone \"example.org.\"", Duration::from_secs(2));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn file_zone_errors_name_the_file_and_line() {
+    let dir = temp_dir("filebad");
+    let db = dir.join("db.bad");
+    std::fs::write(&db, "@ IN SOA ns1 hostmaster 1 2 3 4 5\n\nwww IN A 192.0.2.300\n").unwrap();
+    let conf = dir.join("Corefile");
+    std::fs::write(&conf, format!("example.org {{\n    file {}\n}}\n", db.display())).unwrap();
+    let (code, _, err) = run_to_exit(&["check", "-conf", &path_str(&conf)], &dir);
+    assert_eq!(code, 1);
+    assert!(err.contains("Corefile:2") && err.contains("db.bad: line 3: bad IPv4 address"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod chaos;
 pub mod debug;
 pub mod errors;
+pub mod file;
 pub mod forward;
 pub mod header;
 pub mod health;
@@ -103,7 +104,7 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 26] = [
+    let defs: [(&'static str, SetupFn); 27] = [
         ("acl", acl::setup),
         ("rewrite", rewrite::setup),
         ("template", template::setup),
@@ -115,6 +116,7 @@ pub fn all() -> Vec<PluginDef> {
         ("chaos", chaos::setup),
         ("debug", debug::setup),
         ("errors", errors::setup),
+        ("file", file::setup),
         ("forward", forward::setup),
         ("header", header::setup),
         ("health", health::setup),

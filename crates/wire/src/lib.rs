@@ -10,6 +10,7 @@ pub mod message;
 pub mod name;
 pub mod query;
 pub mod text;
+pub mod zonefile;
 
 pub use message::{flag, Edns, Encoded, Header, Message, Question, RData, Record};
 pub use name::Name;
@@ -51,15 +52,19 @@ pub mod rtype {
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const SRV: u16 = 33;
+    pub const NAPTR: u16 = 35;
     pub const DNAME: u16 = 39;
     pub const OPT: u16 = 41;
     pub const DS: u16 = 43;
+    pub const SSHFP: u16 = 44;
     pub const RRSIG: u16 = 46;
     pub const NSEC: u16 = 47;
     pub const DNSKEY: u16 = 48;
     pub const NSEC3: u16 = 50;
+    pub const TLSA: u16 = 52;
     pub const SVCB: u16 = 64;
     pub const HTTPS: u16 = 65;
+    pub const SPF: u16 = 99;
     pub const TKEY: u16 = 249;
     pub const TSIG: u16 = 250;
     pub const IXFR: u16 = 251;
@@ -67,6 +72,7 @@ pub mod rtype {
     pub const MAILB: u16 = 253;
     pub const MAILA: u16 = 254;
     pub const ANY: u16 = 255;
+    pub const CAA: u16 = 257;
 
     /// Mnemonic as miekg/dns prints it (`TYPE65280` for unknown types).
     pub fn name(t: u16) -> std::borrow::Cow<'static, str> {
@@ -106,11 +112,11 @@ pub mod rtype {
             17 => "RP",
             18 => "AFSDB",
             29 => "LOC",
-            35 => "NAPTR",
-            44 => "SSHFP",
-            52 => "TLSA",
-            99 => "SPF",
-            257 => "CAA",
+            NAPTR => "NAPTR",
+            SSHFP => "SSHFP",
+            TLSA => "TLSA",
+            SPF => "SPF",
+            CAA => "CAA",
             _ => return std::borrow::Cow::Owned(format!("TYPE{t}")),
         };
         std::borrow::Cow::Borrowed(s)

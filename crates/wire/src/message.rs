@@ -350,6 +350,13 @@ fn read_record(msg: &[u8], pos: usize) -> Result<(Record, usize), WireError> {
     Ok((Record { name, rtype, class, ttl, data }, end))
 }
 
+impl Message {
+    /// RDATA of one type from uncompressed bytes (RFC 3597 `\\#` data in zone files).
+    pub fn decode_rdata(rtype: u16, data: &[u8]) -> Result<RData, WireError> {
+        read_rdata(data, rtype, 0, data.len(), data)
+    }
+}
+
 fn read_rdata(msg: &[u8], rtype: u16, start: usize, end: usize, rdata: &[u8]) -> Result<RData, WireError> {
     // Names inside RDATA may be compressed for the RFC 1035 types; decompress them against the
     // whole message, then insist the RDATA was consumed exactly.

@@ -156,6 +156,12 @@ impl Name {
         is_subdomain_wire(&self.wire, &zone.wire)
     }
 
+    /// The name without its first label (`None` for the root).
+    pub fn parent(&self) -> Option<Name> {
+        let len = *self.wire.first()? as usize;
+        (len > 0).then(|| Name { wire: self.wire[1 + len..].to_vec() })
+    }
+
     /// Prepends one label (for `_udp.<name>` style owners).
     pub fn prepend_label(&self, label: &[u8]) -> Result<Name, WireError> {
         if label.is_empty() || label.len() > MAX_LABEL_LEN {
