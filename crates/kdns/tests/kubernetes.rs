@@ -533,3 +533,91 @@ fn autopath_answers_the_search_path_in_one_query() {
     let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
     assert_eq!(metric(&scrape, &format!("coredns_autopath_success_total{{server=\"dns://:{}\"}}", k.port)), Some(3.0));
 }
+
+#[test]
+fn k8s_external_answers_external_ips_load_balancers_and_headless_services() {
+    let api = FakeApi::start();
+    let upstream = Upstream::start();
+    cluster(&api);
+    let mut web = objects::service("shop", "web", &["10.96.12.7"], &[("http", 80, "TCP"), ("https", 443, "TCP")]);
+    web["spec"]["externalIPs"] = serde_json::json!(["192.0.2.80", "2001:db8::80"]);
+    web["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.80"}]}});
+    api.apply(Kind::Service, web);
+    let mut elb = objects::service("shop", "elb", &["10.96.12.9"], &[("http", 80, "TCP")]);
+    elb["spec"]["type"] = "LoadBalancer".into();
+    elb["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"hostname": "lb-1.elb.example.net"}]}});
+    api.apply(Kind::Service, elb);
+    let k = Kdns::start(&format!(
+        ".:PORT {{
+    kubernetes cluster.local {{
+        endpoint {}
+    }}
+    k8s_external example.org {{
+        ttl 7
+        headless
+    }}
+    forward . {}
+}}
+",
+        api.url(),
+        upstream.addr
+    ));
+    let a = ask(&k, "web.shop.example.org.", RecordType::A);
+    assert!(a.metadata.authoritative);
+    assert_eq!(
+        rrs(&a.answers),
+        ["web.shop.example.org. 7 IN A 192.0.2.80", "web.shop.example.org. 7 IN A 198.51.100.80"]
+    );
+    assert_eq!(
+        answers(&k, "web.shop.example.org.", RecordType::AAAA),
+        ["web.shop.example.org. 7 IN AAAA 2001:db8::80"]
+    );
+    let srv = ask(&k, "_https._tcp.web.shop.example.org.", RecordType::SRV);
+    assert_eq!(rrs(&srv.answers), ["_https._tcp.web.shop.example.org. 7 IN SRV 0 33 443 web.shop.example.org."]);
+    assert_eq!(srv.additionals.iter().filter(|r| r.record_type() != RecordType::OPT).count(), 3);
+    // A load balancer known by name: CNAME, then its addresses from the rest of the block.
+    let lb = answers(&k, "elb.shop.example.org.", RecordType::A);
+    assert_eq!(
+        lb,
+        ["elb.shop.example.org. 7 IN CNAME lb-1.elb.example.net.", "lb-1.elb.example.net. 300 IN A 192.0.2.1"]
+    );
+    // Headless: the ready endpoints, one of them by its hostname.
+    assert_eq!(
+        answers(&k, "db.shop.example.org.", RecordType::A),
+        ["db.shop.example.org. 7 IN A 10.244.1.21", "db.shop.example.org. 7 IN A 10.244.2.22"]
+    );
+    assert_eq!(
+        answers(&k, "db-1.db.shop.example.org.", RecordType::A),
+        ["db-1.db.shop.example.org. 7 IN A 10.244.2.22"]
+    );
+    // No external address: NXDOMAIN; a namespace alone: NODATA; both with the zone's SOA.
+    negative(&k, "noport.shop.example.org.", RecordType::A, ResponseCode::NXDomain);
+    negative(&k, "web.nonexistent.example.org.", RecordType::A, ResponseCode::NXDomain);
+    negative(&k, "shop.example.org.", RecordType::A, ResponseCode::NoError);
+    negative(&k, "web.shop.example.org.", RecordType::MX, ResponseCode::NoError);
+    // The apex: static SOA, NS ns1.dns.<zone> with this server's addresses.
+    let soa = ask(&k, "example.org.", RecordType::SOA);
+    assert_eq!(
+        rrs(&soa.answers),
+        ["example.org. 7 IN SOA ns1.dns.example.org. hostmaster.dns.example.org. 12345 7200 1800 86400 7"]
+    );
+    let ns = ask(&k, "example.org.", RecordType::NS);
+    assert_eq!(rrs(&ns.answers), ["example.org. 7 IN NS ns1.dns.example.org."]);
+    assert!(ns.additionals.iter().any(|r| r.name.to_string() == "ns1.dns.example.org."), "{ns:?}");
+    let ns1 = ask(&k, "ns1.dns.example.org.", RecordType::A);
+    assert!(!ns1.answers.is_empty());
+    assert_eq!(ask(&k, "ns2.dns.example.org.", RecordType::A).metadata.response_code, ResponseCode::NXDomain);
+    // The cluster zone is unaffected.
+    assert_eq!(
+        answers(&k, "web.shop.svc.cluster.local.", RecordType::A),
+        ["web.shop.svc.cluster.local. 5 IN A 10.96.12.7"]
+    );
+    // External IPs follow the API.
+    let mut web = objects::service("shop", "web", &["10.96.12.7"], &[("http", 80, "TCP")]);
+    web["spec"]["externalIPs"] = serde_json::json!(["192.0.2.81"]);
+    api.apply(Kind::Service, web);
+    let r = udp_until(k.addr(), &query("web.shop.example.org.", RecordType::A), Duration::from_secs(5), |r| {
+        r.answers.len() == 1
+    });
+    assert_eq!(rrs(&r.answers), ["web.shop.example.org. 7 IN A 192.0.2.81"]);
+}

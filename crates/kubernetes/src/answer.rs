@@ -15,6 +15,9 @@ const DNS_VERSION_TTL: u32 = 28800;
 /// CoreDNS stops following CNAMEs after this many.
 const MAX_CNAME_CHAIN: usize = 8;
 
+mod external;
+pub use external::{external_rcode, ExternalAnswer};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodMode {
     Disabled,
@@ -561,6 +564,7 @@ mod tests {
             ips: vec!["10.96.0.10".parse().unwrap()],
             ports: vec![port("dns", 53)],
             has_selector: true,
+            external: Vec::new(),
         }));
         ix.upsert(Object::Slice(Slice {
             namespace: Arc::from("kube-system"),

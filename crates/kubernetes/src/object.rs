@@ -36,6 +36,16 @@ pub struct Service {
     pub ips: Vec<IpAddr>,
     pub ports: Vec<Port>,
     pub has_selector: bool,
+    /// `spec.externalIPs` then `status.loadBalancer.ingress` (IP, else hostname), for
+    /// `k8s_external`.
+    pub external: Vec<ExternalHost>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExternalHost {
+    Ip(IpAddr),
+    /// A load balancer known by name (cloud load balancers): answered with a CNAME.
+    Name(Box<str>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +173,17 @@ pub fn service(svc: &core::Service) -> Option<Service> {
     }
     let ports = ports(spec.ports.iter().flatten().map(|p| (p.name.as_deref(), p.protocol.as_deref(), Some(p.port))));
     let has_selector = spec.selector.as_ref().is_some_and(|s| !s.is_empty());
-    Some(Service { namespace, name, kind, ips, ports, has_selector })
+    let mut external: Vec<ExternalHost> =
+        spec.external_ips.iter().flatten().filter_map(|s| ip(s)).map(ExternalHost::Ip).collect();
+    let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
+    for i in ingress.into_iter().flatten() {
+        match (i.ip.as_deref().and_then(ip), i.hostname.as_deref().filter(|h| !h.is_empty())) {
+            (Some(addr), _) => external.push(ExternalHost::Ip(addr)),
+            (None, Some(host)) => external.push(ExternalHost::Name(host.into())),
+            (None, None) => {}
+        }
+    }
+    Some(Service { namespace, name, kind, ips, ports, has_selector, external })
 }
 
 pub fn slice(es: &discovery::EndpointSlice) -> Option<Slice> {

@@ -17,6 +17,7 @@ pub mod forward;
 pub mod header;
 pub mod health;
 pub mod hosts;
+pub mod k8s_external;
 pub mod kubernetes;
 pub mod loadbalance;
 pub mod local;
@@ -104,7 +105,7 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 27] = [
+    let defs: [(&'static str, SetupFn); 28] = [
         ("acl", acl::setup),
         ("rewrite", rewrite::setup),
         ("template", template::setup),
@@ -121,6 +122,7 @@ pub fn all() -> Vec<PluginDef> {
         ("header", header::setup),
         ("health", health::setup),
         ("hosts", hosts::setup),
+        ("k8s_external", k8s_external::setup),
         ("kubernetes", kubernetes::setup),
         ("loadbalance", loadbalance::setup),
         ("local", local::setup),

@@ -27,6 +27,7 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
         debug: false,
         bufsize: None,
         autopath: None,
+        links: Default::default(),
         port: 53,
         contrib: &mut contrib,
     };

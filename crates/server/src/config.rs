@@ -148,6 +148,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             debug: false,
             bufsize: None,
             autopath: None,
+            links: Default::default(),
             port: zones.first().map_or(default_port, |z| z.1),
             contrib: &mut contrib,
         };

@@ -291,8 +291,13 @@ pub struct SetupCtx<'a> {
     pub bufsize: Option<u16>,
     /// Set by `autopath @PLUGIN` (which runs first); the named plugin fills it at its setup.
     pub autopath: Option<(String, AutoPathCell)>,
+    /// Handles plugins of one block leave for each other, by a key the two agree on (for
+    /// instance `k8s_external` sets up before `kubernetes` and leaves a cell for it to fill).
+    pub links: BlockLinks,
     pub contrib: &'a mut Contributions,
 }
+
+pub type BlockLinks = std::collections::HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>;
 
 /// A plugin that knows the search path of a client (`kubernetes` with `pods verified`).
 pub trait AutoPather: Send + Sync + 'static {

@@ -235,6 +235,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     }
     ctx.contrib.startup.push(Box::pin(wait_for_sync(shared.clone(), startup_timeout)));
     ctx.contrib.readiness.push(Arc::new(Synced(shared.clone())));
+    if let Some(cell) = ctx.links.get(crate::k8s_external::LINK) {
+        if let Some(cell) = cell.downcast_ref::<crate::k8s_external::SourceCell>() {
+            let _ = cell.set(crate::k8s_external::Source { settings: settings.clone(), shared: shared.clone() });
+        }
+    }
     let plugin = Arc::new(Kubernetes {
         zones,
         settings,

@@ -1,0 +1,95 @@
+//! `k8s_external`: a zone that resolves Services' external IPs and load-balancer addresses
+//! (and, with `headless`, headless Services' endpoints) from the `kubernetes` plugin's data in
+//! the same server block.
+
+mod setup;
+#[cfg(test)]
+mod tests;
+
+pub use setup::setup;
+
+use kdns_kubernetes::answer::{external_rcode, Outcome};
+use kdns_kubernetes::source::Shared;
+use kdns_kubernetes::{Engine, Settings};
+use kdns_server::plugin::{Plugin, Reply, Request, Step};
+use kdns_wire::{flag, rcode, Message, Name, Question};
+use std::sync::{Arc, OnceLock};
+
+/// The key under which `k8s_external` leaves its [`SourceCell`] for `kubernetes` in
+/// [`kdns_server::plugin::SetupCtx::links`].
+pub const LINK: &str = "k8s_external";
+
+/// What `kubernetes` hands over: its index and the settings answers depend on.
+pub struct Source {
+    pub settings: Settings,
+    pub shared: Arc<Shared>,
+}
+
+pub type SourceCell = OnceLock<Source>;
+
+pub struct K8sExternal {
+    zones: Vec<Name>,
+    apex: String,
+    ttl: u32,
+    headless: bool,
+    fallthrough: crate::Fallthrough,
+    source: Arc<SourceCell>,
+    /// The kubernetes settings with this plugin's TTL, made once on first use.
+    settings: OnceLock<Settings>,
+}
+
+impl Plugin for K8sExternal {
+    fn name(&self) -> &'static str {
+        "k8s_external"
+    }
+
+    fn serve(&self, req: &Request<'_>) -> Step {
+        let qname = req.qname();
+        let Some(zone) = self.zones.iter().filter(|z| qname.is_subdomain_of(z)).max_by_key(|z| z.label_count()) else {
+            return Step::Next;
+        };
+        // Without a kubernetes plugin in the block there is nothing to resolve (as CoreDNS).
+        let Some(source) = self.source.get() else {
+            return Step::Next;
+        };
+        let settings = self.settings.get_or_init(|| Settings { ttl: self.ttl, ..source.settings.clone() });
+        let index = source.shared.read();
+        let engine = Engine { index: &index, settings };
+        let answer = engine.external(zone, qname, req.qtype(), &self.apex, self.headless);
+        let code = external_rcode(&answer);
+        if code == rcode::NXDOMAIN && self.fallthrough.through(qname) {
+            return Step::Next;
+        }
+        let mut m = Message::reply_to(req.msg);
+        m.set(flag::AA, answer.authoritative);
+        m.rcode = code;
+        let chase = match answer.outcome {
+            Outcome::Answer { answer, additional, chase } => {
+                m.answers = answer;
+                m.additional = additional;
+                chase
+            }
+            Outcome::NameError | Outcome::Refused => None,
+        };
+        if m.answers.is_empty() {
+            m.authority.push(engine.external_soa(zone, &self.apex));
+        }
+        drop(index);
+        match (chase, req.rest()) {
+            (Some(chase), Some(rest)) => Step::Pending(Box::pin(async move {
+                let query = Message {
+                    id: m.id,
+                    flags: flag::RD,
+                    questions: vec![Question { name: chase.target, qtype: chase.qtype, qclass: kdns_wire::class::IN }],
+                    ..Message::default()
+                };
+                let reply = rest.run(query).await;
+                if reply.written {
+                    m.answers.extend(reply.as_message().answers.iter().cloned());
+                }
+                Reply::message(m, "k8s_external")
+            })),
+            _ => Step::Reply(Reply::message(m, "k8s_external")),
+        }
+    }
+}
