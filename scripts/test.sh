@@ -12,13 +12,14 @@ if [ "$(id -u)" = 0 ]; then
   command -v nft >/dev/null || need+=(nftables)
   command -v dnsperf >/dev/null || need+=(dnsperf)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need+=(etcd-server)
   if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} for the namespace and browser tests"
+    echo "installing ${need[*]} for the namespace, browser and etcd tests"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
-  # As root the namespace and browser tests must run, never quietly skip.
-  export KDNS_REQUIRE_NETNS=1 KDNS_REQUIRE_CHROMIUM=1
+  # As root the namespace, browser and etcd tests must run, never quietly skip.
+  export KDNS_REQUIRE_NETNS=1 KDNS_REQUIRE_CHROMIUM=1 KDNS_REQUIRE_ETCD=1
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

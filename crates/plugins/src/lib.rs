@@ -12,6 +12,7 @@ pub mod cache;
 pub mod chaos;
 pub mod debug;
 pub mod errors;
+pub mod etcd;
 pub mod file;
 pub mod forward;
 pub mod header;
@@ -92,6 +93,27 @@ impl Fallthrough {
     }
 }
 
+/// A CNAME target outside the answering plugin's zones: asked of the plugins after it (CoreDNS
+/// asks its whole server again; with the usual Corefiles both reach `forward`) and the answers
+/// appended after the CNAME. A failed lookup adds nothing.
+pub(crate) async fn append_resolved(
+    m: &mut kdns_wire::Message,
+    target: Name,
+    qtype: u16,
+    rest: kdns_server::plugin::Rest,
+) {
+    let query = kdns_wire::Message {
+        id: m.id,
+        flags: kdns_wire::flag::RD,
+        questions: vec![kdns_wire::Question { name: target, qtype, qclass: kdns_wire::class::IN }],
+        ..kdns_wire::Message::default()
+    };
+    let reply = rest.run(query).await;
+    if reply.written && reply.rcode_value() == kdns_wire::rcode::NOERROR {
+        m.answers.extend(reply.as_message().answers.iter().cloned());
+    }
+}
+
 /// The `search` domains of a resolv.conf file.
 pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
     let text = std::fs::read_to_string(path)?;
@@ -105,7 +127,7 @@ pub(crate) fn resolv_search(path: &std::path::Path) -> std::io::Result<Vec<Name>
 
 /// Every plugin compiled into this build.
 pub fn all() -> Vec<PluginDef> {
-    let defs: [(&'static str, SetupFn); 28] = [
+    let defs: [(&'static str, SetupFn); 29] = [
         ("acl", acl::setup),
         ("rewrite", rewrite::setup),
         ("template", template::setup),
@@ -117,6 +139,7 @@ pub fn all() -> Vec<PluginDef> {
         ("chaos", chaos::setup),
         ("debug", debug::setup),
         ("errors", errors::setup),
+        ("etcd", etcd::setup),
         ("file", file::setup),
         ("forward", forward::setup),
         ("header", header::setup),

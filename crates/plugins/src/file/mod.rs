@@ -8,7 +8,7 @@ pub mod zone;
 pub use setup::setup;
 
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
-use kdns_wire::{flag, rcode, rtype, Message, Name, Question, RData};
+use kdns_wire::{flag, rcode, rtype, Message, Name, RData};
 use std::sync::{Arc, RwLock};
 use zone::Zone;
 
@@ -58,25 +58,14 @@ impl Plugin for File {
             _ => None,
         };
         match (outside, req.rest()) {
-            (Some(target), Some(rest)) => Step::Pending(Box::pin(resolve_target(m, target, req.qtype(), rest))),
+            (Some(target), Some(rest)) => {
+                let qtype = req.qtype();
+                Step::Pending(Box::pin(async move {
+                    crate::append_resolved(&mut m, target, qtype, rest).await;
+                    Reply::message(m, "file")
+                }))
+            }
             _ => Step::Reply(Reply::message(m, "file")),
         }
     }
-}
-
-/// A CNAME that leaves the zone: its target is asked of the plugins after `file` (CoreDNS asks
-/// its whole server again; with the usual Corefiles both reach `forward`) and the answers are
-/// appended after the CNAME. A failed lookup adds nothing.
-async fn resolve_target(mut m: Message, target: Name, qtype: u16, rest: kdns_server::plugin::Rest) -> Reply {
-    let query = Message {
-        id: m.id,
-        flags: flag::RD,
-        questions: vec![Question { name: target, qtype, qclass: kdns_wire::class::IN }],
-        ..Message::default()
-    };
-    let reply = rest.run(query).await;
-    if reply.written && reply.rcode_value() == rcode::NOERROR {
-        m.answers.extend(reply.as_message().answers.iter().cloned());
-    }
-    Reply::message(m, "file")
 }

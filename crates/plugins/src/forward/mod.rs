@@ -3,7 +3,7 @@
 //! never reach the client.
 
 mod proxy;
-mod setup;
+pub(crate) mod setup;
 #[cfg(test)]
 mod tests;
 

@@ -183,7 +183,7 @@ fn parse_one(ctx: &SetupCtx<'_>, d: &Directive) -> Result<Forwarder, Error> {
     }
     let any_tls = targets.iter().any(|(_, tls)| *tls);
     let client_config = if any_tls || tls_files.is_some() {
-        Some(tls_config(tls_files.as_ref().map(|(p, v)| (*p, v.as_slice())), ctx.config_dir, d_name(&disp))?)
+        Some(tls_config("forward", tls_files.as_ref().map(|(p, v)| (*p, v.as_slice())), ctx.config_dir, d_name(&disp))?)
     } else {
         None
     };
@@ -213,7 +213,8 @@ fn d_name<'a>(d: &Dispenser<'a>) -> &'a Token {
 
 /// `tls [CERT KEY CA]`: no files → system roots; `CA` → that CA; `CERT KEY` → client cert with
 /// system roots; `CERT KEY CA` → both. TLS 1.2 minimum.
-fn tls_config(
+pub(crate) fn tls_config(
+    plugin: &str,
     files: Option<(&Token, &[&Token])>,
     dir: &std::path::Path,
     at: &Token,
@@ -224,9 +225,9 @@ fn tls_config(
         |t: &Token| if std::path::Path::new(&t.text).is_absolute() { t.text.clone().into() } else { dir.join(&t.text) };
     let load_certs = |t: &Token| -> Result<Vec<CertificateDer<'static>>, Error> {
         let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path(t))
-            .map_err(|e| Error::at(t, format!("plugin/forward: cannot read {:?}: {e}", t.text)))?
+            .map_err(|e| Error::at(t, format!("plugin/{plugin}: cannot read {:?}: {e}", t.text)))?
             .collect();
-        certs.map_err(|e| Error::at(t, format!("plugin/forward: bad certificate in {:?}: {e}", t.text)))
+        certs.map_err(|e| Error::at(t, format!("plugin/{plugin}: bad certificate in {:?}: {e}", t.text)))
     };
     let vals: &[&Token] = files.map_or(&[], |(_, v)| v);
     let (client, ca) = match vals {
@@ -234,13 +235,18 @@ fn tls_config(
         [ca] => (None, Some(*ca)),
         [cert, key] => (Some((*cert, *key)), None),
         [cert, key, ca] => (Some((*cert, *key)), Some(*ca)),
-        _ => return Err(Error::at(files.map_or(at, |(p, _)| p), "plugin/forward: tls takes at most CERT KEY CA")),
+        _ => {
+            return Err(Error::at(
+                files.map_or(at, |(p, _)| p),
+                format!("plugin/{plugin}: tls takes at most CERT KEY CA"),
+            ))
+        }
     };
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(ca) => {
             for c in load_certs(ca)? {
-                roots.add(c).map_err(|e| Error::at(ca, format!("plugin/forward: bad CA certificate: {e}")))?;
+                roots.add(c).map_err(|e| Error::at(ca, format!("plugin/{plugin}: bad CA certificate: {e}")))?;
             }
         }
         None => {
@@ -252,16 +258,16 @@ fn tls_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::at(at, format!("plugin/forward: tls: {e}")))?
+        .map_err(|e| Error::at(at, format!("plugin/{plugin}: tls: {e}")))?
         .with_root_certificates(roots);
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let key = PrivateKeyDer::from_pem_file(path(key))
-                .map_err(|e| Error::at(key, format!("plugin/forward: cannot read key {:?}: {e}", key.text)))?;
+                .map_err(|e| Error::at(key, format!("plugin/{plugin}: cannot read key {:?}: {e}", key.text)))?;
             builder
                 .with_client_auth_cert(load_certs(cert)?, key)
-                .map_err(|e| Error::at(cert, format!("plugin/forward: tls client certificate: {e}")))?
+                .map_err(|e| Error::at(cert, format!("plugin/{plugin}: tls client certificate: {e}")))?
         }
     };
     Ok(Arc::new(config))

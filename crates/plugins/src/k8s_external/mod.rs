@@ -12,7 +12,7 @@ use kdns_kubernetes::answer::{external_rcode, Outcome};
 use kdns_kubernetes::source::Shared;
 use kdns_kubernetes::{Engine, Settings};
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
-use kdns_wire::{flag, rcode, Message, Name, Question};
+use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::{Arc, OnceLock};
 
 /// The key under which `k8s_external` leaves its [`SourceCell`] for `kubernetes` in
@@ -77,16 +77,7 @@ impl Plugin for K8sExternal {
         drop(index);
         match (chase, req.rest()) {
             (Some(chase), Some(rest)) => Step::Pending(Box::pin(async move {
-                let query = Message {
-                    id: m.id,
-                    flags: flag::RD,
-                    questions: vec![Question { name: chase.target, qtype: chase.qtype, qclass: kdns_wire::class::IN }],
-                    ..Message::default()
-                };
-                let reply = rest.run(query).await;
-                if reply.written {
-                    m.answers.extend(reply.as_message().answers.iter().cloned());
-                }
+                crate::append_resolved(&mut m, chase.target, chase.qtype, rest).await;
                 Reply::message(m, "k8s_external")
             })),
             _ => Step::Reply(Reply::message(m, "k8s_external")),

@@ -1,0 +1,424 @@
+//! `etcd`: SkyDNS-style service records stored in etcd (`/skydns/org/example/www` →
+//! `{"host":"10.0.0.1","port":8080}`), read through etcd's v3 API on every query as CoreDNS does
+//! (put `cache` in front for load).
+
+mod client;
+mod setup;
+#[cfg(test)]
+mod tests;
+
+pub use setup::setup;
+
+use client::Client;
+use kdns_server::plugin::{Plugin, Reply, Request, Rest, Step};
+use kdns_wire::{flag, rcode, rtype, Message, Name, RData, Record};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// CoreDNS's etcd defaults: TTL of records without one, SOA minimum TTL.
+const DEFAULT_TTL: u32 = 300;
+const MIN_TTL: u32 = 30;
+const DEFAULT_PRIORITY: u16 = 10;
+const MAX_CNAME_CHAIN: usize = 8;
+
+pub struct Etcd {
+    zones: Vec<Name>,
+    /// Key prefix without trailing slash, e.g. `/skydns`.
+    path: String,
+    fallthrough: crate::Fallthrough,
+    client: Arc<Client>,
+}
+
+/// One stored service (SkyDNS's `msg.Service`), with the key it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub host: String,
+    pub port: u16,
+    pub priority: u16,
+    pub weight: u16,
+    pub text: String,
+    pub mail: bool,
+    pub ttl: u32,
+    pub target_strip: usize,
+    pub key: String,
+}
+
+impl Service {
+    fn parse(key: &str, value: &[u8]) -> Result<Service, String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(value).map_err(|e| format!("plugin/etcd: bad JSON in {key}: {e}"))?;
+        let num = |f: &str| v.get(f).and_then(|x| x.as_u64()).unwrap_or(0);
+        Ok(Service {
+            host: v.get("host").and_then(|h| h.as_str()).unwrap_or("").to_string(),
+            port: num("port") as u16,
+            priority: num("priority") as u16,
+            weight: num("weight") as u16,
+            text: v.get("text").and_then(|t| t.as_str()).unwrap_or("").to_string(),
+            mail: v.get("mail").and_then(|m| m.as_bool()).unwrap_or(false),
+            ttl: num("ttl") as u32,
+            target_strip: num("targetstrip") as usize,
+            key: key.to_string(),
+        })
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+
+    fn ttl(&self) -> u32 {
+        if self.ttl == 0 {
+            DEFAULT_TTL
+        } else {
+            self.ttl
+        }
+    }
+}
+
+enum Lookup {
+    Found(Vec<Service>),
+    NameError,
+}
+
+impl Etcd {
+    /// `/skydns/org/example/www` for `www.example.org.`; the position of a `*`/`any` label when
+    /// there is one (the path is cut there and keys are matched segment by segment).
+    fn key_for(&self, name: &Name) -> (String, Vec<String>, bool) {
+        let mut labels: Vec<String> = name.labels().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect();
+        labels.reverse();
+        let star = labels.iter().position(|l| l == "*" || l == "any");
+        let cut = star.unwrap_or(labels.len());
+        let mut path = self.path.clone();
+        for l in &labels[..cut] {
+            path.push('/');
+            path.push_str(l);
+        }
+        (path, labels, star.is_some())
+    }
+
+    /// The name a key stands for (`/skydns/org/example/www/x1` → `x1.www.example.org.`), with
+    /// `strip` leading labels removed (SkyDNS's `targetstrip`).
+    fn domain(&self, key: &str, strip: usize) -> Option<Name> {
+        let rest = key.strip_prefix(&self.path)?;
+        let mut labels: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        labels.reverse();
+        let text = labels.get(strip..)?.join(".");
+        Name::from_ascii(&format!("{text}.")).ok()
+    }
+
+    /// CoreDNS's `Records`: every service at or below the name (exact: at the name only).
+    async fn records(&self, name: &Name, exact: bool) -> Result<Lookup, String> {
+        let (path, segments, star) = self.key_for(name);
+        let mut kvs = if exact { Vec::new() } else { self.client.range(&format!("{path}/"), true).await? };
+        if kvs.is_empty() {
+            kvs = self.client.range(&path, false).await?;
+        }
+        if star && !exact {
+            kvs.extend(self.client.range(&path, false).await?);
+        }
+        if kvs.is_empty() {
+            return Ok(Lookup::NameError);
+        }
+        let mut out: Vec<Service> = Vec::new();
+        for kv in kvs {
+            if star {
+                let parts: Vec<&str> =
+                    kv.key.strip_prefix(&self.path).unwrap_or("").split('/').filter(|s| !s.is_empty()).collect();
+                let matches = parts.len() >= segments.len()
+                    && segments.iter().zip(&parts).all(|(s, p)| s == "*" || s == "any" || s == p);
+                if !matches {
+                    continue;
+                }
+            }
+            let s = Service::parse(&kv.key, &kv.value)?;
+            if !out.iter().any(|o| o.key == s.key) {
+                out.push(s);
+            }
+        }
+        if out.is_empty() {
+            return Ok(Lookup::NameError);
+        }
+        Ok(Lookup::Found(out))
+    }
+
+    fn soa(&self, zone: &Name) -> Record {
+        let z = zone.to_string();
+        let serial =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+        Record::new(
+            zone.clone(),
+            MIN_TTL.min(300),
+            RData::Soa {
+                mname: Name::from_ascii(&format!("ns.dns.{z}")).unwrap_or_else(|_| Name::root()),
+                rname: Name::from_ascii(&format!("hostmaster.{z}")).unwrap_or_else(|_| Name::root()),
+                serial,
+                refresh: 7200,
+                retry: 1800,
+                expire: 86400,
+                minimum: MIN_TTL,
+            },
+        )
+    }
+
+    fn zone_of(&self, name: &Name) -> Option<&Name> {
+        self.zones.iter().filter(|z| name.is_subdomain_of(z)).max_by_key(|z| z.label_count())
+    }
+
+    /// A or AAAA with CNAMEs followed inside our zones; a CNAME leaving them is returned for the
+    /// rest of the chain to resolve.
+    async fn addresses(&self, qname: &Name, qtype: u16) -> Result<(Option<Vec<Record>>, Option<Name>), String> {
+        let mut answer = Vec::new();
+        let mut name = qname.clone();
+        for depth in 0..MAX_CNAME_CHAIN {
+            let services = match self.records(&name, false).await? {
+                Lookup::Found(s) => s,
+                Lookup::NameError if depth == 0 => return Ok((None, None)),
+                Lookup::NameError => break,
+            };
+            let mut next = None;
+            for s in &services {
+                match s.ip() {
+                    Some(ip) => {
+                        let rr = addr_record(&name, s.ttl(), ip);
+                        let family = if ip.is_ipv4() { rtype::A } else { rtype::AAAA };
+                        if family == qtype && !answer.iter().any(|r: &Record| r.data == rr.data) {
+                            answer.push(rr);
+                        }
+                    }
+                    None if next.is_none() && !s.host.is_empty() => {
+                        let Ok(target) = Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))) else {
+                            continue;
+                        };
+                        if target.eq_ignore_case(&name)
+                            || answer.iter().any(|r: &Record| r.name.eq_ignore_case(&target))
+                        {
+                            continue;
+                        }
+                        answer.push(Record::new(name.clone(), s.ttl(), RData::Cname(target.clone())));
+                        next = Some(target);
+                    }
+                    None => {}
+                }
+            }
+            let Some(target) = next else { break };
+            if self.zone_of(&target).is_none() {
+                return Ok((Some(answer), Some(target)));
+            }
+            name = target;
+        }
+        Ok((Some(answer), None))
+    }
+
+    async fn answer(&self, req_msg: &Message, zone: &Name) -> Result<(Option<Message>, Option<(Name, u16)>), String> {
+        let q = &req_msg.questions[0];
+        let qname = &q.name;
+        let mut m = Message::reply_to(req_msg);
+        m.set(flag::AA, true);
+        let mut chase = None;
+        let found: Lookup = match q.qtype {
+            rtype::A | rtype::AAAA => {
+                let (found, out) = self.addresses(qname, q.qtype).await?;
+                chase = out.map(|t| (t, q.qtype));
+                match found {
+                    Some(records) => {
+                        m.answers = records;
+                        Lookup::Found(Vec::new())
+                    }
+                    None => Lookup::NameError,
+                }
+            }
+            rtype::TXT => {
+                self.with(
+                    qname,
+                    false,
+                    |s| {
+                        (!s.text.is_empty())
+                            .then(|| Record::new(qname.clone(), s.ttl(), RData::Txt(txt_strings(&s.text))))
+                    },
+                    &mut m.answers,
+                )
+                .await?
+            }
+            rtype::CNAME => {
+                let found = self.records(qname, true).await?;
+                if let Lookup::Found(services) = &found {
+                    if let Some(t) = services.iter().filter(|s| s.ip().is_none() && !s.host.is_empty()).find_map(|s| {
+                        Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))).ok().map(|n| (n, s.ttl()))
+                    }) {
+                        m.answers.push(Record::new(qname.clone(), t.1, RData::Cname(t.0)));
+                    }
+                }
+                found
+            }
+            rtype::PTR => {
+                self.with(
+                    qname,
+                    true,
+                    |s| {
+                        if s.ip().is_some() || s.host.is_empty() {
+                            return None;
+                        }
+                        let target = Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))).ok()?;
+                        Some(Record::new(qname.clone(), s.ttl(), RData::Ptr(target)))
+                    },
+                    &mut m.answers,
+                )
+                .await?
+            }
+            rtype::SRV | rtype::MX => {
+                let found = self.records(qname, false).await?;
+                if let Lookup::Found(services) = &found {
+                    let (answers, extra) = self.srv_mx(qname, q.qtype, services);
+                    m.answers = answers;
+                    m.additional = extra;
+                }
+                found
+            }
+            rtype::SOA => {
+                m.answers.push(self.soa(zone));
+                Lookup::Found(Vec::new())
+            }
+            rtype::NS if qname.eq_ignore_case(zone) => {
+                let ns_name = Name::from_ascii(&format!("ns.dns.{zone}")).map_err(|e| e.to_string())?;
+                let found = self.records(&ns_name, false).await?;
+                if let Lookup::Found(services) = &found {
+                    for s in services {
+                        let (Some(ip), Some(target)) = (s.ip(), self.domain(&s.key, s.target_strip)) else { continue };
+                        m.answers.push(Record::new(zone.clone(), s.ttl(), RData::Ns(target.clone())));
+                        m.additional.push(addr_record(&target, s.ttl(), ip));
+                    }
+                }
+                found
+            }
+            // Any other type: an A lookup tells NODATA from NXDOMAIN.
+            _ => match self.addresses(qname, rtype::A).await?.0 {
+                Some(_) => Lookup::Found(Vec::new()),
+                None => Lookup::NameError,
+            },
+        };
+        if let Lookup::NameError = found {
+            if self.fallthrough.through(qname) {
+                return Ok((None, None));
+            }
+            m.rcode = rcode::NXDOMAIN;
+        }
+        if m.answers.is_empty() {
+            m.authority = vec![self.soa(zone)];
+            m.additional.clear();
+        }
+        Ok((Some(m), chase))
+    }
+
+    async fn with(
+        &self,
+        qname: &Name,
+        exact: bool,
+        make: impl Fn(&Service) -> Option<Record>,
+        out: &mut Vec<Record>,
+    ) -> Result<Lookup, String> {
+        let found = self.records(qname, exact).await?;
+        if let Lookup::Found(services) = &found {
+            out.extend(services.iter().filter_map(&make));
+        }
+        Ok(found)
+    }
+
+    /// SRV and MX as CoreDNS's backend builds them: weights shared within a priority, targets
+    /// named after the key for address hosts (with the address in additional).
+    fn srv_mx(&self, qname: &Name, qtype: u16, services: &[Service]) -> (Vec<Record>, Vec<Record>) {
+        let mut totals: std::collections::HashMap<u16, u32> = std::collections::HashMap::new();
+        for s in services {
+            *totals.entry(priority(s)).or_default() += if s.weight == 0 { 100 } else { s.weight as u32 };
+        }
+        let (mut answers, mut extra) = (Vec::new(), Vec::new());
+        for s in services {
+            if qtype == rtype::MX && !s.mail {
+                continue;
+            }
+            let (target, glue) = match s.ip() {
+                Some(ip) => match self.domain(&s.key, s.target_strip) {
+                    Some(t) => (t.clone(), Some(addr_record(&t, s.ttl(), ip))),
+                    None => continue,
+                },
+                None if s.host.is_empty() => continue,
+                None => match Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))) {
+                    Ok(t) => (t, None),
+                    Err(_) => continue,
+                },
+            };
+            let data = if qtype == rtype::MX {
+                RData::Mx { preference: priority(s), exchange: target }
+            } else {
+                let total = totals.get(&priority(s)).copied().unwrap_or(100).max(1) as f64;
+                let w = if s.weight == 0 { 100.0 } else { s.weight as f64 };
+                let weight = (100.0 / total * w).floor() as u16;
+                RData::Srv { priority: priority(s), weight, port: s.port, target }
+            };
+            let rr = Record::new(qname.clone(), s.ttl(), data);
+            if !answers.contains(&rr) {
+                answers.push(rr);
+            }
+            if let Some(g) = glue {
+                if !extra.contains(&g) {
+                    extra.push(g);
+                }
+            }
+        }
+        (answers, extra)
+    }
+}
+
+fn priority(s: &Service) -> u16 {
+    if s.priority == 0 {
+        DEFAULT_PRIORITY
+    } else {
+        s.priority
+    }
+}
+
+fn addr_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
+    match ip {
+        IpAddr::V4(v4) => Record::new(name.clone(), ttl, RData::A(v4)),
+        IpAddr::V6(v6) => Record::new(name.clone(), ttl, RData::Aaaa(v6)),
+    }
+}
+
+fn txt_strings(text: &str) -> Vec<Vec<u8>> {
+    text.as_bytes().chunks(255).map(<[u8]>::to_vec).collect()
+}
+
+/// The chain's handle: every query is answered by a task that owns a reference to the plugin.
+pub struct Handler(Arc<Etcd>);
+
+impl Plugin for Handler {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn serve(&self, req: &Request<'_>) -> Step {
+        let Some(zone) = self.0.zone_of(req.qname()).cloned() else {
+            return Step::Next;
+        };
+        let this = self.0.clone();
+        let msg = req.msg.clone();
+        let rest = req.rest();
+        Step::Pending(Box::pin(async move { this.serve_async(msg, zone, rest).await }))
+    }
+}
+
+impl Etcd {
+    async fn serve_async(&self, msg: Message, zone: Name, rest: Option<Rest>) -> Reply {
+        match self.answer(&msg, &zone).await {
+            Err(e) => Reply::servfail(&msg, e),
+            Ok((None, _)) => match rest {
+                Some(rest) => rest.run(msg).await,
+                None => Reply::rcode(&msg, rcode::SERVFAIL, None),
+            },
+            Ok((Some(mut m), chase)) => {
+                if let (Some((target, qtype)), Some(rest)) = (chase, rest) {
+                    crate::append_resolved(&mut m, target, qtype, rest).await;
+                }
+                Reply::message(m, "etcd")
+            }
+        }
+    }
+}
