@@ -281,3 +281,32 @@ fn file_zone_errors_name_the_file_and_line() {
     assert!(err.contains("Corefile:2") && err.contains("db.bad: line 3: bad IPv4 address"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn rewrite_edns0_rcode_and_cname_targets() {
+    let up = common::upstream::Upstream::start();
+    let k = Kdns::start(&format!(
+        ".:PORT {{\n    bind 127.0.0.1\n    rewrite continue edns0 local set 0xffee {{qtype}}-{{client_ip}}\n    rewrite continue edns0 subnet set 24 56\n    rewrite continue rcode suffix .rc.example. NXDOMAIN REFUSED\n    rewrite cname exact old.target.example. new.target.example.\n    template IN A alias.example {{\n        answer \"{{{{ .Name }}}} 60 IN CNAME old.target.example.\"\n    }}\n    forward . {}\n}}\n",
+        up.addr
+    ));
+    // EDNS0 options reach the upstream (the client sent none).
+    let r = udp(k.addr(), &query("opts.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let seen = up.seen();
+    let s = seen.iter().find(|s| s.qname == "opts.example.").expect("forwarded");
+    assert_eq!(s.edns_options, 2, "local 0xffee and client subnet");
+    // An upstream NXDOMAIN becomes REFUSED for names the rcode rule matches.
+    let r = udp(k.addr(), &query("nxdomain.rc.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    let r = udp(k.addr(), &query("nxdomain.other.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    // A CNAME target is rewritten and the new target resolved.
+    let r = udp(k.addr(), &query("www.alias.example.", RecordType::A));
+    let got: Vec<String> = r.answers.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        got,
+        ["www.alias.example. 60 IN CNAME new.target.example.", "new.target.example. 300 IN A 192.0.2.1"],
+        "{r:?}"
+    );
+    assert_eq!(up.count("new.target.example."), 1);
+}

@@ -75,6 +75,46 @@ pub enum Field {
         min: u32,
         max: u32,
     },
+    /// The reply's rcode `from` becomes `to` for names that match.
+    Rcode {
+        matcher: Match,
+        from: u16,
+        to: u16,
+    },
+    /// CNAME targets in the reply that match are rewritten and the new target resolved.
+    Cname {
+        matcher: Match,
+        to: String,
+    },
+    /// An EDNS0 option of the query is set, replaced, appended or removed.
+    Edns0 {
+        action: EdnsAction,
+        code: u16,
+        data: EdnsData,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdnsAction {
+    /// Replace the option when present, add it otherwise.
+    Set,
+    /// Replace the option only when present.
+    Replace,
+    /// Add the option even when present.
+    Append,
+    Unset,
+}
+
+#[derive(Clone, Debug)]
+pub enum EdnsData {
+    /// Literal bytes (hex `0x…` or a string) with `{qname}`-style variables expanded.
+    Local(String),
+    Nsid,
+    /// EDNS Client Subnet from the client's address with these source prefix lengths.
+    Subnet {
+        v4: u8,
+        v6: u8,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -92,12 +132,18 @@ struct Plan {
     msg: Message,
     answers: Vec<(Answer, String, String)>,
     ttls: Vec<(u32, u32)>,
+    rcodes: Vec<(u16, u16)>,
+    cnames: Vec<(Match, String)>,
 }
 
 impl Rewrite {
     /// What the query becomes; `None` (and no copy of the query) when no rule applies.
-    fn plan(&self, query: &Message) -> Option<Plan> {
+    fn plan(&self, req: &Request<'_>) -> Option<Plan> {
+        let query = req.msg;
         let asked = &query.questions[0];
+        let mut rcodes = Vec::new();
+        let mut cnames = Vec::new();
+        let mut edns: Vec<(EdnsAction, u16, Vec<u8>)> = Vec::new();
         let (mut name, mut qtype, mut qclass) = (None::<Name>, asked.qtype, asked.qclass);
         // The current name as lower-case text, made once and only for rules that need it.
         let mut text: Option<String> = None;
@@ -134,6 +180,25 @@ impl Rewrite {
                     }
                     hit
                 }
+                Field::Rcode { matcher, from, to } => {
+                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
+                    let hit = matcher.apply(cur, "").is_some();
+                    if hit {
+                        rcodes.push((*from, *to));
+                    }
+                    hit
+                }
+                Field::Cname { matcher, to } => {
+                    cnames.push((matcher.clone(), to.clone()));
+                    true
+                }
+                Field::Edns0 { action, code, data } => match edns_bytes(data, req) {
+                    Some(bytes) => {
+                        edns.push((*action, *code, bytes));
+                        true
+                    }
+                    None => false,
+                },
                 _ => false,
             };
             changed |= applied;
@@ -150,8 +215,75 @@ impl Rewrite {
             q.name = n;
         }
         (q.qtype, q.qclass) = (qtype, qclass);
-        Some(Plan { msg, answers, ttls })
+        if !edns.is_empty() {
+            // As CoreDNS: a query without OPT gets one (4096 octets) to carry the option.
+            let opt = msg.edns.get_or_insert_with(|| kdns_wire::Edns { udp_size: 4096, ..Default::default() });
+            for (action, code, bytes) in edns {
+                let at = opt.options.iter().position(|(c, _)| *c == code);
+                match (action, at) {
+                    (EdnsAction::Set | EdnsAction::Replace, Some(i)) => opt.options[i].1 = bytes,
+                    (EdnsAction::Set | EdnsAction::Append, None) | (EdnsAction::Append, Some(_)) => {
+                        opt.options.push((code, bytes))
+                    }
+                    (EdnsAction::Replace, None) => {}
+                    (EdnsAction::Unset, _) => opt.options.retain(|(c, _)| *c != code),
+                }
+            }
+        }
+        Some(Plan { msg, answers, ttls, rcodes, cnames })
     }
+}
+
+/// The option payload for this request; `None` when it does not apply (subnet for a client
+/// whose family has prefix length 0 is still sent, as CoreDNS does).
+fn edns_bytes(data: &EdnsData, req: &Request<'_>) -> Option<Vec<u8>> {
+    match data {
+        EdnsData::Nsid => Some(Vec::new()),
+        EdnsData::Local(text) => {
+            let expanded = expand(text, req);
+            match expanded.strip_prefix("0x") {
+                Some(hex) => (0..hex.len())
+                    .step_by(2)
+                    .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect(),
+                None => Some(expanded.into_bytes()),
+            }
+        }
+        EdnsData::Subnet { v4, v6 } => {
+            let (family, prefix, octets): (u16, u8, Vec<u8>) = match req.remote.ip() {
+                std::net::IpAddr::V4(a) => (1, *v4, a.octets().to_vec()),
+                std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                    Some(v4addr) => (1, *v4, v4addr.octets().to_vec()),
+                    None => (2, *v6, a.octets().to_vec()),
+                },
+            };
+            let keep = (prefix as usize).div_ceil(8);
+            let mut addr: Vec<u8> = octets.into_iter().take(keep).collect();
+            if prefix % 8 != 0 {
+                if let Some(last) = addr.last_mut() {
+                    *last &= 0xffu8 << (8 - prefix % 8);
+                }
+            }
+            let mut out = family.to_be_bytes().to_vec();
+            out.extend([prefix, 0]);
+            out.extend(addr);
+            Some(out)
+        }
+    }
+}
+
+/// CoreDNS's rewrite variables.
+fn expand(text: &str, req: &Request<'_>) -> String {
+    if !text.contains('{') {
+        return text.to_string();
+    }
+    text.replace("{qname}", &req.qname().to_string())
+        .replace("{qtype}", &kdns_wire::rtype::name(req.qtype()))
+        .replace("{client_ip}", &req.remote.ip().to_string())
+        .replace("{client_port}", &req.remote.port().to_string())
+        .replace("{protocol}", req.proto.as_str())
+        .replace("{server_ip}", &req.local.ip().to_string())
+        .replace("{server_port}", &req.local.port().to_string())
 }
 
 fn regex_rewrite(re: &Regex, template: &str, name: &Name) -> Option<Name> {
@@ -168,10 +300,16 @@ fn value_name(data: &mut RData) -> Option<&mut Name> {
     }
 }
 
-fn restore(reply: &mut Reply, original: &Message, answers: &[(Answer, String, String)], ttls: &[(u32, u32)]) {
+fn restore(reply: &mut Reply, original: &Message, plan: &Plan) {
+    let (answers, ttls) = (&plan.answers, &plan.ttls);
     let m = reply.msg();
     m.id = original.id;
     m.questions = original.questions.clone();
+    for (from, to) in &plan.rcodes {
+        if m.rcode == *from {
+            m.rcode = *to;
+        }
+    }
     // The question matched a ttl rule: every answer TTL goes into its range.
     for (min, max) in ttls {
         for rr in m.answers.iter_mut() {
@@ -211,13 +349,32 @@ impl Plugin for Rewrite {
     }
 
     fn serve(&self, req: &Request<'_>) -> Step {
-        let Some(plan) = self.plan(req.msg) else { return Step::Next };
+        let Some(plan) = self.plan(req) else { return Step::Next };
         let Some(rest) = req.rest() else { return Step::Next };
         let original = req.msg.clone();
         Step::Pending(Box::pin(async move {
-            let mut reply = rest.run(plan.msg).await;
-            restore(&mut reply, &original, &plan.answers, &plan.ttls);
+            let mut reply = rest.clone().run(plan.msg.clone()).await;
+            restore(&mut reply, &original, &plan);
+            if !plan.cnames.is_empty() {
+                rewrite_cnames(&mut reply, &plan.cnames, original.questions[0].qtype, rest).await;
+            }
             reply
         }))
+    }
+}
+
+/// CNAME targets matching a `cname` rule are rewritten; the records that followed the old target
+/// are replaced by the new target's answers from the rest of the chain.
+async fn rewrite_cnames(reply: &mut Reply, rules: &[(Match, String)], qtype: u16, rest: kdns_server::plugin::Rest) {
+    let m = reply.msg();
+    let Some(i) = m.answers.iter().position(|r| matches!(r.data, RData::Cname(_))) else { return };
+    let RData::Cname(target) = &m.answers[i].data else { return };
+    let text = target.to_string().to_ascii_lowercase();
+    let Some(new) = rules.iter().find_map(|(matcher, to)| matcher.apply(&text, to)) else { return };
+    let Ok(new_name) = Name::from_ascii(&new) else { return };
+    m.answers[i].data = RData::Cname(new_name.clone());
+    m.answers.truncate(i + 1);
+    if qtype != kdns_wire::rtype::CNAME {
+        crate::append_resolved(m, new_name, qtype, rest).await;
     }
 }

@@ -1,4 +1,4 @@
-use super::{Answer, Field, Match, Rewrite, Rule};
+use super::{Answer, EdnsAction, EdnsData, Field, Match, Rewrite, Rule};
 use kdns_corefile::{Directive, Error, Token};
 use kdns_server::plugin::{Plugin, SetupCtx};
 use regex::Regex;
@@ -39,6 +39,91 @@ fn matcher(kind: &str, from: &Token, to: &Token) -> Result<(Match, String), Erro
         "regex" => (Match::Regex(regex(from)?, to.text.clone()), String::new()),
         other => return Err(err(from, format!("unknown match type {other:?}"))),
     })
+}
+
+fn split_kind<'a>(rest: &'a [&'a Token]) -> (&'a str, &'a [&'a Token]) {
+    let kinds = ["exact", "prefix", "suffix", "substring", "regex"];
+    match rest.first() {
+        Some(t) if kinds.contains(&t.text.as_str()) => (t.text.as_str(), &rest[1..]),
+        _ => ("exact", rest),
+    }
+}
+
+fn rcode_value(t: &Token) -> Result<u16, Error> {
+    if let Ok(n) = t.text.parse::<u16>() {
+        return Ok(n);
+    }
+    (0..24u16)
+        .find(|c| kdns_wire::rcode::name(*c).eq_ignore_ascii_case(&t.text))
+        .ok_or_else(|| err(t, format!("invalid rcode {:?}", t.text)))
+}
+
+/// `edns0 local|nsid|subnet set|replace|append|unset …`.
+fn edns0(field: &Token, rest: &[&Token]) -> Result<Field, Error> {
+    let (Some(kind), Some(action)) = (rest.first(), rest.get(1)) else {
+        return Err(err(field, "edns0 needs a type (local, nsid, subnet) and an action"));
+    };
+    let action_value = match action.text.to_ascii_lowercase().as_str() {
+        "set" => EdnsAction::Set,
+        "replace" => EdnsAction::Replace,
+        "append" => EdnsAction::Append,
+        "unset" => EdnsAction::Unset,
+        other => return Err(err(action, format!("invalid edns0 action {other:?}"))),
+    };
+    let args = &rest[2..];
+    let unset = action_value == EdnsAction::Unset;
+    let (code, data) =
+        match kind.text.to_ascii_lowercase().as_str() {
+            "local" => {
+                let code_tok = args.first().ok_or_else(|| err(kind, "edns0 local needs an option code"))?;
+                let code = code_tok
+                    .text
+                    .strip_prefix("0x")
+                    .and_then(|h| u16::from_str_radix(h, 16).ok())
+                    .or_else(|| code_tok.text.parse().ok())
+                    .ok_or_else(|| err(code_tok, format!("invalid EDNS0 local code {:?}", code_tok.text)))?;
+                let data = match (args.get(1), unset) {
+                    (None, true) => String::new(),
+                    (Some(d), false) if args.len() == 2 => {
+                        if let Some(hex) = d.text.strip_prefix("0x") {
+                            if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                                return Err(err(d, format!("invalid hex data {:?}", d.text)));
+                            }
+                        }
+                        d.text.clone()
+                    }
+                    _ => return Err(err(kind, "edns0 local needs CODE and DATA (unset: CODE only)")),
+                };
+                (code, EdnsData::Local(data))
+            }
+            "nsid" => {
+                if !args.is_empty() {
+                    return Err(err(args[0], "edns0 nsid takes no data"));
+                }
+                (3, EdnsData::Nsid)
+            }
+            "subnet" => {
+                let data =
+                    match (args, unset) {
+                        ([], true) => EdnsData::Subnet { v4: 0, v6: 0 },
+                        ([v4, v6], false) => {
+                            let v4n: u8 =
+                                v4.text.parse().ok().filter(|n| *n <= 32).ok_or_else(|| {
+                                    err(v4, format!("invalid IPv4 source prefix length {:?}", v4.text))
+                                })?;
+                            let v6n: u8 =
+                                v6.text.parse().ok().filter(|n| *n <= 128).ok_or_else(|| {
+                                    err(v6, format!("invalid IPv6 source prefix length {:?}", v6.text))
+                                })?;
+                            EdnsData::Subnet { v4: v4n, v6: v6n }
+                        }
+                        _ => return Err(err(kind, "edns0 subnet needs SOURCE_V4 SOURCE_V6 (unset: nothing)")),
+                    };
+                (8, data)
+            }
+            other => return Err(err(kind, format!("invalid edns0 type {other:?}"))),
+        };
+    Ok(Field::Edns0 { action: action_value, code, data })
 }
 
 pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
@@ -142,9 +227,23 @@ pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
             }
             Field::Ttl { matcher: m, min, max }
         }
-        "edns0" | "cname" | "rcode" => {
-            return Err(err(field, format!("field {:?} is not supported by this kdns build yet", field.text)))
+        "rcode" => {
+            let (kind, rest) = split_kind(rest);
+            let (Some(name), Some(from), Some(to), None) = (rest.first(), rest.get(1), rest.get(2), rest.get(3)) else {
+                return Err(err(field, "rcode needs a name, FROM and TO"));
+            };
+            let (m, _) = matcher(kind, name, name)?;
+            Field::Rcode { matcher: m, from: rcode_value(from)?, to: rcode_value(to)? }
         }
+        "cname" => {
+            let (kind, rest) = split_kind(rest);
+            let (Some(from), Some(to), None) = (rest.first(), rest.get(1), rest.get(2)) else {
+                return Err(err(field, "cname needs FROM and TO"));
+            };
+            let (m, to) = matcher(kind, from, to)?;
+            Field::Cname { matcher: m, to }
+        }
+        "edns0" => edns0(field, rest)?,
         other => return Err(err(field, format!("invalid field {other:?}"))),
     };
     Ok(Rule { stop, field })

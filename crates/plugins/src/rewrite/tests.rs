@@ -7,9 +7,13 @@ fn rules(text: &str) -> Result<Rewrite, kdns_corefile::Error> {
     Ok(Rewrite { rules })
 }
 
+fn req(q: &Message) -> Request<'_> {
+    testutil::request(q, "192.0.2.77:5353".parse().unwrap())
+}
+
 fn asked(r: &Rewrite, name: &str, qtype: u16) -> Option<(String, u16)> {
     let q = testutil::query(name, qtype);
-    r.plan(&q).map(|p| (p.msg.questions[0].name.to_string(), p.msg.questions[0].qtype))
+    r.plan(&req(&q)).map(|p| (p.msg.questions[0].name.to_string(), p.msg.questions[0].qtype))
 }
 
 #[test]
@@ -36,7 +40,7 @@ fn stop_and_continue_and_type_class() {
     let r = rules("rewrite class CH IN").unwrap();
     let mut q = testutil::query("x.", 16);
     q.questions[0].qclass = 3;
-    assert_eq!(r.plan(&q).unwrap().msg.questions[0].qclass, 1);
+    assert_eq!(r.plan(&req(&q)).unwrap().msg.questions[0].qclass, 1);
 }
 
 #[test]
@@ -48,11 +52,46 @@ fn bad_rules_name_the_problem() {
         "rewrite type A NOTATYPE",
         "rewrite class IN XX",
         "rewrite ttl example. 30-10",
-        "rewrite edns0 local set 0xffee abc",
+        "rewrite edns0 local set 0xffee 0xabc",
+        "rewrite edns0 local frob 0xffee 0xab",
+        "rewrite edns0 subnet set 33 56",
+        "rewrite edns0 nsid set extra",
+        "rewrite rcode x.example. BOGUS NOERROR",
+        "rewrite cname exact only-one",
         "rewrite name a. b. answer sideways",
         "rewrite frobnicate a b",
     ] {
         let e = rules(bad).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("plugin/rewrite"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn edns0_options_set_replace_append_unset() {
+    let r = rules("rewrite continue edns0 local set 0xffee 0xabcd\nrewrite continue edns0 local append 0xffef {client_ip}:{qtype}\nrewrite continue edns0 subnet set 24 56\nrewrite edns0 nsid replace").unwrap();
+    let q = testutil::query("x.example.", 1);
+    let plan = r.plan(&req(&q)).unwrap();
+    let opt = plan.msg.edns.expect("an OPT record is added");
+    assert_eq!(opt.udp_size, 4096);
+    assert_eq!(
+        opt.options,
+        vec![(0xffee, vec![0xab, 0xcd]), (0xffef, b"192.0.2.77:A".to_vec()), (8, vec![0, 1, 24, 0, 192, 0, 2])],
+        "nsid replace does nothing without an NSID option"
+    );
+    let r = rules("rewrite edns0 local unset 0xffee").unwrap();
+    let mut q = testutil::query("x.example.", 1);
+    q.edns = Some(kdns_wire::Edns {
+        udp_size: 1232,
+        options: vec![(0xffee, vec![1]), (10, vec![2; 8])],
+        ..Default::default()
+    });
+    assert_eq!(r.plan(&req(&q)).unwrap().msg.edns.unwrap().options, vec![(10, vec![2; 8])]);
+}
+
+#[test]
+fn rcode_rules_match_names() {
+    let r = rules("rewrite rcode suffix .example. NXDOMAIN 5").unwrap();
+    let q = testutil::query("a.example.", 1);
+    assert_eq!(r.plan(&req(&q)).unwrap().rcodes, vec![(3, 5)]);
+    assert!(r.plan(&req(&testutil::query("a.other.", 1))).is_none());
 }
