@@ -1,6 +1,6 @@
 //! Real distribution Corefiles (tests/corefiles/: kubeadm today and as of Kubernetes 1.13, the
 //! coredns/deployment one, k3s with NodeHosts and custom imports, RKE2, EKS, AKS with
-//! `custom/*.override` and `custom/*.server`, OpenShift, kubespray) start unchanged against the
+//! `custom/*.override` and `custom/*.server`, OpenShift, kubespray and its nodelocaldns) start unchanged against the
 //! fake API server and answer: a Service, a reverse lookup, a forwarded name, and what each
 //! distribution adds. Only what ties a file to a cluster is replaced for the test: the API
 //! endpoint (in-cluster config → the fake API server's URL), listen ports, `/etc/resolv.conf`
@@ -140,4 +140,41 @@ fn openshift_corefile_with_bufsize_error_log_and_chaos_block() {
     });
     assert_eq!(r.metadata.response_code, ResponseCode::NoError, "chaos hostname.bind");
     assert_eq!(r.answers.len(), 1);
+}
+
+/// Kubespray's nodelocaldns ConfigMap (rendered with its defaults) in plain server mode: the
+/// link-local bind address becomes 127.0.0.1, the cluster DNS service (force_tcp) and
+/// /etc/resolv.conf the scriptable upstream. (The stock node-local-dns template runs in network
+/// namespaces in tests/nodecache.rs.)
+#[test]
+fn kubespray_nodelocaldns_corefile_forwards_cluster_zones_over_tcp() {
+    let upstream = Upstream::start();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corefiles/kubespray-nodelocaldns.Corefile"),
+    )
+    .unwrap();
+    let (metrics, health) = (free_port(), free_port());
+    let corefile = text
+        .replace(":53 {", ":PORT {")
+        .replace("169.254.25.10:9254", &format!("127.0.0.1:{health}"))
+        .replace("169.254.25.10", "127.0.0.1")
+        .replace("10.233.0.3", &upstream.addr.to_string())
+        .replace("/etc/resolv.conf", &upstream.addr.to_string())
+        .replace(":9253", &format!("127.0.0.1:{metrics}"));
+    let k = Kdns::start(&corefile);
+    let r = udp(k.addr(), &query("kubernetes.default.svc.cluster.local.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.1".parse().unwrap()));
+    let r = udp(k.addr(), &query("1.0.96.10.in-addr.arpa.", RecordType::PTR));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let r = udp(k.addr(), &query("www.example.com.", RecordType::A));
+    assert_eq!(r.answers[0].data, RData::A("192.0.2.1".parse().unwrap()));
+    let seen = upstream.seen();
+    let over_tcp = |name: &str| seen.iter().find(|s| s.qname == name).map(|s| s.tcp);
+    assert_eq!(over_tcp("kubernetes.default.svc.cluster.local."), Some(true), "force_tcp for the cluster zone");
+    assert_eq!(over_tcp("1.0.96.10.in-addr.arpa."), Some(true));
+    assert_eq!(over_tcp("www.example.com."), Some(false), "the rest over UDP");
+    assert!(http_get(&format!("127.0.0.1:{health}"), "/health").is_some_and(|(code, _)| code == 200));
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    assert!(scrape.contains("coredns_dns_requests_total{"), "one prometheus listener shared by four blocks");
 }
