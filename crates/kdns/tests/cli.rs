@@ -54,8 +54,8 @@ fn version_and_plugins() {
 fn bad_corefiles_name_file_and_line() {
     let e = start_error(".:0 {\n    whoami\n    frobnicate\n}\n");
     assert!(e.contains("Corefile:3 - Error during parsing: Unknown directive 'frobnicate'"), "{e}");
-    let e = start_error(".:0 {\n    whoami\n    file db.example.org\n}\n");
-    assert!(e.contains("Corefile:3") && e.contains("plugin 'file' is not built"), "{e}");
+    let e = start_error(".:0 {\n    whoami\n    dnstap /tmp/dnstap.sock\n}\n");
+    assert!(e.contains("Corefile:3") && e.contains("plugin 'dnstap' is not built"), "{e}");
     let e = start_error(".:0 {\n    whoami\n");
     assert!(e.contains("Corefile:1"), "{e}");
     let e = start_error("example.org:0 {\n    whoami\n}\nexample.org:0 {\n    whoami\n}\n");
