@@ -21,7 +21,9 @@ pub struct Family {
     help: &'static str,
     kind: Kind,
     labels: &'static [&'static str],
-    series: Mutex<BTreeMap<Vec<String>, Arc<Series>>>,
+    /// Series by their label values joined with NUL (never part of a label value), so a lookup
+    /// can be made in a reused buffer without allocating.
+    series: Mutex<BTreeMap<String, Arc<Series>>>,
 }
 
 pub struct Series {
@@ -76,15 +78,33 @@ impl Series {
 
 impl Family {
     /// The series for these label values (created on first use). Call at setup, keep the Arc.
+    /// Finding an existing series does not allocate.
     pub fn with(&self, values: &[&str]) -> Arc<Series> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let bounds = match self.kind {
-            Kind::Histogram(b) => b,
-            _ => &[],
-        };
-        map.entry(key).or_insert_with(|| Arc::new(Series::new(bounds))).clone()
+        debug_assert!(values.iter().all(|v| !v.contains('\0')), "{}: NUL in a label value", self.name);
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    key.push('\0');
+                }
+                key.push_str(v);
+            }
+            let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = map.get(key.as_str()) {
+                return s.clone();
+            }
+            let bounds = match self.kind {
+                Kind::Histogram(b) => b,
+                _ => &[],
+            };
+            let s = Arc::new(Series::new(bounds));
+            map.insert(key.clone(), s.clone());
+            s
+        })
     }
 
     /// Removes every series (for info gauges whose labels change, like reload_version_info).
@@ -109,13 +129,14 @@ impl Family {
         order.sort_by_key(|&i| self.labels[i]);
         let mut rows: Vec<(String, &Arc<Series>)> = map
             .iter()
-            .map(|(values, s)| {
+            .map(|(key, s)| {
+                let values: Vec<&str> = key.split('\0').collect();
                 let mut l = String::new();
                 for (n, &i) in order.iter().enumerate() {
                     if n > 0 {
                         l.push(',');
                     }
-                    let _ = write!(l, "{}=\"{}\"", self.labels[i], escape(&values[i]));
+                    let _ = write!(l, "{}=\"{}\"", self.labels[i], escape(values[i]));
                 }
                 (l, s)
             })
