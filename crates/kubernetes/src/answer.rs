@@ -16,7 +16,7 @@ const DNS_VERSION_TTL: u32 = 28800;
 const MAX_CNAME_CHAIN: usize = 8;
 
 mod external;
-pub use external::{external_rcode, ExternalAnswer};
+pub use external::ExternalAnswer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodMode {
@@ -494,33 +494,43 @@ impl Engine<'_> {
         }
     }
 
-    /// (name, address) pairs for NS answers: the services whose endpoints are this server's own
-    /// addresses, or `ns.dns.<zone>` with the local addresses when none is found.
-    fn ns_addresses(&self, zone: &Name) -> Vec<(String, IpAddr)> {
-        let mut out = Vec::new();
+    /// The slices whose endpoints are this server's own addresses, with their services (CoreDNS's
+    /// `nsAddrs`: the Services in front of this server); `None` when no local address is an
+    /// endpoint (a server outside the cluster).
+    fn services_in_front(&self) -> Option<Vec<(&crate::object::Slice, &crate::object::Service)>> {
         let mut found = false;
+        let mut out = Vec::new();
         for local in &self.settings.local_ips {
             for o in self.index.ip_owners(local) {
                 let IpOwner::Endpoint(ns, slice) = o else { continue };
                 let Some(slice) = self.index.slice(ns, slice) else { continue };
                 found = true;
-                let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_ref()) else {
-                    continue;
-                };
-                let svc_name = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone);
-                if svc.kind == ServiceKind::Headless {
-                    for ep in &slice.endpoints {
-                        for ip in &ep.addresses {
-                            out.push((format!("{}.{svc_name}", self.endpoint_name(ep, ip)), *ip));
-                        }
-                    }
-                } else {
-                    out.extend(svc.ips.iter().map(|ip| (svc_name.clone(), *ip)));
+                if let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_ref()) {
+                    out.push((slice, svc));
                 }
             }
         }
-        if !found {
-            out = self.settings.local_ips.iter().map(|ip| (format!("ns.dns.{zone}"), *ip)).collect();
+        found.then_some(out)
+    }
+
+    /// (name, address) pairs for NS answers: the services whose endpoints are this server's own
+    /// addresses, or `ns.dns.<zone>` with the local addresses when none is found.
+    fn ns_addresses(&self, zone: &Name) -> Vec<(String, IpAddr)> {
+        let Some(fronting) = self.services_in_front() else {
+            return self.settings.local_ips.iter().map(|ip| (format!("ns.dns.{zone}"), *ip)).collect();
+        };
+        let mut out = Vec::new();
+        for (slice, svc) in fronting {
+            let svc_name = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone);
+            if svc.kind == ServiceKind::Headless {
+                for ep in &slice.endpoints {
+                    for ip in &ep.addresses {
+                        out.push((format!("{}.{svc_name}", self.endpoint_name(ep, ip)), *ip));
+                    }
+                }
+            } else {
+                out.extend(svc.ips.iter().map(|ip| (svc_name.clone(), *ip)));
+            }
         }
         out
     }

@@ -65,7 +65,8 @@ pub(crate) fn zone_names(plugin: &str, zones: &[&Token]) -> Result<Vec<Name>, Er
         .collect()
 }
 
-/// The zones a plugin serves: its zone arguments or, when there are none, the block's zones.
+/// The zones a plugin serves: its zone arguments or, when there are none, the block's zones;
+/// lower case either way (both are normalized by the Corefile parser).
 pub(crate) fn plugin_zones(plugin: &str, args: &[&Token], block: &[String], at: &Token) -> Result<Vec<Name>, Error> {
     if !args.is_empty() {
         return zone_names(plugin, args);
@@ -95,7 +96,7 @@ impl Fallthrough {
 
 /// A CNAME target outside the answering plugin's zones: asked of the plugins after it (CoreDNS
 /// asks its whole server again; with the usual Corefiles both reach `forward`) and the answers
-/// appended after the CNAME. A failed lookup adds nothing.
+/// appended after the CNAME. Nothing is added when that lookup wrote no reply.
 pub(crate) async fn append_resolved(
     m: &mut kdns_wire::Message,
     target: Name,
@@ -109,8 +110,26 @@ pub(crate) async fn append_resolved(
         ..kdns_wire::Message::default()
     };
     let reply = rest.run(query).await;
-    if reply.written && reply.rcode_value() == kdns_wire::rcode::NOERROR {
+    if reply.written {
         m.answers.extend(reply.as_message().answers.iter().cloned());
+    }
+}
+
+/// Replies with `m` from `plugin`; when the answer ends in a CNAME leaving the plugin's zones
+/// (`chase`: target and type), the target is first resolved by the rest of the chain.
+pub(crate) fn reply_resolving(
+    req: &kdns_server::Request<'_>,
+    mut m: kdns_wire::Message,
+    chase: Option<(Name, u16)>,
+    plugin: &'static str,
+) -> kdns_server::plugin::Step {
+    use kdns_server::plugin::{Reply, Step};
+    match (chase, req.rest()) {
+        (Some((target, qtype)), Some(rest)) => Step::Pending(Box::pin(async move {
+            append_resolved(&mut m, target, qtype, rest).await;
+            Reply::message(m, plugin)
+        })),
+        _ => Step::Reply(Reply::message(m, plugin)),
     }
 }
 

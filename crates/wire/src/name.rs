@@ -41,21 +41,9 @@ impl Name {
                     i += 1;
                 }
                 b'\\' => {
-                    let rest = &bytes[i + 1..];
-                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let value =
-                            (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
-                        if value > 255 {
-                            return Err(WireError::BadEscape);
-                        }
-                        label.push(value as u8);
-                        i += 4;
-                    } else if let Some(&c) = rest.first() {
-                        label.push(c);
-                        i += 2;
-                    } else {
-                        return Err(WireError::BadEscape);
-                    }
+                    let (value, used) = unescape(&bytes[i + 1..]).ok_or(WireError::BadEscape)?;
+                    label.push(value);
+                    i += 1 + used;
                 }
                 c => {
                     label.push(c);
@@ -176,6 +164,16 @@ impl Name {
         }
         Ok(Name { wire })
     }
+}
+
+/// A presentation-format escape after its backslash: `\DDD` (decimal, at most 255) or `\X`;
+/// the byte and how many bytes of `rest` it used.
+pub(crate) fn unescape(rest: &[u8]) -> Option<(u8, usize)> {
+    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
+        let value = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
+        return u8::try_from(value).ok().map(|v| (v, 3));
+    }
+    rest.first().map(|&c| (c, 1))
 }
 
 fn push_label(wire: &mut Vec<u8>, label: &[u8]) -> Result<(), WireError> {

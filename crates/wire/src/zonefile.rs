@@ -163,20 +163,9 @@ pub(crate) fn decode_string(raw: &str) -> Result<Vec<u8>, String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' {
-            let rest = &b[i + 1..];
-            if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                let v = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
-                if v > 255 {
-                    return Err(format!("bad escape in {raw:?}"));
-                }
-                out.push(v as u8);
-                i += 4;
-            } else if let Some(&c) = rest.first() {
-                out.push(c);
-                i += 2;
-            } else {
-                return Err(format!("dangling backslash in {raw:?}"));
-            }
+            let (value, used) = crate::name::unescape(&b[i + 1..]).ok_or_else(|| format!("bad escape in {raw:?}"))?;
+            out.push(value);
+            i += 1 + used;
         } else {
             out.push(b[i]);
             i += 1;

@@ -4,12 +4,12 @@
 //! to one of them). The apex has a static SOA and `ns1.<apex>.<zone>`, whose addresses are the
 //! external IPs of the Services in front of this server.
 
-use super::{family_matches, name, port_matches, strip_underscore, Engine, Entry, Host, IpOwner, Outcome};
+use super::{family_matches, name, port_matches, strip_underscore, Engine, Entry, Host, Outcome};
 use crate::object::{ExternalHost, ServiceKind};
 use kdns_wire::{rcode, rtype, Name, RData, Record};
 use std::net::IpAddr;
 
-/// What an external-zone query produced; `rcode` is NXDOMAIN or NOERROR when `answer` is empty.
+/// What an external-zone query produced.
 pub struct ExternalAnswer {
     pub outcome: Outcome,
     /// False for the apex and the `dns` subdomain (CoreDNS does not set AA there).
@@ -39,27 +39,18 @@ impl Engine<'_> {
     /// The external addresses of the Services whose endpoints are this server's own addresses;
     /// this server's addresses when it is not behind one (CoreDNS outside a cluster).
     pub fn external_ns_addresses(&self) -> Vec<IpAddr> {
+        let Some(fronting) = self.services_in_front() else {
+            return self.settings.local_ips.clone();
+        };
         let mut out = Vec::new();
-        let mut found = false;
-        for local in &self.settings.local_ips {
-            for o in self.index.ip_owners(local) {
-                let IpOwner::Endpoint(ns, slice) = o else { continue };
-                let Some(slice) = self.index.slice(ns, slice) else { continue };
-                found = true;
-                let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_ref()) else {
-                    continue;
-                };
-                for h in &svc.external {
-                    if let ExternalHost::Ip(ip) = h {
-                        if !out.contains(ip) {
-                            out.push(*ip);
-                        }
+        for (_, svc) in fronting {
+            for h in &svc.external {
+                if let ExternalHost::Ip(ip) = h {
+                    if !out.contains(ip) {
+                        out.push(*ip);
                     }
                 }
             }
-        }
-        if !found {
-            out = self.settings.local_ips.clone();
         }
         out
     }
@@ -190,10 +181,12 @@ impl Engine<'_> {
     }
 }
 
-/// The rcode an [`ExternalAnswer`] stands for.
-pub fn external_rcode(a: &ExternalAnswer) -> u16 {
-    match a.outcome {
-        Outcome::NameError => rcode::NXDOMAIN,
-        _ => rcode::NOERROR,
+impl ExternalAnswer {
+    /// NXDOMAIN for a name error, NOERROR otherwise (NODATA included).
+    pub fn rcode(&self) -> u16 {
+        match self.outcome {
+            Outcome::NameError => rcode::NXDOMAIN,
+            _ => rcode::NOERROR,
+        }
     }
 }

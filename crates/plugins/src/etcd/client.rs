@@ -189,25 +189,25 @@ impl Client {
     async fn connect(&self, ep: &Endpoint) -> Result<SendRequest<Full<Bytes>>, String> {
         let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port)).await.map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        if ep.tls {
-            let connector = self.tls.as_ref().ok_or("https endpoint without tls settings")?;
-            let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| e.to_string())?;
-            let stream = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(sender)
-        } else {
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(sender)
+        if !ep.tls {
+            return handshake(tcp).await;
         }
+        let connector = self.tls.as_ref().ok_or("https endpoint without tls settings")?;
+        let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| e.to_string())?;
+        handshake(connector.connect(name, tcp).await.map_err(|e| e.to_string())?).await
     }
+}
+
+/// An HTTP/1.1 connection over `io`, driven by its own task.
+async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// The end of a prefix range: the prefix with its last byte below 0xff incremented.

@@ -65,6 +65,14 @@ impl Service {
         self.host.parse().ok()
     }
 
+    /// The host as a domain name (CNAME, PTR, SRV and MX targets), when it is not an address.
+    fn target(&self) -> Option<Name> {
+        if self.host.is_empty() || self.ip().is_some() {
+            return None;
+        }
+        Name::from_ascii(&format!("{}.", self.host.trim_end_matches('.'))).ok()
+    }
+
     fn ttl(&self) -> u32 {
         if self.ttl == 0 {
             DEFAULT_TTL
@@ -72,11 +80,6 @@ impl Service {
             self.ttl
         }
     }
-}
-
-enum Lookup {
-    Found(Vec<Service>),
-    NameError,
 }
 
 impl Etcd {
@@ -105,19 +108,23 @@ impl Etcd {
         Name::from_ascii(&format!("{text}.")).ok()
     }
 
-    /// CoreDNS's `Records`: every service at or below the name (exact: at the name only).
-    async fn records(&self, name: &Name, exact: bool) -> Result<Lookup, String> {
+    /// CoreDNS's `Records`: every service at or below the name (exact: at the name only);
+    /// `None` when there is none (NXDOMAIN).
+    async fn records(&self, name: &Name, exact: bool) -> Result<Option<Vec<Service>>, String> {
         let (path, segments, star) = self.key_for(name);
-        let mut kvs = if exact { Vec::new() } else { self.client.range(&format!("{path}/"), true).await? };
-        if kvs.is_empty() {
-            kvs = self.client.range(&path, false).await?;
-        }
-        if star && !exact {
-            kvs.extend(self.client.range(&path, false).await?);
-        }
-        if kvs.is_empty() {
-            return Ok(Lookup::NameError);
-        }
+        let kvs = match (exact, star) {
+            // The key at the cut is shorter than the pattern, so only keys below it can match.
+            (false, true) => self.client.range(&format!("{path}/"), true).await?,
+            (false, false) => {
+                let below = self.client.range(&format!("{path}/"), true).await?;
+                if below.is_empty() {
+                    self.client.range(&path, false).await?
+                } else {
+                    below
+                }
+            }
+            (true, _) => self.client.range(&path, false).await?,
+        };
         let mut out: Vec<Service> = Vec::new();
         for kv in kvs {
             if star {
@@ -134,10 +141,7 @@ impl Etcd {
                 out.push(s);
             }
         }
-        if out.is_empty() {
-            return Ok(Lookup::NameError);
-        }
-        Ok(Lookup::Found(out))
+        Ok((!out.is_empty()).then_some(out))
     }
 
     fn soa(&self, zone: &Name) -> Record {
@@ -146,7 +150,7 @@ impl Etcd {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
         Record::new(
             zone.clone(),
-            MIN_TTL.min(300),
+            MIN_TTL,
             RData::Soa {
                 mname: Name::from_ascii(&format!("ns.dns.{z}")).unwrap_or_else(|_| Name::root()),
                 rname: Name::from_ascii(&format!("hostmaster.{z}")).unwrap_or_else(|_| Name::root()),
@@ -170,9 +174,9 @@ impl Etcd {
         let mut name = qname.clone();
         for depth in 0..MAX_CNAME_CHAIN {
             let services = match self.records(&name, false).await? {
-                Lookup::Found(s) => s,
-                Lookup::NameError if depth == 0 => return Ok((None, None)),
-                Lookup::NameError => break,
+                Some(s) => s,
+                None if depth == 0 => return Ok((None, None)),
+                None => break,
             };
             let mut next = None;
             for s in &services {
@@ -184,10 +188,8 @@ impl Etcd {
                             answer.push(rr);
                         }
                     }
-                    None if next.is_none() && !s.host.is_empty() => {
-                        let Ok(target) = Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))) else {
-                            continue;
-                        };
+                    None if next.is_none() => {
+                        let Some(target) = s.target() else { continue };
                         if target.eq_ignore_case(&name)
                             || answer.iter().any(|r: &Record| r.name.eq_ignore_case(&target))
                         {
@@ -214,88 +216,56 @@ impl Etcd {
         let mut m = Message::reply_to(req_msg);
         m.set(flag::AA, true);
         let mut chase = None;
-        let found: Lookup = match q.qtype {
+        // Whether the name exists (false: NXDOMAIN).
+        let exists = match q.qtype {
             rtype::A | rtype::AAAA => {
-                let (found, out) = self.addresses(qname, q.qtype).await?;
+                let (records, out) = self.addresses(qname, q.qtype).await?;
                 chase = out.map(|t| (t, q.qtype));
-                match found {
-                    Some(records) => {
-                        m.answers = records;
-                        Lookup::Found(Vec::new())
-                    }
-                    None => Lookup::NameError,
-                }
-            }
-            rtype::TXT => {
-                self.with(
-                    qname,
-                    false,
-                    |s| {
-                        (!s.text.is_empty())
-                            .then(|| Record::new(qname.clone(), s.ttl(), RData::Txt(txt_strings(&s.text))))
-                    },
-                    &mut m.answers,
-                )
-                .await?
-            }
-            rtype::CNAME => {
-                let found = self.records(qname, true).await?;
-                if let Lookup::Found(services) = &found {
-                    if let Some(t) = services.iter().filter(|s| s.ip().is_none() && !s.host.is_empty()).find_map(|s| {
-                        Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))).ok().map(|n| (n, s.ttl()))
-                    }) {
-                        m.answers.push(Record::new(qname.clone(), t.1, RData::Cname(t.0)));
-                    }
-                }
-                found
-            }
-            rtype::PTR => {
-                self.with(
-                    qname,
-                    true,
-                    |s| {
-                        if s.ip().is_some() || s.host.is_empty() {
-                            return None;
-                        }
-                        let target = Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))).ok()?;
-                        Some(Record::new(qname.clone(), s.ttl(), RData::Ptr(target)))
-                    },
-                    &mut m.answers,
-                )
-                .await?
-            }
-            rtype::SRV | rtype::MX => {
-                let found = self.records(qname, false).await?;
-                if let Lookup::Found(services) = &found {
-                    let (answers, extra) = self.srv_mx(qname, q.qtype, services);
-                    m.answers = answers;
-                    m.additional = extra;
-                }
-                found
+                records.map(|r| m.answers = r).is_some()
             }
             rtype::SOA => {
                 m.answers.push(self.soa(zone));
-                Lookup::Found(Vec::new())
+                true
             }
             rtype::NS if qname.eq_ignore_case(zone) => {
                 let ns_name = Name::from_ascii(&format!("ns.dns.{zone}")).map_err(|e| e.to_string())?;
-                let found = self.records(&ns_name, false).await?;
-                if let Lookup::Found(services) = &found {
-                    for s in services {
-                        let (Some(ip), Some(target)) = (s.ip(), self.domain(&s.key, s.target_strip)) else { continue };
-                        m.answers.push(Record::new(zone.clone(), s.ttl(), RData::Ns(target.clone())));
-                        m.additional.push(addr_record(&target, s.ttl(), ip));
+                let services = self.records(&ns_name, false).await?;
+                for s in services.iter().flatten() {
+                    let (Some(ip), Some(target)) = (s.ip(), self.domain(&s.key, s.target_strip)) else { continue };
+                    m.answers.push(Record::new(zone.clone(), s.ttl(), RData::Ns(target.clone())));
+                    m.additional.push(addr_record(&target, s.ttl(), ip));
+                }
+                services.is_some()
+            }
+            rtype::TXT | rtype::CNAME | rtype::PTR | rtype::SRV | rtype::MX => {
+                let exact = matches!(q.qtype, rtype::CNAME | rtype::PTR);
+                match self.records(qname, exact).await? {
+                    None => false,
+                    Some(services) => {
+                        let owned = |s: &Service, data| Record::new(qname.clone(), s.ttl(), data);
+                        match q.qtype {
+                            rtype::TXT => m.answers.extend(
+                                services
+                                    .iter()
+                                    .filter(|s| !s.text.is_empty())
+                                    .map(|s| owned(s, RData::Txt(txt_strings(&s.text)))),
+                            ),
+                            rtype::CNAME => m
+                                .answers
+                                .extend(services.iter().find_map(|s| s.target().map(|t| owned(s, RData::Cname(t))))),
+                            rtype::PTR => m
+                                .answers
+                                .extend(services.iter().filter_map(|s| s.target().map(|t| owned(s, RData::Ptr(t))))),
+                            _ => (m.answers, m.additional) = self.srv_mx(qname, q.qtype, &services),
+                        }
+                        true
                     }
                 }
-                found
             }
             // Any other type: an A lookup tells NODATA from NXDOMAIN.
-            _ => match self.addresses(qname, rtype::A).await?.0 {
-                Some(_) => Lookup::Found(Vec::new()),
-                None => Lookup::NameError,
-            },
+            _ => self.addresses(qname, rtype::A).await?.0.is_some(),
         };
-        if let Lookup::NameError = found {
+        if !exists {
             if self.fallthrough.through(qname) {
                 return Ok((None, None));
             }
@@ -306,20 +276,6 @@ impl Etcd {
             m.additional.clear();
         }
         Ok((Some(m), chase))
-    }
-
-    async fn with(
-        &self,
-        qname: &Name,
-        exact: bool,
-        make: impl Fn(&Service) -> Option<Record>,
-        out: &mut Vec<Record>,
-    ) -> Result<Lookup, String> {
-        let found = self.records(qname, exact).await?;
-        if let Lookup::Found(services) = &found {
-            out.extend(services.iter().filter_map(&make));
-        }
-        Ok(found)
     }
 
     /// SRV and MX as CoreDNS's backend builds them: weights shared within a priority, targets
@@ -339,10 +295,9 @@ impl Etcd {
                     Some(t) => (t.clone(), Some(addr_record(&t, s.ttl(), ip))),
                     None => continue,
                 },
-                None if s.host.is_empty() => continue,
-                None => match Name::from_ascii(&format!("{}.", s.host.trim_end_matches('.'))) {
-                    Ok(t) => (t, None),
-                    Err(_) => continue,
+                None => match s.target() {
+                    Some(t) => (t, None),
+                    None => continue,
                 },
             };
             let data = if qtype == rtype::MX {

@@ -61,7 +61,6 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     if endpoints.iter().any(|e| e.tls) && tls.is_none() {
         tls = Some(crate::forward::setup::tls_config("etcd", None, ctx.config_dir, d.name())?);
     }
-    let zones = zones.iter().map(|z| z.to_lowercase()).collect();
     let client = Arc::new(Client::new(endpoints, tls, credentials));
     Ok(Some(Arc::new(super::Handler(Arc::new(Etcd { zones, path, fallthrough, client })))))
 }

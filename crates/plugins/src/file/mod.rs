@@ -8,7 +8,7 @@ pub mod zone;
 pub use setup::setup;
 
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
-use kdns_wire::{flag, rcode, rtype, Message, Name, RData};
+use kdns_wire::{flag, Message, Name};
 use std::sync::{Arc, RwLock};
 use zone::Zone;
 
@@ -50,22 +50,6 @@ impl Plugin for File {
         m.answers = answer.answers;
         m.authority = answer.authority;
         m.additional = answer.additional;
-        debug_assert!(m.rcode == rcode::NOERROR || m.rcode == rcode::NXDOMAIN);
-        let outside = match m.answers.last().map(|r| &r.data) {
-            Some(RData::Cname(target)) if req.qtype() != rtype::CNAME && !target.is_subdomain_of(&zone.origin) => {
-                Some(target.clone())
-            }
-            _ => None,
-        };
-        match (outside, req.rest()) {
-            (Some(target), Some(rest)) => {
-                let qtype = req.qtype();
-                Step::Pending(Box::pin(async move {
-                    crate::append_resolved(&mut m, target, qtype, rest).await;
-                    Reply::message(m, "file")
-                }))
-            }
-            _ => Step::Reply(Reply::message(m, "file")),
-        }
+        crate::reply_resolving(req, m, answer.leaves_zone.map(|t| (t, req.qtype())), "file")
     }
 }

@@ -47,7 +47,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
             }
         }
         for origin in origins {
-            let slot = Arc::new(Slot { origin: origin.to_lowercase(), zone: RwLock::new(None) });
+            let slot = Arc::new(Slot { origin, zone: RwLock::new(None) });
             match load(&path, &slot.origin) {
                 Ok(zone) => *slot.zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(zone)),
                 Err(Load::Parse(msg)) => return Err(Error::at(db, format!("plugin/file: {}: {msg}", path.display()))),

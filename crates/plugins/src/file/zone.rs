@@ -26,6 +26,8 @@ pub struct Answer {
     pub answers: Vec<Record>,
     pub authority: Vec<Record>,
     pub additional: Vec<Record>,
+    /// The target of the last CNAME when it leaves the zone (the caller resolves it elsewhere).
+    pub leaves_zone: Option<Name>,
 }
 
 impl Answer {
@@ -95,20 +97,17 @@ impl Zone {
 
     /// The highest zone cut between the apex (exclusive) and `qname` (inclusive), if any.
     fn delegation(&self, qname: &Name, qtype: u16) -> Option<Name> {
-        let mut chain = Vec::new();
+        let mut highest = None;
         let mut n = Some(qname.clone());
-        while let Some(name) = n {
-            if name == self.origin || name.label_count() <= self.origin.label_count() {
-                break;
+        while let Some(name) = n.filter(|n| n.label_count() > self.origin.label_count()) {
+            // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
+            let ds_at_qname = &name == qname && qtype == rtype::DS;
+            if !ds_at_qname && self.nodes.get(&name).is_some_and(|rrs| rrs.iter().any(|r| r.rtype == rtype::NS)) {
+                highest = Some(name.clone());
             }
             n = name.parent();
-            chain.push(name);
         }
-        chain.into_iter().rev().find(|name| {
-            // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
-            let at_qname_ds = name == qname && qtype == rtype::DS;
-            !at_qname_ds && self.nodes.get(name).is_some_and(|rrs| rrs.iter().any(|r| r.rtype == rtype::NS))
-        })
+        highest
     }
 
     /// A and AAAA records in this zone for the names the given records point at.
@@ -140,7 +139,7 @@ impl Zone {
         for _ in 0..=MAX_CHASE {
             let key = name.to_lowercase();
             if !key.is_subdomain_of(&self.origin) {
-                // A CNAME left the zone: the client's resolver follows it.
+                out.leaves_zone = Some(name);
                 return out;
             }
             if let Some(cut) = self.delegation(&key, qtype) {
@@ -152,58 +151,39 @@ impl Zone {
                 out.authority = ns;
                 return out;
             }
-            let found: Option<Vec<Record>> = if let Some(rrs) = self.nodes.get(&key) {
-                Some(rrs.clone())
-            } else if self.exists(&key) {
-                None
-            } else {
-                match self.wildcard(&key) {
-                    Some(rrs) => Some(
-                        rrs.iter()
-                            .map(|r| {
-                                let mut r = r.clone();
-                                r.name = name.clone();
-                                r
-                            })
-                            .collect(),
-                    ),
+            // The records at the name, or at the wildcard that covers it; every record taken
+            // from them is owned by the asked name, which synthesises wildcard answers.
+            let rrs = match self.nodes.get(&key) {
+                Some(rrs) => rrs,
+                None if self.exists(&key) => {
+                    out.authority = vec![self.soa.clone()];
+                    return out;
+                }
+                None => match self.wildcard(&key) {
+                    Some(rrs) => rrs,
                     None => {
                         out.rcode = rcode::NXDOMAIN;
                         out.authority = vec![self.soa.clone()];
                         return out;
                     }
-                }
+                },
             };
-            let Some(rrs) = found else {
-                out.authority = vec![self.soa.clone()];
-                return out;
-            };
-            let matching: Vec<Record> = rrs
-                .iter()
-                .filter(|r| r.rtype == qtype)
-                .map(|r| {
-                    let mut r = r.clone();
-                    r.name = name.clone();
-                    r
-                })
-                .collect();
+            let owned = |r: &Record| Record { name: name.clone(), ..r.clone() };
+            let matching: Vec<Record> = rrs.iter().filter(|r| r.rtype == qtype).map(owned).collect();
             if !matching.is_empty() {
-                let apex_ns = self.rrset(&self.origin, rtype::NS);
                 let mut additional = self.glue(&matching);
                 if qtype != rtype::NS || key != self.origin {
-                    out.authority = apex_ns;
+                    out.authority = self.rrset(&self.origin, rtype::NS);
                 }
                 out.answers.extend(matching);
                 additional.retain(|g| !out.answers.contains(g));
                 out.additional = additional;
                 return out;
             }
-            let Some(cname) = rrs.iter().find(|r| r.rtype == rtype::CNAME) else {
+            let Some(cname) = rrs.iter().find(|r| r.rtype == rtype::CNAME).map(owned) else {
                 out.authority = vec![self.soa.clone()];
                 return out;
             };
-            let mut cname = cname.clone();
-            cname.name = name.clone();
             let RData::Cname(target) = &cname.data else { unreachable!("filtered on type") };
             name = target.clone();
             out.answers.push(cname);
@@ -306,6 +286,8 @@ _http._tcp IN SRV 0 0 80 www
         assert_eq!(names(&c.answers), ["alias.example.org. CNAME"]);
         let out = q(&z, "outside.example.org.", rtype::A);
         assert_eq!((out.rcode, names(&out.answers)), (0, vec!["outside.example.org. CNAME".to_string()]));
+        assert_eq!(out.leaves_zone.map(|n| n.to_string()), Some("www.example.net.".into()));
+        assert!(a.leaves_zone.is_none() && c.leaves_zone.is_none());
         let looped = q(&z, "loop1.example.org.", rtype::A);
         assert_eq!(looped.answers.len(), 2, "a loop ends after one round");
     }

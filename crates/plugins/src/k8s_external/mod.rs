@@ -8,10 +8,10 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_kubernetes::answer::{external_rcode, Outcome};
+use kdns_kubernetes::answer::Outcome;
 use kdns_kubernetes::source::Shared;
 use kdns_kubernetes::{Engine, Settings};
-use kdns_server::plugin::{Plugin, Reply, Request, Step};
+use kdns_server::plugin::{Plugin, Request, Step};
 use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::{Arc, OnceLock};
 
@@ -56,7 +56,7 @@ impl Plugin for K8sExternal {
         let index = source.shared.read();
         let engine = Engine { index: &index, settings };
         let answer = engine.external(zone, qname, req.qtype(), &self.apex, self.headless);
-        let code = external_rcode(&answer);
+        let code = answer.rcode();
         if code == rcode::NXDOMAIN && self.fallthrough.through(qname) {
             return Step::Next;
         }
@@ -75,12 +75,6 @@ impl Plugin for K8sExternal {
             m.authority.push(engine.external_soa(zone, &self.apex));
         }
         drop(index);
-        match (chase, req.rest()) {
-            (Some(chase), Some(rest)) => Step::Pending(Box::pin(async move {
-                crate::append_resolved(&mut m, chase.target, chase.qtype, rest).await;
-                Reply::message(m, "k8s_external")
-            })),
-            _ => Step::Reply(Reply::message(m, "k8s_external")),
-        }
+        crate::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "k8s_external")
     }
 }

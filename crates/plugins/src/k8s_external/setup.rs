@@ -38,6 +38,5 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     }
     let source: Arc<SourceCell> = Arc::new(OnceLock::new());
     ctx.links.insert(LINK, source.clone());
-    let zones = zones.iter().map(|z| z.to_lowercase()).collect();
     Ok(Some(Arc::new(K8sExternal { zones, apex, ttl, headless, fallthrough, source, settings: OnceLock::new() })))
 }

@@ -9,11 +9,11 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_kubernetes::answer::{Chase, Engine, Outcome, Settings};
+use kdns_kubernetes::answer::{Engine, Outcome, Settings};
 use kdns_kubernetes::source::{Observer, Shared};
 use kdns_server::metrics::Kind;
 use kdns_server::plugin::{AutoPather, Plugin, Readiness, Reply, Request, Step};
-use kdns_wire::{flag, rcode, Message, Name, Question};
+use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::Arc;
 
 kdns_server::metric_family!(
@@ -125,30 +125,12 @@ impl Plugin for Kubernetes {
                 m.set(flag::AA, true);
                 m.answers = answer;
                 m.additional = additional;
-                match (chase, req.rest()) {
-                    (Some(chase), Some(rest)) => Step::Pending(Box::pin(resolve_target(m, chase, rest))),
-                    _ => Step::Reply(Reply::message(m, "kubernetes")),
-                }
+                // An ExternalName target outside the cluster zones: resolved by the plugins after
+                // this one (in the usual Corefile, `forward`).
+                crate::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "kubernetes")
             }
         }
     }
-}
-
-/// An ExternalName target outside the cluster zones: asked of the plugins after this one (in
-/// the usual Corefile, `forward`), its answers appended after the CNAME; nothing is added when
-/// that lookup fails, as in CoreDNS.
-async fn resolve_target(mut m: Message, chase: Chase, rest: kdns_server::plugin::Rest) -> Reply {
-    let query = Message {
-        id: m.id,
-        flags: flag::RD,
-        questions: vec![Question { name: chase.target, qtype: chase.qtype, qclass: kdns_wire::class::IN }],
-        ..Message::default()
-    };
-    let reply = rest.run(query).await;
-    if reply.written {
-        m.answers.extend(reply.as_message().answers.iter().cloned());
-    }
-    Reply::message(m, "kubernetes")
 }
 
 /// `/ready` reports `kubernetes` until every watched kind has completed its first list.

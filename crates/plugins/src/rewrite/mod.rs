@@ -12,6 +12,7 @@ pub use setup::setup;
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
 use kdns_wire::{Message, Name, RData};
 use regex::Regex;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub enum Match {
@@ -24,6 +25,17 @@ pub enum Match {
 }
 
 impl Match {
+    /// Whether `name` (lower-case FQDN) matches, without building a rewritten name.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Match::Exact(from) => name == from,
+            Match::Prefix(from) => name.starts_with(from.as_str()),
+            Match::Suffix(from) => name.ends_with(from.as_str()),
+            Match::Substring(from) => name.contains(from.as_str()),
+            Match::Regex(re, _) => re.is_match(name),
+        }
+    }
+
     /// The rewritten text when `name` (lower-case FQDN) matches.
     pub fn apply(&self, name: &str, to: &str) -> Option<String> {
         match self {
@@ -31,16 +43,19 @@ impl Match {
             Match::Prefix(from) => name.strip_prefix(from.as_str()).map(|rest| format!("{to}{rest}")),
             Match::Suffix(from) => name.strip_suffix(from.as_str()).map(|rest| format!("{rest}{to}")),
             Match::Substring(from) => name.contains(from.as_str()).then(|| name.replacen(from.as_str(), to, 1)),
-            Match::Regex(re, template) => {
-                let caps = re.captures(name)?;
-                let mut out = template.clone();
-                for i in (0..caps.len()).rev() {
-                    out = out.replace(&format!("{{{i}}}"), caps.get(i).map_or("", |m| m.as_str()));
-                }
-                Some(out)
-            }
+            Match::Regex(re, template) => substitute(re, template, name),
         }
     }
+}
+
+/// `template` with `{N}` replaced by the groups of `re` in `name`, when it matches.
+fn substitute(re: &Regex, template: &str, name: &str) -> Option<String> {
+    let caps = re.captures(name)?;
+    let mut out = template.to_string();
+    for i in (0..caps.len()).rev() {
+        out = out.replace(&format!("{{{i}}}"), caps.get(i).map_or("", |m| m.as_str()));
+    }
+    Some(out)
 }
 
 /// How answers are rewritten back after a name rewrite.
@@ -59,7 +74,8 @@ pub enum Field {
     Name {
         matcher: Match,
         to: String,
-        answers: Vec<Answer>,
+        /// Shared with the plans of the queries they apply to.
+        answers: Vec<Arc<Answer>>,
     },
     Type {
         from: u16,
@@ -82,10 +98,7 @@ pub enum Field {
         to: u16,
     },
     /// CNAME targets in the reply that match are rewritten and the new target resolved.
-    Cname {
-        matcher: Match,
-        to: String,
-    },
+    Cname(Arc<(Match, String)>),
     /// An EDNS0 option of the query is set, replaced, appended or removed.
     Edns0 {
         action: EdnsAction,
@@ -130,10 +143,10 @@ pub struct Rewrite {
 /// What a query became and what to do on the way back.
 struct Plan {
     msg: Message,
-    answers: Vec<(Answer, String, String)>,
+    answers: Vec<(Arc<Answer>, String, String)>,
     ttls: Vec<(u32, u32)>,
     rcodes: Vec<(u16, u16)>,
-    cnames: Vec<(Match, String)>,
+    cnames: Vec<Arc<(Match, String)>>,
 }
 
 impl Rewrite {
@@ -153,7 +166,7 @@ impl Rewrite {
         for rule in &self.rules {
             let applied = match &rule.field {
                 Field::Name { matcher, to, answers: a } => {
-                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
+                    let cur = current(&mut text, &asked.name);
                     match matcher.apply(cur, to).and_then(|n| Name::from_ascii(&n).ok().map(|parsed| (n, parsed))) {
                         Some((new_text, parsed)) => {
                             let before = std::mem::replace(cur, new_text.to_ascii_lowercase());
@@ -173,23 +186,13 @@ impl Rewrite {
                     true
                 }
                 Field::Ttl { matcher, min, max } => {
-                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
-                    let hit = matcher.apply(cur, "").is_some();
-                    if hit {
-                        ttls.push((*min, *max));
-                    }
-                    hit
+                    matcher.matches(current(&mut text, &asked.name)).then(|| ttls.push((*min, *max))).is_some()
                 }
                 Field::Rcode { matcher, from, to } => {
-                    let cur = text.get_or_insert_with(|| asked.name.to_string().to_ascii_lowercase());
-                    let hit = matcher.apply(cur, "").is_some();
-                    if hit {
-                        rcodes.push((*from, *to));
-                    }
-                    hit
+                    matcher.matches(current(&mut text, &asked.name)).then(|| rcodes.push((*from, *to))).is_some()
                 }
-                Field::Cname { matcher, to } => {
-                    cnames.push((matcher.clone(), to.clone()));
+                Field::Cname(rule) => {
+                    cnames.push(rule.clone());
                     true
                 }
                 Field::Edns0 { action, code, data } => match edns_bytes(data, req) {
@@ -286,9 +289,14 @@ fn expand(text: &str, req: &Request<'_>) -> String {
         .replace("{server_port}", &req.local.port().to_string())
 }
 
+/// The current (possibly already rewritten) query name as lower-case text, rendered once.
+fn current<'t>(text: &'t mut Option<String>, asked: &Name) -> &'t mut String {
+    text.get_or_insert_with(|| asked.to_string().to_ascii_lowercase())
+}
+
 fn regex_rewrite(re: &Regex, template: &str, name: &Name) -> Option<Name> {
     let text = name.to_string().to_ascii_lowercase();
-    Match::Regex(re.clone(), template.to_string()).apply(&text, "").and_then(|n| Name::from_ascii(&n).ok())
+    substitute(re, template, &text).and_then(|n| Name::from_ascii(&n).ok())
 }
 
 fn value_name(data: &mut RData) -> Option<&mut Name> {
@@ -318,7 +326,7 @@ fn restore(reply: &mut Reply, original: &Message, plan: &Plan) {
     }
     for rr in m.answers.iter_mut() {
         for (how, asked, rewritten) in answers {
-            match how {
+            match &**how {
                 Answer::Auto => {
                     if rr.name.to_string().eq_ignore_ascii_case(rewritten) {
                         if let Ok(n) = Name::from_ascii(asked) {
@@ -365,12 +373,17 @@ impl Plugin for Rewrite {
 
 /// CNAME targets matching a `cname` rule are rewritten; the records that followed the old target
 /// are replaced by the new target's answers from the rest of the chain.
-async fn rewrite_cnames(reply: &mut Reply, rules: &[(Match, String)], qtype: u16, rest: kdns_server::plugin::Rest) {
+async fn rewrite_cnames(
+    reply: &mut Reply,
+    rules: &[Arc<(Match, String)>],
+    qtype: u16,
+    rest: kdns_server::plugin::Rest,
+) {
     let m = reply.msg();
     let Some(i) = m.answers.iter().position(|r| matches!(r.data, RData::Cname(_))) else { return };
     let RData::Cname(target) = &m.answers[i].data else { return };
     let text = target.to_string().to_ascii_lowercase();
-    let Some(new) = rules.iter().find_map(|(matcher, to)| matcher.apply(&text, to)) else { return };
+    let Some(new) = rules.iter().find_map(|rule| rule.0.apply(&text, &rule.1)) else { return };
     let Ok(new_name) = Name::from_ascii(&new) else { return };
     m.answers[i].data = RData::Cname(new_name.clone());
     m.answers.truncate(i + 1);

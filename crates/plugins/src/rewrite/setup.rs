@@ -161,17 +161,17 @@ pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
                 }
                 let what = opts.next().ok_or_else(|| err(t, "answer needs auto, name or value"))?;
                 match what.text.as_str() {
-                    "auto" => answers.push(Answer::Auto),
+                    "auto" => answers.push(Arc::new(Answer::Auto)),
                     "name" | "value" => {
                         let (Some(f), Some(to)) = (opts.next(), opts.next()) else {
                             return Err(err(what, format!("answer {} needs FROM and TO", what.text)));
                         };
                         let re = regex(f)?;
-                        answers.push(if what.text == "name" {
+                        answers.push(Arc::new(if what.text == "name" {
                             Answer::Name(re, to.text.clone())
                         } else {
                             Answer::Value(re, to.text.clone())
-                        });
+                        }));
                     }
                     other => return Err(err(what, format!("unknown answer rewrite {other:?}"))),
                 }
@@ -241,7 +241,7 @@ pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
                 return Err(err(field, "cname needs FROM and TO"));
             };
             let (m, to) = matcher(kind, from, to)?;
-            Field::Cname { matcher: m, to }
+            Field::Cname(Arc::new((m, to)))
         }
         "edns0" => edns0(field, rest)?,
         other => return Err(err(field, format!("invalid field {other:?}"))),
