@@ -569,7 +569,9 @@ fn names_equal_at(buf: &[u8], mut off: usize, wire: &[u8]) -> bool {
         let (Some(a), Some(b)) = (buf.get(off + 1..off + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
             return false;
         };
-        if !a.eq_ignore_ascii_case(b) {
+        // Exact bytes: a pointer to a name spelled in another case would change the case a
+        // client sees (the case of owner names is kept as the records carry it).
+        if a != b {
             return false;
         }
         off += 1 + len;
@@ -621,6 +623,23 @@ mod tests {
         assert_eq!(back, m);
         // the second answer owner is a pointer to the question name
         assert!(wire.windows(2).any(|w| w == [0xC0, 12]));
+    }
+
+    #[test]
+    fn compression_keeps_the_case_of_each_name() {
+        // Found by the wire_query fuzz target: an owner differing from an earlier name only in
+        // case was written as a pointer to it and decoded in the other case.
+        let mut m = sample();
+        m.answers.push(Record::new(name("WWW.Example.org."), 30, RData::A(Ipv4Addr::new(10, 0, 0, 9))));
+        let back = Message::decode(&m.to_vec()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.answers.last().unwrap().name.to_string(), "WWW.Example.org.");
+        let crash = [
+            0u8, 2, 1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 3, 119, 101, 98, 4, 115, 104, 111, 112, 3, 115, 118, 114, 5, 108, 1,
+            0, 0, 0, 0, 0, 0, 3, 114, 5, 76, 1, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0, 0, 0, 0, 0, 62,
+        ];
+        let m = Message::decode(&crash).unwrap();
+        assert_eq!(Message::decode(&m.to_vec()).unwrap(), m);
     }
 
     #[test]
