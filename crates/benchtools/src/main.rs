@@ -1,0 +1,351 @@
+//! `kdns-bench`: the two small programs `bench/peers.sh` needs besides dnsperf.
+//!
+//! * `reflect ADDR [--plain]` — the canned-answer floor: a UDP server that answers every query
+//!   with one fixed A record and does nothing else (recvmmsg/sendmmsg batches, or one
+//!   recvfrom/sendto per query with `--plain`). What a DNS server costs per query on this
+//!   machine when it does no DNS work at all.
+//! * `load ADDR FILE [options]` — a batching load generator (sendmmsg/recvmmsg over several
+//!   sockets, a fixed number of queries in flight, optional fixed rate) for where dnsperf itself
+//!   is the bottleneck, and for latency percentiles at a fixed rate. Reads dnsperf's query file
+//!   format (`name TYPE` per line) and prints one `key=value` line.
+
+use kdns_server::batch::{Inbox, Outbox};
+use std::collections::VecDeque;
+use std::io::{self, BufRead};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("reflect") => reflect(&args[1..]),
+        Some("load") => load(&args[1..]),
+        _ => Err("usage: kdns-bench reflect ADDR [--plain] | kdns-bench load ADDR FILE [--seconds S] [--inflight N] [--rate QPS] [--sockets K] [--once]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kdns-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res = Result<(), String>;
+
+fn addr(s: Option<&String>) -> Result<SocketAddr, String> {
+    s.ok_or("missing address")?.parse().map_err(|e| format!("bad address: {e}"))
+}
+
+/// Offset just past the question of `q` (12-byte header, one name, type and class).
+fn question_end(q: &[u8]) -> Option<usize> {
+    let mut at = 12;
+    loop {
+        let len = *q.get(at)? as usize;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        at += 1 + len;
+    }
+    (at + 4 <= q.len()).then_some(at + 4)
+}
+
+/// The canned answer: the query's header and question, QR/RA set, one A record 192.0.2.1.
+fn canned(q: &[u8], out: &mut Vec<u8>) -> bool {
+    let Some(end) = question_end(q) else { return false };
+    out.clear();
+    out.extend_from_slice(&q[..end]);
+    out[2] = 0x80 | (q[2] & 0x01);
+    out[3] = 0x80;
+    out[4..12].copy_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4, 192, 0, 2, 1]);
+    true
+}
+
+fn reflect(args: &[String]) -> Res {
+    let bind = addr(args.first())?;
+    let plain = args.iter().any(|a| a == "--plain");
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(4 << 20);
+    if plain {
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::with_capacity(512);
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).map_err(|e| e.to_string())?;
+            if canned(&buf[..n], &mut out) {
+                let _ = sock.send_to(&out, from);
+            }
+        }
+    }
+    let mut inbox = Inbox::new(64, 4096);
+    let mut outbox = Outbox::new(64);
+    loop {
+        let n = match inbox.recv(&sock, libc::MSG_WAITFORONE) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        for i in 0..n {
+            let (Some(q), Some(from)) = inbox.get(i) else { continue };
+            if canned(q, outbox.next_buf()) {
+                outbox.commit(from);
+            }
+        }
+        outbox.flush(sock.as_raw_fd());
+    }
+}
+
+fn qtype(name: &str) -> Option<u16> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "SOA" => 6,
+        "PTR" => 12,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        "SRV" => 33,
+        "HTTPS" => 65,
+        n => n.strip_prefix("TYPE")?.parse().ok()?,
+    })
+}
+
+fn encode_query(name: &str, qtype: u16) -> Option<Vec<u8>> {
+    let mut q = vec![0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        if label.len() > 63 {
+            return None;
+        }
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    Some(q)
+}
+
+fn read_queries(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for (n, line) in io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{path}: {e}"))?;
+        let mut parts = line.split_whitespace();
+        let Some(name) = parts.next() else { continue };
+        let t = parts.next().unwrap_or("A");
+        let q = qtype(t).and_then(|t| encode_query(name, t)).ok_or(format!("{path}:{}: bad query {line:?}", n + 1))?;
+        out.push(q);
+    }
+    if out.is_empty() {
+        return Err(format!("{path}: no queries"));
+    }
+    Ok(out)
+}
+
+struct LoadOptions {
+    seconds: f64,
+    inflight: usize,
+    rate: Option<f64>,
+    sockets: usize,
+    once: bool,
+}
+
+fn load(args: &[String]) -> Res {
+    let server = addr(args.first())?;
+    let file = args.get(1).ok_or("missing query file")?;
+    let mut o = LoadOptions { seconds: 5.0, inflight: 200, rate: None, sockets: 8, once: false };
+    let mut it = args[2..].iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--seconds" => o.seconds = val()?.parse().map_err(|_| "bad --seconds")?,
+            "--inflight" => o.inflight = val()?.parse().map_err(|_| "bad --inflight")?,
+            "--rate" => o.rate = Some(val()?.parse().map_err(|_| "bad --rate")?),
+            "--sockets" => o.sockets = val()?.parse().map_err(|_| "bad --sockets")?,
+            "--once" => o.once = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let queries = read_queries(file)?;
+    run_load(server, &queries, &o).map_err(|e| e.to_string())
+}
+
+/// Per-socket query IDs in flight: send time in ns since start (0 = free).
+struct Slots {
+    sent: Vec<u64>,
+    next_id: u16,
+}
+
+fn run_load(server: SocketAddr, queries: &[Vec<u8>], o: &LoadOptions) -> io::Result<()> {
+    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().expect("literal");
+    let mut socks = Vec::new();
+    for _ in 0..o.sockets.max(1) {
+        let s = UdpSocket::bind(bind)?;
+        s.connect(server)?;
+        s.set_nonblocking(true)?;
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(4 << 20);
+        socks.push(s);
+    }
+    let mut slots: Vec<Slots> = socks.iter().map(|_| Slots { sent: vec![0; 65536], next_id: 1 }).collect();
+    let mut order: VecDeque<(u8, u16, u64)> = VecDeque::new();
+    let mut outboxes: Vec<Outbox> = socks.iter().map(|_| Outbox::new(32)).collect();
+    let mut inbox = Inbox::new(64, 4096);
+    let mut hist = vec![0u32; 1_000_001];
+    let (mut sent, mut answered, mut lost, mut inflight) = (0u64, 0u64, 0u64, 0usize);
+    let mut rcodes = [0u64; 16];
+    let start = Instant::now();
+    let deadline = Duration::from_secs_f64(o.seconds);
+    let timeout_ns = 1_000_000_000u64;
+    let mut next_query = 0usize;
+    let mut rr = 0usize;
+    let mut send_done_at: Option<Instant> = None;
+    loop {
+        let now = start.elapsed();
+        let now_ns = now.as_nanos() as u64 + 1;
+        let sending = if o.once { next_query < queries.len() } else { now < deadline };
+        if !sending {
+            let done = *send_done_at.get_or_insert_with(Instant::now);
+            if inflight == 0 || done.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        let mut progressed = false;
+        if sending {
+            let mut budget = o.inflight.saturating_sub(inflight) as u64;
+            if let Some(rate) = o.rate {
+                budget = budget.min(((rate * now.as_secs_f64()) as u64 + 1).saturating_sub(sent));
+            }
+            while budget > 0 && !(o.once && next_query >= queries.len()) {
+                let s = rr % socks.len();
+                rr += 1;
+                let slot = &mut slots[s];
+                let id = slot.next_id;
+                slot.next_id = slot.next_id.wrapping_add(1).max(1);
+                if slot.sent[id as usize] != 0 {
+                    continue;
+                }
+                let q = &queries[next_query % queries.len()];
+                next_query += 1;
+                let buf = outboxes[s].next_buf();
+                buf.clear();
+                buf.extend_from_slice(q);
+                buf[0..2].copy_from_slice(&id.to_be_bytes());
+                outboxes[s].commit(server);
+                slot.sent[id as usize] = now_ns;
+                order.push_back((s as u8, id, now_ns));
+                sent += 1;
+                inflight += 1;
+                budget -= 1;
+                if outboxes[s].is_full() {
+                    outboxes[s].flush(socks[s].as_raw_fd());
+                }
+            }
+            for (ob, s) in outboxes.iter_mut().zip(&socks) {
+                if !ob.is_empty() {
+                    ob.flush(s.as_raw_fd());
+                    progressed = true;
+                }
+            }
+        }
+        for (s, sock) in socks.iter().enumerate() {
+            loop {
+                let n = match inbox.recv(sock, libc::MSG_DONTWAIT) {
+                    Ok(n) => n,
+                    Err(_) => break,
+                };
+                let at = start.elapsed().as_nanos() as u64 + 1;
+                for i in 0..n {
+                    let (Some(r), _) = inbox.get(i) else { continue };
+                    if r.len() < 12 {
+                        continue;
+                    }
+                    let id = u16::from_be_bytes([r[0], r[1]]) as usize;
+                    let t = slots[s].sent[id];
+                    if t == 0 {
+                        continue;
+                    }
+                    slots[s].sent[id] = 0;
+                    inflight -= 1;
+                    answered += 1;
+                    rcodes[(r[3] & 0xF) as usize] += 1;
+                    hist[(((at - t) / 1000) as usize).min(1_000_000)] += 1;
+                }
+                progressed |= n > 0;
+                if n < 64 {
+                    break;
+                }
+            }
+        }
+        while let Some(&(s, id, t)) = order.front() {
+            let current = slots[s as usize].sent[id as usize];
+            if current == t && now_ns.saturating_sub(t) < timeout_ns {
+                break;
+            }
+            if current == t {
+                slots[s as usize].sent[id as usize] = 0;
+                inflight -= 1;
+                lost += 1;
+            }
+            order.pop_front();
+        }
+        if !progressed {
+            wait_readable(&socks, o.rate.is_some() || inflight >= o.inflight);
+        }
+    }
+    let elapsed = if o.once { start.elapsed() } else { deadline.min(start.elapsed()) };
+    let pct = |p: f64| -> f64 {
+        let want = ((answered as f64) * p).ceil() as u64;
+        let mut acc = 0u64;
+        for (us, n) in hist.iter().enumerate() {
+            acc += *n as u64;
+            if acc >= want.max(1) {
+                return us as f64 / 1000.0;
+            }
+        }
+        0.0
+    };
+    println!(
+        "sent={sent} answered={answered} lost={lost} qps={:.0} p50_ms={:.3} p99_ms={:.3} noerror={} servfail={} nxdomain={} refused={}",
+        answered as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        rcodes[0],
+        rcodes[2],
+        rcodes[3],
+        rcodes[5]
+    );
+    Ok(())
+}
+
+/// Sleeps until a reply may be waiting (up to 1 ms when only time can make progress).
+#[allow(unsafe_code)]
+fn wait_readable(socks: &[UdpSocket], short: bool) {
+    let mut fds: Vec<libc::pollfd> =
+        socks.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: fds is a valid array of pollfd for its length.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, if short { 1 } else { 10 }) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canned_answer_copies_the_question_and_adds_one_record() {
+        let q = encode_query("a.example", 1).unwrap();
+        let mut out = Vec::new();
+        assert!(canned(&q, &mut out));
+        assert_eq!(&out[12..q.len()], &q[12..]);
+        assert_eq!(&out[4..8], &[0, 1, 0, 1]);
+        assert_eq!(out[2] & 0x80, 0x80);
+        assert_eq!(out.len(), q.len() + 16);
+        assert!(!canned(&q[..14], &mut out));
+    }
+}
