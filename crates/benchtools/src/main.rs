@@ -255,11 +255,7 @@ fn run_load(server: SocketAddr, queries: &[Vec<u8>], o: &LoadOptions) -> io::Res
             }
         }
         for (s, sock) in socks.iter().enumerate() {
-            loop {
-                let n = match inbox.recv(sock, libc::MSG_DONTWAIT) {
-                    Ok(n) => n,
-                    Err(_) => break,
-                };
+            while let Ok(n) = inbox.recv(sock, libc::MSG_DONTWAIT) {
                 let at = start.elapsed().as_nanos() as u64 + 1;
                 for i in 0..n {
                     let (Some(r), _) = inbox.get(i) else { continue };

@@ -4,7 +4,7 @@
 use crate::config::{Block, ZoneTable};
 use crate::metrics;
 use crate::plugin::{Body, BoxFuture, ChainCursor, Done, Origin, Proto, Reply, Request, Rest, Step};
-use kdns_wire::{check_query, class, error_reply, rcode, rtype, Edns, Message, Rejection};
+use kdns_wire::{check_query_into, class, error_reply, rcode, rtype, Edns, Message, Rejection};
 use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,18 +85,20 @@ impl Origin {
 /// `kdns-probe.` in wire form: the query name of the node-cache supervisor's probe (class CH).
 pub const PROBE_NAME: &[u8] = b"\x0akdns-probe\x00";
 
-/// Handles one received packet. Synchronous answers land in `out`.
+/// Handles one received packet. Synchronous answers land in `out`. `msg` is the caller's
+/// scratch message the query is decoded into (its buffers are reused from query to query).
 pub fn handle(
     packet: &[u8],
     remote: SocketAddr,
     local: SocketAddr,
     proto: Proto,
     table: &ZoneTable,
+    msg: &mut Message,
     out: &mut Vec<u8>,
 ) -> Outcome {
     let start = Instant::now();
-    let mut msg = match check_query(packet) {
-        Ok(m) => m,
+    match check_query_into(packet, msg) {
+        Ok(()) => {}
         Err(Rejection::Drop) => return Outcome::Drop,
         Err(Rejection::Header(h, code)) => {
             error_reply(&h, code, out);
@@ -123,10 +125,11 @@ pub fn handle(
     if let (Some(limit), Some(edns)) = (entry.and_then(|e| e.block.bufsize), msg.edns.as_mut()) {
         edns.udp_size = edns.udp_size.min(limit);
     }
+    let msg: &Message = msg;
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
     let req = Request {
-        msg: &msg,
+        msg,
         wire_len: packet.len(),
         remote,
         local,
@@ -138,7 +141,7 @@ pub fn handle(
         chain: cursor.as_ref(),
     };
     let Some(entry) = entry else {
-        let mut reply = Reply::rcode(&msg, rcode::REFUSED, None);
+        let mut reply = Reply::rcode(msg, rcode::REFUSED, None);
         let size = write_reply(&req, reply.body_mut(), out);
         report(&req, "", rcode::REFUSED, size);
         return Outcome::Reply;
@@ -147,7 +150,7 @@ pub fn handle(
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, 0, &req)));
     let (index, step) = match run {
         Ok(v) => v,
-        Err(panic) => (block.plugins.len(), Step::Reply(recovered(req.server, &msg, panic, block.debug))),
+        Err(panic) => (block.plugins.len(), Step::Reply(recovered(req.server, msg, panic, block.debug))),
     };
     match step {
         Step::Reply(reply) => {
@@ -253,6 +256,7 @@ fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply
             p.observe(req, &done);
         }
     }));
+    reply.recycle();
 }
 
 /// Applies CoreDNS's `SizeAndDo` + `Scrub`: reflect the client's OPT (version 0, its buffer size,
@@ -309,14 +313,14 @@ fn write_wire(req: &Request<'_>, bytes: &[u8], limit: usize, out: &mut Vec<u8>) 
     out[0..2].copy_from_slice(&req.msg.id.to_be_bytes());
     out[2] |= 0x80;
     if let Some(q) = &req.msg.edns {
-        let options = reflected_options(q);
+        let options = || q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c));
         out.push(0);
         out.extend_from_slice(&kdns_wire::rtype::OPT.to_be_bytes());
         out.extend_from_slice(&q.udp_size.to_be_bytes());
         out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
-        let rdlen: usize = options.iter().map(|(_, d)| 4 + d.len()).sum();
+        let rdlen: usize = options().map(|(_, d)| 4 + d.len()).sum();
         out.extend_from_slice(&(rdlen as u16).to_be_bytes());
-        for (code, data) in &options {
+        for (code, data) in options() {
             out.extend_from_slice(&code.to_be_bytes());
             out.extend_from_slice(&(data.len() as u16).to_be_bytes());
             out.extend_from_slice(data);

@@ -1,18 +1,27 @@
-//! DNS listeners: one SO_REUSEPORT UDP socket per worker thread and one TCP listener per
-//! address. The zone table is read through an `ArcSwap`-like cell on every packet, so a reload
-//! swaps the table without touching the sockets.
+//! DNS listeners: one SO_REUSEPORT UDP socket per worker and one TCP listener per address.
+//!
+//! Each UDP socket has its own OS thread (not a tokio task): it blocks in `recvmmsg`, answers
+//! what the chain answers synchronously (cache hits, kubernetes, hosts, …) straight from that
+//! loop into a batch of replies sent with one `sendmmsg`, and hands only waiting work (a
+//! forwarded miss) to the tokio runtime as a task, which sends its reply itself. A hit never
+//! touches the runtime, a lock or the allocator. The zone table is read through a cell whose
+//! generation the worker checks once per batch, so a reload swaps the table without touching
+//! the sockets.
 
+use crate::batch::{Inbox, Outbox};
 use crate::config::{ListenerKey, ZoneTable};
 use crate::handler::{handle, Outcome};
 use crate::plugin::Proto;
+use kdns_wire::Message;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -22,21 +31,56 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Queries one TCP connection may have waiting on upstreams at once (pipelining, RFC 7766).
 const TCP_MAX_PENDING: usize = 128;
-const MAX_UDP_PAYLOAD: usize = 65535;
+/// Largest UDP query read. Queries are small (a question and an OPT record; CoreDNS reads at
+/// most 512 bytes by default), so 4 KiB leaves room for any EDNS option a client sends; larger
+/// datagrams are dropped, never cut and misread.
+const UDP_QUERY_MAX: usize = 4096;
+/// Datagrams read (and replies sent) per system call when a worker is busy.
+const UDP_BATCH: usize = 32;
+/// How often an idle UDP worker wakes to look at its stop and drain flags.
+const UDP_IDLE_WAKE: Duration = Duration::from_millis(100);
 
-/// The current zone table of a listener; replaced whole on reload.
+/// The current zone table of a listener; replaced whole on reload. Readers on the hot path
+/// keep their own `Arc` and compare the generation, so they take the lock only after a reload.
 #[derive(Clone)]
-pub struct TableCell(Arc<RwLock<Arc<ZoneTable>>>);
+pub struct TableCell(Arc<(RwLock<Arc<ZoneTable>>, AtomicU64)>);
 
 impl TableCell {
     pub fn new(t: Arc<ZoneTable>) -> TableCell {
-        TableCell(Arc::new(RwLock::new(t)))
+        TableCell(Arc::new((RwLock::new(t), AtomicU64::new(0))))
     }
     pub fn load(&self) -> Arc<ZoneTable> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0 .0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn store(&self, t: Arc<ZoneTable>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t;
+        *self.0 .0.write().unwrap_or_else(|e| e.into_inner()) = t;
+        self.0 .1.fetch_add(1, Ordering::Release);
+    }
+    fn generation(&self) -> u64 {
+        self.0 .1.load(Ordering::Acquire)
+    }
+}
+
+/// A worker's copy of the table, refreshed when the cell's generation moves.
+struct CachedTable {
+    cell: TableCell,
+    generation: u64,
+    table: Arc<ZoneTable>,
+}
+
+impl CachedTable {
+    fn new(cell: TableCell) -> CachedTable {
+        let generation = cell.generation();
+        let table = cell.load();
+        CachedTable { cell, generation, table }
+    }
+    fn current(&mut self) -> &ZoneTable {
+        let g = self.cell.generation();
+        if g != self.generation {
+            self.generation = g;
+            self.table = self.cell.load();
+        }
+        &self.table
     }
 }
 
@@ -61,17 +105,33 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A bound listener: its sockets' tasks and its table cell.
+/// Flags the UDP worker threads of one listener look at between batches.
+#[derive(Default)]
+struct UdpControl {
+    stop: AtomicBool,
+    drain: AtomicBool,
+}
+
+/// A bound listener: its UDP worker threads, its TCP task and its table cell.
 pub struct Listener {
     pub table: TableCell,
     tasks: Vec<JoinHandle<()>>,
+    udp: Vec<(Arc<std::net::UdpSocket>, std::thread::JoinHandle<()>)>,
+    control: Arc<UdpControl>,
     drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Listener {
+    /// Stops at once: the TCP task is aborted and each UDP worker is woken by shutting its
+    /// socket down, so it leaves the SO_REUSEPORT group now rather than at its next idle wake.
     pub fn stop(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+        self.control.stop.store(true, Ordering::Release);
+        for (sock, _) in &self.udp {
+            // A shutdown UDP socket wakes its blocked reader with an empty read.
+            let _ = socket2::SockRef::from(&**sock).shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -82,11 +142,18 @@ impl Listener {
     /// tasks end when their queues are empty; in-flight answers still go out.
     pub fn drain(&self) {
         let _ = self.drain.send(true);
+        for (sock, _) in &self.udp {
+            let bound = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            if let Err(e) = socket2::SockRef::from(&**sock).connect(&drain_sink(bound).into()) {
+                crate::debug!("udp drain: {e}");
+            }
+        }
+        self.control.drain.store(true, Ordering::Release);
     }
 
-    /// True when every socket task has finished (after [`Listener::drain`]).
+    /// True when every socket task and worker has finished (after [`Listener::drain`]).
     pub fn drained(&self) -> bool {
-        self.tasks.iter().all(|t| t.is_finished())
+        self.tasks.iter().all(|t| t.is_finished()) && self.udp.iter().all(|(_, t)| t.is_finished())
     }
 }
 
@@ -117,6 +184,9 @@ fn socket(addr: SocketAddr, ty: Type, dual: bool) -> io::Result<Socket> {
     if ty == Type::DGRAM {
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
+        // Worker threads block in recvmmsg and wake this often to see their flags.
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(UDP_IDLE_WAKE))?;
     }
     s.bind(&addr.into())?;
     Ok(s)
@@ -157,14 +227,21 @@ pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: 
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
     let (drain, drain_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    for s in udp {
-        let sock = Arc::new(UdpSocket::from_std(s)?);
-        tasks.push(tokio::spawn(udp_loop(sock, cell.clone(), inflight.clone(), drain_rx.clone())));
+    let control = Arc::new(UdpControl::default());
+    let runtime = tokio::runtime::Handle::current();
+    let mut workers = Vec::new();
+    for (i, s) in udp.into_iter().enumerate() {
+        let sock = Arc::new(s);
+        let (sock2, cell2, inflight2, control2, rt) =
+            (sock.clone(), cell.clone(), inflight.clone(), control.clone(), runtime.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("kdns-udp-{}-{i}", key.port))
+            .spawn(move || udp_worker(sock2, cell2, inflight2, control2, rt))?;
+        workers.push((sock, thread));
     }
     let tcp = TcpListener::from_std(tcp)?;
-    tasks.push(tokio::spawn(tcp_accept(tcp, cell.clone(), inflight, drain_rx)));
-    Ok(Listener { table: cell, tasks, drain })
+    let tasks = vec![tokio::spawn(tcp_accept(tcp, cell.clone(), inflight, drain_rx))];
+    Ok(Listener { table: cell, tasks, udp: workers, control, drain })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -188,65 +265,63 @@ fn drain_sink(local: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, 9)
 }
 
-/// How long a draining socket waits for one more queued datagram before it is considered empty.
-const DRAIN_IDLE: Duration = Duration::from_millis(50);
-
-async fn udp_loop(
-    sock: Arc<UdpSocket>,
+/// One UDP worker: blocking batched receive, synchronous answers sent as one batch, waiting
+/// work spawned on the runtime. Ends on stop, or on drain once its queue stays empty for
+/// [`UDP_IDLE_WAKE`].
+fn udp_worker(
+    sock: Arc<std::net::UdpSocket>,
     cell: TableCell,
     inflight: InFlight,
-    mut drain: tokio::sync::watch::Receiver<bool>,
+    control: Arc<UdpControl>,
+    runtime: tokio::runtime::Handle,
 ) {
-    let bound = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let local = unmap(bound);
-    let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
-    let mut out = Vec::with_capacity(4096);
-    let mut draining = false;
+    // Plugins may spawn (prefetch, refreshes) from a synchronous answer: give them the runtime.
+    let _context = runtime.enter();
+    let local = unmap(sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))));
+    let fd = sock.as_raw_fd();
+    let mut inbox = Inbox::new(UDP_BATCH, UDP_QUERY_MAX);
+    let mut outbox = Outbox::new(UDP_BATCH);
+    let mut table = CachedTable::new(cell);
+    let mut scratch = Message::default();
     loop {
-        let received = if draining {
-            match tokio::time::timeout(DRAIN_IDLE, sock.recv_from(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) => return,
-            }
-        } else {
-            tokio::select! {
-                biased;
-                r = sock.recv_from(&mut buf) => r,
-                _ = drain.changed() => {
-                    draining = true;
-                    if let Err(e) = socket2::SockRef::from(&*sock).connect(&drain_sink(bound).into()) {
-                        crate::debug!("udp drain: {e}");
-                    }
-                    continue;
+        if control.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let n = match inbox.recv(&*sock, libc::MSG_WAITFORONE) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if control.drain.load(Ordering::Acquire) {
+                    return;
                 }
+                continue;
             }
-        };
-        let (len, peer) = match received {
-            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // ICMP errors from earlier sends surface here on Linux; they are not fatal.
                 crate::debug!("udp receive error: {e}");
                 continue;
             }
         };
-        let guard = inflight.enter();
-        let table = cell.load();
-        match handle(&buf[..len], unmap(peer), local, Proto::Udp, &table, &mut out) {
-            Outcome::Reply => {
-                let _ = sock.send_to(&out, peer).await;
-            }
-            Outcome::Drop => {}
-            Outcome::Pending(p) => {
-                let sock = sock.clone();
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    let bytes = p.finish().await;
-                    let _ = sock.send_to(&bytes, peer).await;
-                });
-                continue;
+        let table = table.current();
+        for i in 0..n {
+            let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
+            let client = unmap(peer);
+            match handle(packet, client, local, Proto::Udp, table, &mut scratch, outbox.next_buf()) {
+                Outcome::Reply => outbox.commit(peer),
+                Outcome::Drop => {}
+                Outcome::Pending(p) => {
+                    let guard = inflight.enter();
+                    let sock = sock.clone();
+                    runtime.spawn(async move {
+                        let _guard = guard;
+                        let bytes = p.finish().await;
+                        let _ = crate::batch::send_to(sock.as_raw_fd(), &bytes, peer);
+                    });
+                }
             }
         }
-        drop(guard);
+        outbox.flush(fd);
     }
 }
 
@@ -345,6 +420,7 @@ async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight
     let mut first = true;
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
+    let mut scratch = Message::default();
     loop {
         let timeout = if first { TCP_READ_TIMEOUT } else { TCP_IDLE_TIMEOUT };
         first = false;
@@ -361,7 +437,7 @@ async fn tcp_conn(stream: TcpStream, peer: SocketAddr, cell: TableCell, inflight
         }
         let guard = inflight.enter();
         let table = cell.load();
-        match handle(&buf, peer, local, Proto::Tcp, &table, &mut out) {
+        match handle(&buf, peer, local, Proto::Tcp, &table, &mut scratch, &mut out) {
             Outcome::Reply => {
                 if tx.send(frame(&out)).await.is_err() {
                     break;

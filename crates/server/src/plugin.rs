@@ -123,6 +123,28 @@ pub enum Body {
     Wire(Vec<u8>),
 }
 
+const WIRE_POOL_MAX: usize = 4;
+const WIRE_POOL_BUF_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// Buffers for wire replies, reused so a cache hit does not allocate.
+    static WIRE_POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `capacity` bytes, from this thread's pool when it has one.
+/// Replies built from it with [`Reply::wire`] go back to the pool after they are written.
+pub fn wire_buffer(capacity: usize) -> Vec<u8> {
+    let reused = WIRE_POOL.with(|p| p.try_borrow_mut().ok().and_then(|mut pool| pool.pop()));
+    match reused {
+        Some(mut v) => {
+            v.clear();
+            v.reserve(capacity);
+            v
+        }
+        None => Vec::with_capacity(capacity.max(512)),
+    }
+}
+
 /// A handler's answer, or the rcode it returned without writing.
 #[derive(Debug)]
 pub struct Reply {
@@ -141,8 +163,22 @@ impl Reply {
     }
 
     /// Finished wire bytes (without OPT); the server adds the client's OPT and checks the size.
+    /// Take `bytes` from [`wire_buffer`] on a hot path: the server returns it there once sent.
     pub fn wire(bytes: Vec<u8>, plugin: &'static str) -> Reply {
         Reply { body: Body::Wire(bytes), plugin, error: None, written: true }
+    }
+
+    /// Hands a wire body's buffer back to this thread's pool (see [`wire_buffer`]).
+    pub(crate) fn recycle(self) {
+        if let Body::Wire(bytes) = self.body {
+            WIRE_POOL.with(|p| {
+                if let Ok(mut pool) = p.try_borrow_mut() {
+                    if pool.len() < WIRE_POOL_MAX && bytes.capacity() <= WIRE_POOL_BUF_MAX {
+                        pool.push(bytes);
+                    }
+                }
+            });
+        }
     }
 
     /// An rcode returned without writing (SERVFAIL, REFUSED, …), optionally with an error.

@@ -89,7 +89,10 @@ fn plugin_order_follows_plugin_cfg_and_way_back_runs() {
     let mut out = Vec::new();
     let before = OBSERVED.load(Ordering::SeqCst);
     // log sits before erratic in plugin.cfg, so it observes erratic's answers.
-    assert!(matches!(handle(&q("nothing.example."), addr(), addr(), Proto::Udp, &t, &mut out), Outcome::Reply));
+    assert!(matches!(
+        handle(&q("nothing.example."), addr(), addr(), Proto::Udp, &t, &mut Default::default(), &mut out),
+        Outcome::Reply
+    ));
     let m = Message::decode(&out).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL, "chain end without an answer");
     assert!(m.has(flag::RA), "respond hook ran");
@@ -101,7 +104,10 @@ fn panics_become_servfail_and_are_counted() {
     let t = table();
     let mut out = Vec::new();
     let before = metrics::panics_total().with(&[]).get();
-    assert!(matches!(handle(&q("boom.example."), addr(), addr(), Proto::Udp, &t, &mut out), Outcome::Reply));
+    assert!(matches!(
+        handle(&q("boom.example."), addr(), addr(), Proto::Udp, &t, &mut Default::default(), &mut out),
+        Outcome::Reply
+    ));
     let m = Message::decode(&out).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL);
     assert_eq!(m.id, 9);
@@ -113,7 +119,9 @@ fn pending_answers_complete_and_late_panics_are_caught() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let t = table();
     let mut out = Vec::new();
-    let Outcome::Pending(p) = handle(&q("later.example."), addr(), addr(), Proto::Udp, &t, &mut out) else {
+    let Outcome::Pending(p) =
+        handle(&q("later.example."), addr(), addr(), Proto::Udp, &t, &mut Default::default(), &mut out)
+    else {
         panic!("expected pending")
     };
     let bytes = rt.block_on(p.finish());
@@ -121,7 +129,9 @@ fn pending_answers_complete_and_late_panics_are_caught() {
     assert!(m.has(flag::AA) && m.has(flag::RA));
     assert_eq!(m.rcode, rcode::NOERROR);
     let before = metrics::panics_total().with(&[]).get();
-    let Outcome::Pending(p) = handle(&q("latepanic.example."), addr(), addr(), Proto::Udp, &t, &mut out) else {
+    let Outcome::Pending(p) =
+        handle(&q("latepanic.example."), addr(), addr(), Proto::Udp, &t, &mut Default::default(), &mut out)
+    else {
         panic!("expected pending")
     };
     let m = Message::decode(&rt.block_on(p.finish())).unwrap();

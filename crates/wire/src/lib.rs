@@ -14,7 +14,7 @@ pub mod zonefile;
 
 pub use message::{flag, Edns, Encoded, Header, Message, Question, RData, Record};
 pub use name::Name;
-pub use query::{check_query, error_reply, Rejection};
+pub use query::{check_query, check_query_into, error_reply, Rejection};
 
 pub const HEADER_LEN: usize = 12;
 

@@ -195,55 +195,84 @@ impl Message {
     }
 
     pub fn decode(msg: &[u8]) -> Result<Message, WireError> {
+        let mut out = Message::default();
+        out.decode_into(msg)?;
+        Ok(out)
+    }
+
+    /// [`Message::decode`] into this message, reusing its buffers: a query with one question and
+    /// at most a bare OPT record decodes without allocating once the buffers have grown. On error
+    /// the message holds whatever was decoded so far and must not be used.
+    pub fn decode_into(&mut self, msg: &[u8]) -> Result<(), WireError> {
         let header = Header::parse(msg)?;
-        let mut out =
-            Message { id: header.id, flags: header.flags & !0xF, rcode: header.rcode_low(), ..Message::default() };
+        self.id = header.id;
+        self.flags = header.flags & !0xF;
+        self.rcode = header.rcode_low();
+        self.answers.clear();
+        self.authority.clear();
+        self.additional.clear();
+        let mut edns_slot = self.edns.take().or_else(|| SPARE_EDNS.with(|s| s.take()));
+        let result = self.decode_sections(msg, &header, &mut edns_slot);
+        if let Some(unused) = edns_slot {
+            SPARE_EDNS.with(|s| s.set(Some(unused)));
+        }
+        result
+    }
+
+    fn decode_sections(&mut self, msg: &[u8], header: &Header, edns_slot: &mut Option<Edns>) -> Result<(), WireError> {
+        let qd = header.qdcount as usize;
+        self.questions.truncate(qd);
         let mut pos = HEADER_LEN;
-        for _ in 0..header.qdcount {
-            let (name, next) = Name::read(msg, pos)?;
+        for i in 0..qd {
+            if i == self.questions.len() {
+                self.questions.push(Question { name: Name::root(), qtype: 0, qclass: 0 });
+            }
+            let q = &mut self.questions[i];
+            let next = q.name.read_in_place(msg, pos)?;
             let fixed = msg.get(next..next + 4).ok_or(WireError::Short)?;
-            out.questions.push(Question {
-                name,
-                qtype: u16::from_be_bytes([fixed[0], fixed[1]]),
-                qclass: u16::from_be_bytes([fixed[2], fixed[3]]),
-            });
+            q.qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            q.qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
             pos = next + 4;
         }
         for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
             for _ in 0..count {
+                // The usual OPT (root owner, in the additional section) is read in place so an
+                // EDNS query costs no allocation; anything else goes through the general reader.
+                if section == 2 && msg.get(pos) == Some(&0) && msg.get(pos + 1..pos + 3) == Some(&[0, 41][..]) {
+                    if self.edns.is_some() {
+                        return Err(WireError::BadOpt);
+                    }
+                    let fixed = msg.get(pos + 3..pos + 11).ok_or(WireError::Short)?;
+                    let class = u16::from_be_bytes([fixed[0], fixed[1]]);
+                    let ttl = u32::from_be_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]);
+                    let rdlen = u16::from_be_bytes([fixed[6], fixed[7]]) as usize;
+                    let data = msg.get(pos + 11..pos + 11 + rdlen).ok_or(WireError::Short)?;
+                    let mut edns = edns_slot.take().unwrap_or_default();
+                    edns.udp_size = class;
+                    edns.ext_rcode = (ttl >> 24) as u8;
+                    edns.version = (ttl >> 16) as u8;
+                    edns.dnssec_ok = ttl & 0x8000 != 0;
+                    edns.z = (ttl & 0x7FFF) as u16;
+                    parse_options_into(data, &mut edns.options)?;
+                    self.rcode |= (edns.ext_rcode as u16) << 4;
+                    self.edns = Some(edns);
+                    pos += 11 + rdlen;
+                    continue;
+                }
                 let (rr, next) = read_record(msg, pos)?;
                 pos = next;
                 if rr.rtype == rtype::OPT {
-                    if section != 2 || out.edns.is_some() {
-                        return Err(WireError::BadOpt);
-                    }
-                    if !rr.name.is_root() {
-                        return Err(WireError::BadOpt);
-                    }
-                    let data = match rr.data {
-                        RData::Other { data, .. } => data,
-                        _ => unreachable!("OPT decodes as opaque"),
-                    };
-                    let edns = Edns {
-                        udp_size: rr.class,
-                        ext_rcode: (rr.ttl >> 24) as u8,
-                        version: (rr.ttl >> 16) as u8,
-                        dnssec_ok: rr.ttl & 0x8000 != 0,
-                        z: (rr.ttl & 0x7FFF) as u16,
-                        options: parse_options(&data)?,
-                    };
-                    out.rcode |= (edns.ext_rcode as u16) << 4;
-                    out.edns = Some(edns);
-                    continue;
+                    // An OPT outside the additional section, or with an owner other than root.
+                    return Err(WireError::BadOpt);
                 }
                 match section {
-                    0 => out.answers.push(rr),
-                    1 => out.authority.push(rr),
-                    _ => out.additional.push(rr),
+                    0 => self.answers.push(rr),
+                    1 => self.authority.push(rr),
+                    _ => self.additional.push(rr),
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Encodes into `out` (cleared first). Compresses names. When the message does not fit in
@@ -321,8 +350,18 @@ impl Message {
     }
 }
 
-fn parse_options(mut data: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, WireError> {
-    let mut out = Vec::new();
+thread_local! {
+    /// Buffers of decoded queries kept across queries of different shapes (EDNS or not, with
+    /// options or not), so [`Message::decode_into`] stays allocation-free on a worker thread.
+    static SPARE_EDNS: std::cell::Cell<Option<Edns>> = const { std::cell::Cell::new(None) };
+    static SPARE_OPTIONS: std::cell::RefCell<Vec<(u16, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Option buffers kept per thread (queries carry one or two options: cookie, padding, ECS).
+const SPARE_OPTIONS_MAX: usize = 8;
+
+/// EDNS options into `out`, reusing its entries' buffers (and this thread's spare ones).
+fn parse_options_into(mut data: &[u8], out: &mut Vec<(u16, Vec<u8>)>) -> Result<(), WireError> {
+    let mut n = 0;
     while !data.is_empty() {
         if data.len() < 4 {
             return Err(WireError::BadOpt);
@@ -330,10 +369,34 @@ fn parse_options(mut data: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, WireError> {
         let code = u16::from_be_bytes([data[0], data[1]]);
         let len = u16::from_be_bytes([data[2], data[3]]) as usize;
         let value = data.get(4..4 + len).ok_or(WireError::BadOpt)?;
-        out.push((code, value.to_vec()));
+        match out.get_mut(n) {
+            Some((c, v)) => {
+                *c = code;
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                let spare = SPARE_OPTIONS.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+                let mut v = spare.map_or_else(Vec::new, |(_, v)| v);
+                v.clear();
+                v.extend_from_slice(value);
+                out.push((code, v));
+            }
+        }
+        n += 1;
         data = &data[4 + len..];
     }
-    Ok(out)
+    if out.len() > n {
+        SPARE_OPTIONS.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                while out.len() > n && s.len() < SPARE_OPTIONS_MAX {
+                    s.extend(out.pop());
+                }
+            }
+        });
+        out.truncate(n);
+    }
+    Ok(())
 }
 
 fn read_record(msg: &[u8], pos: usize) -> Result<(Record, usize), WireError> {

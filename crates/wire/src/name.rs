@@ -74,45 +74,20 @@ impl Name {
     /// past it in the original position. Pointers must point strictly backwards, which bounds the
     /// work to the message length.
     pub fn read(msg: &[u8], offset: usize) -> Result<(Name, usize), WireError> {
-        let mut wire = Vec::with_capacity(32);
-        let mut pos = offset;
-        let mut end_after: Option<usize> = None;
-        let mut lowest_pointer_origin = offset;
-        loop {
-            let len = *msg.get(pos).ok_or(WireError::Short)? as usize;
-            match len & 0xC0 {
-                0x00 => {
-                    if len == 0 {
-                        wire.push(0);
-                        if wire.len() > MAX_NAME_LEN {
-                            return Err(WireError::NameTooLong);
-                        }
-                        let end = end_after.unwrap_or(pos + 1);
-                        return Ok((Name { wire }, end));
-                    }
-                    let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Short)?;
-                    wire.push(len as u8);
-                    wire.extend_from_slice(label);
-                    if wire.len() + 1 > MAX_NAME_LEN {
-                        return Err(WireError::NameTooLong);
-                    }
-                    pos += 1 + len;
-                }
-                0xC0 => {
-                    let low = *msg.get(pos + 1).ok_or(WireError::Short)? as usize;
-                    let target = ((len & 0x3F) << 8) | low;
-                    if target >= lowest_pointer_origin.min(pos) {
-                        return Err(WireError::BadPointer);
-                    }
-                    if end_after.is_none() {
-                        end_after = Some(pos + 2);
-                    }
-                    lowest_pointer_origin = target;
-                    pos = target;
-                }
-                _ => return Err(WireError::BadLabelType),
-            }
+        let mut name = Name { wire: Vec::with_capacity(32) };
+        let end = name.read_in_place(msg, offset)?;
+        Ok((name, end))
+    }
+
+    /// [`Name::read`] into this name's own buffer (reused: no allocation once it has grown to
+    /// the names it is given). Returns the offset after the name; on error the name is root.
+    pub fn read_in_place(&mut self, msg: &[u8], offset: usize) -> Result<usize, WireError> {
+        let r = read_wire(msg, offset, &mut self.wire);
+        if r.is_err() {
+            self.wire.clear();
+            self.wire.push(0);
         }
+        r
     }
 
     pub fn as_wire(&self) -> &[u8] {
@@ -221,28 +196,73 @@ pub fn is_subdomain_wire(name: &[u8], zone: &[u8]) -> bool {
 
 /// Writes the presentation form of an uncompressed wire name (with trailing dot) into `out`.
 pub fn write_text(wire: &[u8], out: &mut String) {
+    let _ = write_text_to(wire, out);
+}
+
+/// [`write_text`] into any writer (a formatter writes straight through, no buffer).
+fn write_text_to(wire: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
     if wire.len() <= 1 {
-        out.push('.');
-        return;
+        return out.write_char('.');
     }
     let mut pos = 0;
     while pos < wire.len() && wire[pos] != 0 {
         let len = wire[pos] as usize;
-        for &b in &wire[pos + 1..pos + 1 + len] {
+        for &b in &wire[pos + 1..(pos + 1 + len).min(wire.len())] {
             match b {
                 b'.' | b'\\' | b'(' | b')' | b';' | b' ' | b'@' | b'"' => {
-                    out.push('\\');
-                    out.push(b as char);
+                    out.write_char('\\')?;
+                    out.write_char(b as char)?;
                 }
-                0x21..=0x7E => out.push(b as char),
-                _ => {
-                    out.push('\\');
-                    out.push_str(&format!("{b:03}"));
-                }
+                0x21..=0x7E => out.write_char(b as char)?,
+                _ => write!(out, "\\{b:03}")?,
             }
         }
-        out.push('.');
+        out.write_char('.')?;
         pos += len + 1;
+    }
+    Ok(())
+}
+
+/// Decompresses the name at `offset` into `wire` (cleared first), with the bounds `Name::read`
+/// documents. Returns the offset after the name in the message.
+fn read_wire(msg: &[u8], offset: usize, wire: &mut Vec<u8>) -> Result<usize, WireError> {
+    wire.clear();
+    let mut pos = offset;
+    let mut end_after: Option<usize> = None;
+    let mut lowest_pointer_origin = offset;
+    loop {
+        let len = *msg.get(pos).ok_or(WireError::Short)? as usize;
+        match len & 0xC0 {
+            0x00 => {
+                if len == 0 {
+                    wire.push(0);
+                    if wire.len() > MAX_NAME_LEN {
+                        return Err(WireError::NameTooLong);
+                    }
+                    return Ok(end_after.unwrap_or(pos + 1));
+                }
+                let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Short)?;
+                wire.push(len as u8);
+                wire.extend_from_slice(label);
+                if wire.len() + 1 > MAX_NAME_LEN {
+                    return Err(WireError::NameTooLong);
+                }
+                pos += 1 + len;
+            }
+            0xC0 => {
+                let low = *msg.get(pos + 1).ok_or(WireError::Short)? as usize;
+                let target = ((len & 0x3F) << 8) | low;
+                if target >= lowest_pointer_origin.min(pos) {
+                    return Err(WireError::BadPointer);
+                }
+                if end_after.is_none() {
+                    end_after = Some(pos + 2);
+                }
+                lowest_pointer_origin = target;
+                pos = target;
+            }
+            _ => return Err(WireError::BadLabelType),
+        }
     }
 }
 
@@ -265,9 +285,7 @@ impl<'a> Iterator for Labels<'a> {
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::with_capacity(self.wire.len() + 1);
-        write_text(&self.wire, &mut s);
-        f.write_str(&s)
+        write_text_to(&self.wire, f)
     }
 }
 

@@ -2,7 +2,7 @@
 //! answer the reliability table prescribes (drop, FORMERR, NOTIMP, BADVERS, REFUSED).
 
 use crate::message::{flag, Edns, Header, Message};
-use crate::{opcode, rcode, rtype, WireError, HEADER_LEN};
+use crate::{opcode, rcode, rtype, HEADER_LEN};
 
 /// Why a packet is not handed to the plugin chain, and what to send instead.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,6 +22,14 @@ pub enum Rejection {
 /// above 0 → BADVERS; QTYPE OPT → FORMERR; TSIG/TKEY/MAILA/MAILB → NOTIMP; AXFR/IXFR → REFUSED
 /// (no transfer plugin is built). Trailing bytes after the message are ignored, as CoreDNS does.
 pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
+    let mut msg = Message::default();
+    check_query_into(packet, &mut msg)?;
+    Ok(msg)
+}
+
+/// [`check_query`] decoding into `msg`, whose buffers are reused (the hot path keeps one per
+/// worker). `msg` holds the query only when this returns `Ok`.
+pub fn check_query_into(packet: &[u8], msg: &mut Message) -> Result<(), Rejection> {
     let header = match Header::parse(packet) {
         Ok(h) => h,
         Err(_) => return Err(Rejection::Drop),
@@ -35,10 +43,9 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
     if header.qdcount != 1 || header.ancount > 1 || header.nscount > 1 || header.arcount > 2 {
         return Err(Rejection::Header(header, rcode::FORMERR));
     }
-    let msg = match Message::decode(packet) {
-        Ok(m) => m,
-        Err(WireError::Short | _) => return Err(Rejection::Header(header, rcode::FORMERR)),
-    };
+    if msg.decode_into(packet).is_err() {
+        return Err(Rejection::Header(header, rcode::FORMERR));
+    }
     if let Some(edns) = &msg.edns {
         // RFC 7873 §5.2.2: a COOKIE option that cannot hold a client cookie (8 octets) plus an
         // optional server cookie (8 to 32 octets) is a malformed query.
@@ -47,7 +54,7 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
             return Err(Rejection::Header(header, rcode::FORMERR));
         }
         if edns.version > 0 {
-            let mut reply = Message::reply_to(&msg);
+            let mut reply = Message::reply_to(msg);
             reply.rcode = rcode::BADVERS;
             reply.edns = Some(Edns { udp_size: edns.udp_size, ..Edns::default() });
             return Err(Rejection::Reply(Box::new(reply)));
@@ -57,11 +64,11 @@ pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
         rtype::OPT => Err(Rejection::Header(header, rcode::FORMERR)),
         rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => Err(Rejection::Header(header, rcode::NOTIMP)),
         rtype::AXFR | rtype::IXFR => {
-            let mut reply = Message::reply_to(&msg);
+            let mut reply = Message::reply_to(msg);
             reply.rcode = rcode::REFUSED;
             Err(Rejection::Reply(Box::new(reply)))
         }
-        _ => Ok(msg),
+        _ => Ok(()),
     }
 }
 

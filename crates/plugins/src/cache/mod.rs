@@ -417,7 +417,7 @@ impl Plugin for Cache {
                     }
                 }
                 let ttl = if c.settings.keepttl { entry.duration } else { left as u32 };
-                let mut out = Vec::with_capacity(entry.len() + 64);
+                let mut out = kdns_server::plugin::wire_buffer(entry.len() + 64);
                 entry.write_hit(req.msg, req.qname().as_wire(), ttl, &mut out);
                 return Step::Reply(Reply::wire(out, "cache"));
             }

@@ -61,6 +61,8 @@ struct Sketches {
     nxdomain: TopK,
     /// `name \t client` pairs of NXDOMAIN answers.
     nx_clients: TopK,
+    /// The sampled key is written here (reused: a name already in the sketch costs no allocation).
+    key: String,
 }
 
 static SAMPLER: AtomicU64 = AtomicU64::new(0);
@@ -75,12 +77,16 @@ pub fn observe(req: &Request<'_>, done: &Done<'_>) {
     if !SAMPLER.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY) {
         return;
     }
-    let Ok(mut s) = sketches().try_lock() else { return };
-    let name = req.qname().to_string().to_ascii_lowercase();
-    s.names.add(&name);
+    let Ok(mut guard) = sketches().try_lock() else { return };
+    let s = &mut *guard;
+    s.key.clear();
+    let _ = write!(s.key, "{}", req.qname());
+    s.key.make_ascii_lowercase();
+    s.names.add(&s.key);
     if done.reply.rcode_value() == 3 {
-        s.nxdomain.add(&name);
-        s.nx_clients.add(&format!("{name}\t{}", req.remote.ip()));
+        s.nxdomain.add(&s.key);
+        let _ = write!(s.key, "\t{}", req.remote.ip());
+        s.nx_clients.add(&s.key);
     }
 }
 
