@@ -1,5 +1,6 @@
-//! One upstream: exchanges over UDP (a fresh connected socket per attempt, so every query gets
-//! a kernel-random source port) and TCP (idle connections reused within `expire`), reply
+//! One upstream: exchanges over UDP (a small pool of connected sockets shared by concurrent
+//! queries and matched by random ID, each socket replaced by one on a fresh kernel-random port
+//! after [`UDP_SOCKET_USES`] queries) and TCP (idle connections reused within `expire`), reply
 //! validation (ID, QR, question), and the health-check state.
 
 use kdns_server::metrics::Kind;
@@ -52,6 +53,13 @@ impl std::fmt::Display for ExchangeError {
     }
 }
 
+/// Queries one pooled UDP socket carries before a socket on a new random port replaces it: the
+/// cost of a socket is shared by many queries, while a port an off-path attacker may have found
+/// stays useful to them only briefly (CoreDNS keeps its UDP sockets until they idle out).
+pub const UDP_SOCKET_USES: u32 = 100;
+/// Pooled UDP sockets per upstream, used in turn.
+const UDP_POOL: usize = 4;
+
 pub struct Upstream {
     pub addr: SocketAddr,
     /// `to` label: `127.0.0.1:53`.
@@ -61,6 +69,8 @@ pub struct Upstream {
     probing: AtomicBool,
     tcp: Mutex<Option<Arc<Mux>>>,
     dialing: tokio::sync::Mutex<()>,
+    udp: [Mutex<Option<Arc<UdpMux>>>; UDP_POOL],
+    udp_next: std::sync::atomic::AtomicUsize,
 }
 
 impl Upstream {
@@ -78,6 +88,8 @@ impl Upstream {
             probing: AtomicBool::new(false),
             tcp: Mutex::new(None),
             dialing: tokio::sync::Mutex::new(()),
+            udp: Default::default(),
+            udp_next: Default::default(),
         }
     }
 
@@ -107,38 +119,62 @@ impl Upstream {
         Ok(reply)
     }
 
-    async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
-        let id = fastrand::u16(..);
-        wire[0..2].copy_from_slice(&id.to_be_bytes());
+    /// A pooled UDP socket with uses left, or a new one in its slot. Returns it and whether it
+    /// was reused.
+    fn udp_socket(&self) -> io::Result<(Arc<UdpMux>, bool)> {
+        let slot = &self.udp[self.udp_next.fetch_add(1, Ordering::Relaxed) % UDP_POOL];
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = slot.as_ref() {
+            if m.uses.fetch_add(1, Ordering::Relaxed) < UDP_SOCKET_USES && !m.closed.load(Ordering::Acquire) {
+                return Ok((m.clone(), true));
+            }
+        }
         let bind: SocketAddr =
             if self.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-        let sock = UdpSocket::bind(bind).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
-        sock.connect(self.addr).await.map_err(|e| self.err("dial", Transport::Udp, None, e))?;
-        let local = sock.local_addr().ok();
-        sock.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
-        conn_cache_misses().with(&["forward", &self.label, "udp"]).inc();
+        let std_sock = std::net::UdpSocket::bind(bind)?;
+        std_sock.connect(self.addr)?;
+        std_sock.set_nonblocking(true)?;
+        let mux = UdpMux::start(UdpSocket::from_std(std_sock)?, self.label.clone());
+        if let Some(old) = slot.replace(mux.clone()) {
+            old.retire();
+        }
+        Ok((mux, false))
+    }
+
+    async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
+        let (mux, reused) = self.udp_socket().map_err(|e| self.err("dial", Transport::Udp, None, e))?;
+        let which = if reused { conn_cache_hits() } else { conn_cache_misses() };
+        which.with(&["forward", &self.label, "udp"]).inc();
+        let local = mux.local;
+        let (id, mut rx) = mux.register();
+        let _forget = ForgetOnDrop(&mux, id);
+        wire[0..2].copy_from_slice(&id.to_be_bytes());
+        mux.sock.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
         let deadline = tokio::time::Instant::now() + timeout;
-        // Room for what we asked for (the client's EDNS size, at least 512) plus one byte, so an
-        // upstream that sends more than allowed is detected instead of silently cut (CoreDNS
-        // turns that into a TC reply too).
+        // Room for what we asked for (the client's EDNS size, at least 512): an upstream that
+        // sends more than allowed is detected instead of silently cut (CoreDNS turns that into
+        // a TC reply too).
         let size = q.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize);
-        let mut buf = vec![0u8; size + 1];
         loop {
-            let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(self.err("read", Transport::Udp, local, e)),
+            let bytes = match tokio::time::timeout_at(deadline, &mut rx).await {
+                Ok(Ok(Ok(b))) => b,
+                Ok(Ok(Err(e))) => return Err(self.err("read", Transport::Udp, local, e)),
+                Ok(Err(_)) => {
+                    return Err(self.err("read", Transport::Udp, local, io::Error::from(io::ErrorKind::ConnectionReset)))
+                }
                 Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
             };
-            if n > size {
+            if bytes.len() > size {
                 let mut tc = Message::reply_to(q);
                 tc.set(flag::TC, true);
                 return Ok(tc);
             }
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
-            if let Some(m) = validate(&buf[..n], id, q) {
+            if let Some(m) = validate(&bytes, id, q) {
                 return Ok(m);
             }
             mismatched_replies().with(&[&self.label]).inc();
+            rx = mux.rewait(id);
         }
     }
 
@@ -380,5 +416,125 @@ impl Mux {
     fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
         self.opened.elapsed().saturating_sub(last)
+    }
+}
+
+/// Removes a UDP query's waiter when its exchange ends early (timeout, error, cancellation).
+struct ForgetOnDrop<'a>(&'a UdpMux, u16);
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
+/// One connected UDP socket to an upstream shared by concurrent queries: a reader task hands
+/// each datagram to the query waiting for its ID (the query validates it). The reader ends when
+/// the socket is retired from the pool and nobody waits on it any more.
+type UdpWaiters = Arc<Mutex<HashMap<u16, oneshot::Sender<io::Result<Vec<u8>>>>>>;
+
+pub struct UdpMux {
+    sock: Arc<UdpSocket>,
+    waiters: UdpWaiters,
+    uses: AtomicU32,
+    retired: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+    local: Option<SocketAddr>,
+}
+
+/// How often an idle UDP reader looks whether its socket was retired.
+const UDP_READER_TICK: Duration = Duration::from_secs(1);
+
+impl UdpMux {
+    fn start(sock: UdpSocket, label: String) -> Arc<UdpMux> {
+        let sock = Arc::new(sock);
+        let local = sock.local_addr().ok();
+        let waiters: UdpWaiters = Arc::default();
+        let retired = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (s, w, r, c) = (sock.clone(), waiters.clone(), retired.clone(), closed.clone());
+        tokio::spawn(async move {
+            // One byte more than a DNS message can be, so an oversized reply is seen as such.
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let done = || r.load(Ordering::Acquire) && w.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                let n = match tokio::time::timeout(UDP_READER_TICK, s.recv(&mut buf)).await {
+                    Ok(Ok(n)) => n,
+                    // ICMP port unreachable and the like concern the upstream, so every query
+                    // waiting on this socket fails now (as each would on a socket of its own).
+                    Ok(Err(e)) => {
+                        for (_, tx) in w.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        }
+                        if done() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(_) => {
+                        if done() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                if n >= 2 {
+                    let id = u16::from_be_bytes([buf[0], buf[1]]);
+                    let waiter = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    match waiter {
+                        Some(tx) => {
+                            let _ = tx.send(Ok(buf[..n].to_vec()));
+                        }
+                        // Nobody asked with this ID (spoofed, garbage, or late after a timeout).
+                        None => mismatched_replies().with(&[&label]).inc(),
+                    }
+                } else {
+                    mismatched_replies().with(&[&label]).inc();
+                }
+                if done() {
+                    break;
+                }
+            }
+            c.store(true, Ordering::Release);
+            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        });
+        Arc::new(UdpMux { sock, waiters, uses: AtomicU32::new(1), retired, closed, local })
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// A fresh random ID not in use on this socket, and where its reply will arrive.
+    fn register(&self) -> (u16, oneshot::Receiver<io::Result<Vec<u8>>>) {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut id = fastrand::u16(..);
+        while w.contains_key(&id) {
+            id = fastrand::u16(..);
+        }
+        w.insert(id, tx);
+        (id, rx)
+    }
+
+    /// Waits again on `id` after a datagram for it failed validation.
+    fn rewait(&self, id: u16) -> oneshot::Receiver<io::Result<Vec<u8>>> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        rx
+    }
+
+    fn forget(&self, id: u16) {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        for slot in &self.udp {
+            if let Some(m) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                m.retire();
+            }
+        }
     }
 }
