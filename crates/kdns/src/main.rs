@@ -9,6 +9,29 @@ use kdns_server::lifecycle::{run, Options, Source};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// mimalloc instead of glibc malloc: the miss path allocates on a UDP worker and frees on a
+/// runtime thread, which glibc's per-thread arenas handle with consolidation and lock traffic
+/// (a quarter of the CPU of a forwarded query in profiles) and which leaves RSS fragmented.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `arena_eager_commit` option (the enum value in mimalloc.h): committing whole
+/// arenas up front costs ~9 MiB of RSS and buys nothing measurable here.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+#[allow(unsafe_code)]
+extern "C" fn tune_allocator() {
+    // SAFETY: sets a plain integer option; mimalloc reads it when it reserves its first arena.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
+/// Runs [`tune_allocator`] as an ELF constructor of the highest user priority: before the Rust
+/// runtime (or anything else) allocates, which is when mimalloc sets up its first arena.
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array.00101")]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 /// CoreDNS version whose behaviour this build follows.
 const COREDNS_COMPAT: &str = "1.14.7";
 

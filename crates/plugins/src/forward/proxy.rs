@@ -160,7 +160,12 @@ impl Upstream {
                 Ok(Ok(Ok(b))) => b,
                 Ok(Ok(Err(e))) => return Err(self.err("read", Transport::Udp, local, e)),
                 Ok(Err(_)) => {
-                    return Err(self.err("read", Transport::Udp, local, io::Error::from(io::ErrorKind::ConnectionReset)))
+                    return Err(self.err(
+                        "read",
+                        Transport::Udp,
+                        local,
+                        io::Error::from(io::ErrorKind::ConnectionReset),
+                    ))
                 }
                 Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
             };
