@@ -8,6 +8,9 @@
 //!   sockets, a fixed number of queries in flight, optional fixed rate) for where dnsperf itself
 //!   is the bottleneck, and for latency percentiles at a fixed rate. Reads dnsperf's query file
 //!   format (`name TYPE` per line) and prints one `key=value` line.
+//! * `hits N` — answers N queries from the cache through `handler::handle` (no sockets), after a
+//!   warm-up: run under callgrind by `bench/callgrind.sh`, whose difference between two values of
+//!   N is the deterministic instruction count of one cache hit.
 
 use kdns_server::batch::{Inbox, Outbox};
 use std::collections::VecDeque;
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("reflect") => reflect(&args[1..]),
         Some("load") => load(&args[1..]),
+        Some("hits") => hits(&args[1..]),
         _ => Err("usage: kdns-bench reflect ADDR [--plain] | kdns-bench load ADDR FILE [--seconds S] [--inflight N] [--rate QPS] [--sockets K] [--once]".into()),
     };
     match result {
@@ -34,6 +38,56 @@ fn main() -> ExitCode {
 }
 
 type Res = Result<(), String>;
+
+/// The node cache's chain (metrics, errors, cache) in front of an answering plugin; the same
+/// queries as the allocation test: plain, mixed case, EDNS, EDNS with a cookie.
+fn hits(args: &[String]) -> Res {
+    use kdns_wire::{class, flag, rtype, Edns, Message, Name, Question};
+    let n: usize = args.first().and_then(|a| a.parse().ok()).ok_or("usage: kdns-bench hits N")?;
+    let corefile = ".:5300 {\n    prometheus 127.0.0.1:0\n    errors\n    cache 30\n    hosts {\n        10.0.0.1 web.example.org\n        10.0.0.2 web.example.org\n    }\n}\n";
+    let c = kdns_corefile::parse_str(corefile, "Corefile", std::path::Path::new("."), &|_| None)
+        .map_err(|e| e.to_string())?;
+    let instance = kdns_server::config::build(&c, &kdns_plugins::all(), 53, std::path::Path::new("."))
+        .map_err(|e| e.to_string())?;
+    let table = instance.listeners[&kdns_server::config::ListenerKey { ip: None, port: 5300 }].clone();
+    let query = |name: &str, edns: Option<Edns>| {
+        Message {
+            id: 7,
+            flags: flag::RD,
+            questions: vec![Question {
+                name: Name::from_ascii(name).expect("name"),
+                qtype: rtype::A,
+                qclass: class::IN,
+            }],
+            edns,
+            ..Default::default()
+        }
+        .to_vec()
+    };
+    let cookie = Edns { options: vec![(10, vec![1, 2, 3, 4, 5, 6, 7, 8])], ..Edns::new(1232) };
+    let queries = [
+        query("web.example.org.", None),
+        query("WeB.ExAmple.ORG.", None),
+        query("web.example.org.", Some(Edns::new(1232))),
+        query("web.example.org.", Some(cookie)),
+    ];
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("literal");
+    let local: SocketAddr = "127.0.0.1:5300".parse().expect("literal");
+    let mut scratch = Message::default();
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for i in 0..(n + 3 * queries.len()) {
+        let q = &queries[i % queries.len()];
+        let outcome =
+            kdns_server::handler::handle(q, client, local, kdns_server::Proto::Udp, &table, &mut scratch, &mut out);
+        if !matches!(outcome, kdns_server::handler::Outcome::Reply) {
+            return Err("a cache hit did not answer synchronously".into());
+        }
+        bytes += out.len();
+    }
+    println!("hits={n} reply_bytes={bytes}");
+    Ok(())
+}
 
 fn addr(s: Option<&String>) -> Result<SocketAddr, String> {
     s.ok_or("missing address")?.parse().map_err(|e| format!("bad address: {e}"))

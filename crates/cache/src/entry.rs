@@ -28,14 +28,16 @@ pub struct Entry {
 impl Entry {
     /// Encodes `msg` (OPT dropped, all TTLs set to `duration`). `None` if it cannot be walked.
     pub fn new(msg: &Message, now: Instant, duration: u32) -> Option<Entry> {
-        let mut m = msg.clone();
-        m.edns = None;
-        m.id = 0;
-        for rr in m.answers.iter_mut().chain(m.authority.iter_mut()).chain(m.additional.iter_mut()) {
-            rr.ttl = duration;
-        }
-        let wire = m.to_vec();
+        // Encoded as it is (no clone to change it), then ID and TTLs patched in the bytes.
+        let mut wire = Vec::with_capacity(512);
+        msg.encode_with(&mut wire, 65535, None);
+        wire[0..2].copy_from_slice(&[0, 0]);
         let (qname_len, ttl_offsets) = walk(&wire)?;
+        for &off in &ttl_offsets {
+            let off = off as usize;
+            wire[off..off + 4].copy_from_slice(&duration.to_be_bytes());
+        }
+        let m = msg;
         Some(Entry {
             wire: wire.into(),
             ttl_offsets: ttl_offsets.into(),

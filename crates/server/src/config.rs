@@ -58,7 +58,9 @@ pub struct ZoneEntry {
 }
 
 /// Lower-cased wire zone → entry.
-type Zones = HashMap<Vec<u8>, ZoneEntry>;
+/// Zone name (wire form) → entry. Keys come from the Corefile, so a fast non-keyed hash is safe;
+/// routing hashes every suffix of every query name.
+type Zones = HashMap<Vec<u8>, ZoneEntry, rustc_hash::FxBuildHasher>;
 
 /// The zones one listener serves.
 pub struct ZoneTable {

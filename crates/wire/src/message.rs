@@ -279,6 +279,12 @@ impl Message {
     /// `max_size`, whole records are dropped from the end (answer, then authority, then
     /// additional), TC is set, and the OPT record is always kept (as miekg/dns `Truncate`).
     pub fn encode(&self, out: &mut Vec<u8>, max_size: usize) -> Encoded {
+        self.encode_with(out, max_size, self.edns.as_ref())
+    }
+
+    /// Encodes as [`Message::encode`] would with `edns` in place of the message's own OPT
+    /// (`None`: no OPT record), without cloning the message to change it.
+    pub fn encode_with(&self, out: &mut Vec<u8>, max_size: usize, edns: Option<&Edns>) -> Encoded {
         let max_size = max_size.clamp(512, 65535);
         out.clear();
         let mut enc = Encoder { buf: out, names: Vec::new() };
@@ -287,7 +293,7 @@ impl Message {
         enc.buf.extend_from_slice(&((self.flags & !0xF) | rcode_low).to_be_bytes());
         enc.buf.extend_from_slice(&[0; 8]);
         // Bare OPT (no options) is always kept room for; options go when they do not fit.
-        let bare_opt = if self.edns.is_some() { 11 } else { 0 };
+        let bare_opt = if edns.is_some() { 11 } else { 0 };
         let mut truncated = false;
         let mut qd = 0u16;
         for q in &self.questions {
@@ -303,7 +309,7 @@ impl Message {
             }
             qd += 1;
         }
-        let full_opt = self.edns.as_ref().map_or(0, Edns::encoded_len);
+        let full_opt = edns.map_or(0, Edns::encoded_len);
         let keep_options = enc.buf.len() + full_opt <= max_size;
         let opt_len = if keep_options { full_opt } else { bare_opt };
         let limit = if truncated { 0 } else { max_size.saturating_sub(opt_len) };
@@ -322,7 +328,7 @@ impl Message {
             }
         }
         let mut arcount = counts[2];
-        if let Some(edns) = &self.edns {
+        if let Some(edns) = edns {
             if keep_options {
                 enc.opt(edns, (self.rcode >> 4) as u8);
             } else {
