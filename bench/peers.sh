@@ -327,7 +327,9 @@ awk -F'\t' -v peers="$PEERS" -v extra="$EXTRA" -v scpu="$SCPU" '
   function median(key, col,   n, i, j, t, v) {
     n = split(vals[key, col], v, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
-    return n ? v[int((n + 1) / 2)] : "-"
+    if (!n) return "-"
+    if (n % 2) return v[(n + 1) / 2]
+    return (v[n / 2] + v[n / 2 + 1]) / 2
   }
   { for (c = 3; c <= 8; c++) vals[$1 "|" $2, c] = vals[$1 "|" $2, c] " " $c; seen[$1 "|" $2] = 1 }
   END {

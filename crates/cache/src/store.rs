@@ -70,16 +70,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     hash
 }
 
-struct Slot {
-    /// The full key, kept compactly (a `Key` is stack-sized for lookups).
-    key: Box<[u8]>,
-    entry: Arc<Entry>,
-}
-
 #[derive(Default)]
 struct Shard {
     /// Keyed by the FNV hash already computed: Fx only mixes it (SipHash cost ~15% of a hit).
-    map: HashMap<u64, Slot, rustc_hash::FxBuildHasher>,
+    /// The full key lives in the entry's own block (`Entry::key`) and is compared on every hit.
+    map: HashMap<u64, Arc<Entry>, rustc_hash::FxBuildHasher>,
     bytes: usize,
 }
 
@@ -108,7 +103,7 @@ impl Store {
 
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         let shard = self.shard(key);
-        shard.map.get(&key.hash).filter(|s| *s.key == *key.as_bytes()).map(|s| s.entry.clone())
+        shard.map.get(&key.hash).filter(|e| e.key() == key.as_bytes()).cloned()
     }
 
     /// Inserts or replaces; returns how many other entries were evicted to make room.
@@ -120,19 +115,19 @@ impl Store {
         let mut shard = self.shard(&key);
         let mut removed = 0;
         if let Some(old) = shard.map.remove(&key.hash) {
-            shard.bytes -= old.entry.len();
+            shard.bytes -= old.len();
             removed += 1;
         }
         let mut evicted = 0;
         while shard.map.len() >= self.per_shard || shard.bytes + size > self.per_shard_bytes {
             let Some(victim) = shard.map.keys().next().copied() else { break };
             if let Some(old) = shard.map.remove(&victim) {
-                shard.bytes -= old.entry.len();
+                shard.bytes -= old.len();
                 evicted += 1;
             }
         }
         shard.bytes += size;
-        shard.map.insert(key.hash, Slot { key: key.as_bytes().into(), entry: Arc::new(entry) });
+        shard.map.insert(key.hash, Arc::new(entry.with_key(key.as_bytes())));
         self.count.fetch_add(1, Ordering::Relaxed);
         self.count.fetch_sub(removed + evicted, Ordering::Relaxed);
         evicted
@@ -140,9 +135,9 @@ impl Store {
 
     pub fn remove(&self, key: &Key) {
         let mut shard = self.shard(key);
-        if shard.map.get(&key.hash).is_some_and(|s| *s.key == *key.as_bytes()) {
+        if shard.map.get(&key.hash).is_some_and(|e| e.key() == key.as_bytes()) {
             if let Some(old) = shard.map.remove(&key.hash) {
-                shard.bytes -= old.entry.len();
+                shard.bytes -= old.len();
                 self.count.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -157,7 +152,7 @@ impl Store {
         let mut out = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(shard.map.values().map(|s| (s.key.clone(), s.entry.clone())));
+            out.extend(shard.map.values().map(|e| (Box::from(e.key()), e.clone())));
         }
         out
     }

@@ -147,7 +147,7 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         None => Source::Text { name: "Corefile".into(), text: ". {\n    whoami\n    log\n}\n".into() },
     };
     raise_fd_limit();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = worker_count();
     run(Options {
         source,
         dns_port,
@@ -261,7 +261,7 @@ fn node_cache_mode(args: &[String]) -> i32 {
     };
     let source = agent.source();
     raise_fd_limit();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = worker_count();
     run(Options {
         source,
         dns_port,
@@ -286,4 +286,16 @@ fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// UDP workers (and runtime threads): `GOMAXPROCS` when set to a positive number — the knob
+/// operators already use to size CoreDNS — else the CPUs this process may run on (its affinity
+/// mask, so `taskset` and cpusets count).
+fn worker_count() -> usize {
+    std::env::var("GOMAXPROCS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .min(256)
 }

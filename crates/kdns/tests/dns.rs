@@ -172,3 +172,32 @@ fn loadbalance_shuffles_answers() {
     }
     assert!(firsts.len() > 1, "answers never reordered");
 }
+
+/// One UDP worker thread per CPU, or per `GOMAXPROCS` when it is set (the knob CoreDNS
+/// operators already use); every worker answers.
+#[test]
+fn gomaxprocs_sets_the_number_of_udp_workers() {
+    let udp_workers = |k: &Kdns| -> usize {
+        let prefix = format!("kdns-udp-{}", k.port);
+        std::fs::read_dir(format!("/proc/{}/task", k.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with(&prefix[..prefix.len().min(15)]))
+            .count()
+    };
+    let port = free_port();
+    let dir = temp_dir("gomaxprocs");
+    let conf = dir.join("Corefile");
+    std::fs::write(&conf, format!(".:{port} {{\n    whoami\n}}\n")).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("-conf").arg(&conf).current_dir(&dir).env("GOMAXPROCS", "3");
+    let mut k = Kdns::from_command(cmd, dir, conf);
+    k.port = port;
+    k.wait_for_line("kdns-", Duration::from_secs(10));
+    assert_eq!(udp_workers(&k), 3);
+    // Different source ports land on different SO_REUSEPORT sockets; all of them answer.
+    for _ in 0..30 {
+        let r = udp(k.addr(), &query("who.example.org.", RecordType::A));
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    }
+}
