@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kdns against the peers as the same forwarding cache, side by side in one run (issue: performance).
 #
-#   bench/peers.sh            full run: 2 repetitions, 5 s per measurement   (~8 minutes)
+#   bench/peers.sh            full run: 3 repetitions, 3 s per measurement   (~7 minutes; --extra ~3 more)
 #   bench/peers.sh --quick    1 repetition, 2 s per measurement, fewer peers (< 2 minutes)
 #   options: --reps N  --secs S  --peers "kdns unbound dnsdist kresd dnsmasq floor floor-plain"
 #            --extra (also: kdns with the node-local-dns Corefile, TCP vs unbound, 2-worker scaling)
@@ -38,7 +38,7 @@ if [ -z "${KDNS_BENCH_INSIDE:-}" ]; then
   exec unshare --net env KDNS_BENCH_INSIDE=1 bash "$0" "$@"
 fi
 
-REPS=2 SECS=5 EXTRA=0
+REPS=3 SECS=3 EXTRA=0
 PEERS="floor kdns unbound dnsdist kresd dnsmasq"
 while [ $# -gt 0 ]; do
   case $1 in
