@@ -2,7 +2,7 @@
 # kdns against the peers as the same forwarding cache, side by side in one run (issue: performance).
 #
 #   bench/peers.sh            full run: 3 repetitions, 3 s per measurement   (~7 minutes; --extra ~3 more)
-#   bench/peers.sh --quick    1 repetition, 2 s per measurement, fewer peers (< 2 minutes)
+#   bench/peers.sh --quick    1 repetition, 2 s per measurement              (< 2 minutes)
 #   options: --reps N  --secs S  --peers "kdns unbound dnsdist kresd dnsmasq floor floor-plain"
 #            --extra (also: kdns with the node-local-dns Corefile, TCP vs unbound, 2-worker scaling)
 #
