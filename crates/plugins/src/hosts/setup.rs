@@ -55,12 +55,15 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         }
     }
     let source = FileSource { path: path.clone(), inline: Arc::new(inline) };
+    // Stamped before the load, here rather than when the watcher first runs: an edit made
+    // between the two (a runtime busy at startup) would otherwise never be picked up.
+    let loaded_stamp = source.stamp();
     let index = Arc::new(RwLock::new(Arc::new(source.load())));
     if !path.exists() {
         kdns_server::warning!(plugin = "hosts", "File does not exist: {}", path.display());
     }
     if !reload.is_zero() {
-        ctx.contrib.tasks.push(Box::pin(watch(source, index.clone(), reload)));
+        ctx.contrib.tasks.push(Box::pin(watch(source, loaded_stamp, index.clone(), reload)));
     }
     Ok(Some(Arc::new(Hosts { origins, fallthrough, ttl, reverse, index })))
 }
@@ -88,8 +91,12 @@ impl FileSource {
 }
 
 /// Re-reads the file when its modification time or size changed.
-async fn watch(source: FileSource, index: Arc<RwLock<Arc<Index>>>, every: Duration) {
-    let mut last = source.stamp();
+async fn watch(
+    source: FileSource,
+    mut last: Option<(SystemTime, u64)>,
+    index: Arc<RwLock<Arc<Index>>>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
