@@ -417,11 +417,12 @@ impl Agent {
     /// Takes DNS on the local IPs back (the server answers probes).
     pub async fn intercept(&self) {
         let was_open = self.failed_open.swap(false, Ordering::AcqRel);
-        intercepting().with(&[]).set(1.0);
         if was_open {
             info!("Local DNS server answers: serving DNS to {} on this node", self.settings.local_ip_list());
         }
         self.setup_networking(true).await;
+        // Only now: until the NOTRACK rules are in, kube-proxy's NAT still sends DNS to the cluster.
+        intercepting().with(&[]).set(1.0);
     }
 
     pub fn settings(&self) -> &Settings {
