@@ -140,33 +140,14 @@ for _ in $(seq 1 50); do [ "$(answers 127.0.0.1:5300 "$W/ready")" = 1 ] && break
 [ "$(answers 127.0.0.1:5300 "$W/ready")" = 1 ] || { echo "NSD did not come up:" >&2; cat "$W/nsd.log" >&2; exit 1; }
 
 # ---------------------------------------------------------------- peers
-cat > "$W/Corefile" <<EOF
-.:5301 {
-    bind 127.0.0.1
-    errors
-    cache 300 {
-        success 200000
-        denial 200000
-    }
-    forward . 127.0.0.1:5300
+kdns_corefile() { # extra plugin lines
+  printf '.:5301 {\n    bind 127.0.0.1\n    errors\n    cache 300 {\n        success 200000\n        denial 200000\n    }\n    forward . 127.0.0.1:5300\n'
+  for line in "$@"; do printf '    %s\n' "$line"; done
+  printf '}\n'
 }
-EOF
+kdns_corefile > "$W/Corefile"
 # kdns with the node-local-dns shape (metrics, health, reload, loop detection on).
-cat > "$W/Corefile.nodelocal" <<EOF
-.:5301 {
-    bind 127.0.0.1
-    errors
-    cache 300 {
-        success 200000
-        denial 200000
-    }
-    reload
-    loop
-    forward . 127.0.0.1:5300
-    prometheus 127.0.0.1:19253
-    health 127.0.0.1:18080
-}
-EOF
+kdns_corefile reload loop "prometheus 127.0.0.1:19253" "health 127.0.0.1:18080" > "$W/Corefile.nodelocal"
 cat > "$W/unbound.conf" <<EOF
 server:
   interface: 127.0.0.1

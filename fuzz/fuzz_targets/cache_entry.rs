@@ -1,7 +1,7 @@
 //! Whatever message decodes can be stored as a cache entry, and a hit built from it decodes to
 //! the same records with every TTL patched, the ID and question case of the query.
 #![no_main]
-use kdns_cache::Entry;
+use kdns_cache::{Entry, Key};
 use kdns_wire::Message;
 use libfuzzer_sys::fuzz_target;
 use std::time::Instant;
@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     if m.questions.len() != 1 {
         return;
     }
-    let Some(entry) = Entry::new(&m, Instant::now(), 30) else { return };
+    let q = &m.questions[0];
+    let key = Key::new(&q.name, q.qtype, q.qclass, false, false);
+    let Some(entry) = Entry::new(&m, &key, Instant::now(), 30) else { return };
     let mut query = Message { id: 0xBEEF, ..Message::default() };
     query.questions.push(m.questions[0].clone());
     let mut out = Vec::new();

@@ -12,8 +12,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(Snapshot::decode(&snap.encode()).as_ref(), Ok(&snap));
     for (_, items) in &snap.sections {
         for it in items {
-            let _ = Key::from_bytes(&it.key);
-            let Some(entry) = Entry::from_wire(it.wire.clone(), Instant::now(), it.duration) else { continue };
+            let Some(key) = Key::from_bytes(&it.key) else { continue };
+            let Some(entry) = Entry::from_wire(it.wire.clone(), &key, Instant::now(), it.duration) else { continue };
             let query = Message { id: 1, ..Message::default() };
             let mut out = Vec::new();
             entry.write_hit(&query, &[0], 5, &mut out);

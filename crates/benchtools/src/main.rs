@@ -1,4 +1,4 @@
-//! `kdns-bench`: the two small programs `bench/peers.sh` needs besides dnsperf.
+//! `kdns-bench`: the programs `bench/peers.sh` and `bench/callgrind.sh` need besides dnsperf.
 //!
 //! * `reflect ADDR [--plain]` — the canned-answer floor: a UDP server that answers every query
 //!   with one fixed A record and does nothing else (recvmmsg/sendmmsg batches, or one
@@ -39,51 +39,14 @@ fn main() -> ExitCode {
 
 type Res = Result<(), String>;
 
-/// The node cache's chain (metrics, errors, cache) in front of an answering plugin; the same
-/// queries as the allocation test: plain, mixed case, EDNS, EDNS with a cookie.
+/// `hits N`: N cache hits through the shared fixture (the allocation test's), for callgrind.
 fn hits(args: &[String]) -> Res {
-    use kdns_wire::{class, flag, rtype, Edns, Message, Name, Question};
     let n: usize = args.first().and_then(|a| a.parse().ok()).ok_or("usage: kdns-bench hits N")?;
-    let corefile = ".:5300 {\n    prometheus 127.0.0.1:0\n    errors\n    cache 30\n    hosts {\n        10.0.0.1 web.example.org\n        10.0.0.2 web.example.org\n    }\n}\n";
-    let c = kdns_corefile::parse_str(corefile, "Corefile", std::path::Path::new("."), &|_| None)
-        .map_err(|e| e.to_string())?;
-    let instance = kdns_server::config::build(&c, &kdns_plugins::all(), 53, std::path::Path::new("."))
-        .map_err(|e| e.to_string())?;
-    let table = instance.listeners[&kdns_server::config::ListenerKey { ip: None, port: 5300 }].clone();
-    let query = |name: &str, edns: Option<Edns>| {
-        Message {
-            id: 7,
-            flags: flag::RD,
-            questions: vec![Question {
-                name: Name::from_ascii(name).expect("name"),
-                qtype: rtype::A,
-                qclass: class::IN,
-            }],
-            edns,
-            ..Default::default()
-        }
-        .to_vec()
-    };
-    let cookie = Edns { options: vec![(10, vec![1, 2, 3, 4, 5, 6, 7, 8])], ..Edns::new(1232) };
-    let queries = [
-        query("web.example.org.", None),
-        query("WeB.ExAmple.ORG.", None),
-        query("web.example.org.", Some(Edns::new(1232))),
-        query("web.example.org.", Some(cookie)),
-    ];
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("literal");
-    let local: SocketAddr = "127.0.0.1:5300".parse().expect("literal");
-    let mut scratch = Message::default();
-    let mut out = Vec::new();
+    let mut hits = kdns_benchtools::Hits::warmed()?;
     let mut bytes = 0usize;
-    for i in 0..(n + 3 * queries.len()) {
-        let q = &queries[i % queries.len()];
-        let outcome =
-            kdns_server::handler::handle(q, client, local, kdns_server::Proto::Udp, &table, &mut scratch, &mut out);
-        if !matches!(outcome, kdns_server::handler::Outcome::Reply) {
-            return Err("a cache hit did not answer synchronously".into());
-        }
-        bytes += out.len();
+    for i in 0..n {
+        hits.answer(i)?;
+        bytes += hits.out.len();
     }
     println!("hits={n} reply_bytes={bytes}");
     Ok(())
@@ -155,37 +118,6 @@ fn reflect(args: &[String]) -> Res {
     }
 }
 
-fn qtype(name: &str) -> Option<u16> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "SOA" => 6,
-        "PTR" => 12,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        "SRV" => 33,
-        "HTTPS" => 65,
-        n => n.strip_prefix("TYPE")?.parse().ok()?,
-    })
-}
-
-fn encode_query(name: &str, qtype: u16) -> Option<Vec<u8>> {
-    let mut q = vec![0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
-        if label.len() > 63 {
-            return None;
-        }
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.push(0);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&[0, 1]);
-    Some(q)
-}
-
 fn read_queries(path: &str) -> Result<Vec<Vec<u8>>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let mut out = Vec::new();
@@ -194,7 +126,9 @@ fn read_queries(path: &str) -> Result<Vec<Vec<u8>>, String> {
         let mut parts = line.split_whitespace();
         let Some(name) = parts.next() else { continue };
         let t = parts.next().unwrap_or("A");
-        let q = qtype(t).and_then(|t| encode_query(name, t)).ok_or(format!("{path}:{}: bad query {line:?}", n + 1))?;
+        let q = kdns_wire::rtype::from_name(t)
+            .and_then(|t| kdns_benchtools::query(name, t, None))
+            .ok_or(format!("{path}:{}: bad query {line:?}", n + 1))?;
         out.push(q);
     }
     if out.is_empty() {
@@ -389,7 +323,7 @@ mod tests {
 
     #[test]
     fn canned_answer_copies_the_question_and_adds_one_record() {
-        let q = encode_query("a.example", 1).unwrap();
+        let q = kdns_benchtools::query("a.example", 1, None).unwrap();
         let mut out = Vec::new();
         assert!(canned(&q, &mut out));
         assert_eq!(&out[12..q.len()], &q[12..]);

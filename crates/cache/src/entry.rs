@@ -1,5 +1,6 @@
 //! A cached response: finished wire bytes plus where its TTLs live.
 
+use crate::Key;
 use kdns_wire::{flag, Message, HEADER_LEN};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Entry {
     /// One allocation: the response without OPT (every TTL set to `duration`, question at
     /// offset 12), then each TTL field's offset (2 bytes, big-endian), then the cache key the
-    /// store filed it under (attached by [`Entry::with_key`]). One block instead of three keeps
-    /// a cached name at about 200 bytes with its map slot.
+    /// store files it under. One block instead of three keeps a cached name at about 200 bytes
+    /// with its map slot.
     data: Box<[u8]>,
     wire_len: u32,
     ttl_count: u16,
@@ -30,21 +31,30 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Encodes `msg` (OPT dropped, all TTLs set to `duration`). `None` if it cannot be walked.
-    pub fn new(msg: &Message, now: Instant, duration: u32) -> Option<Entry> {
+    /// Encodes `msg` (OPT dropped, all TTLs set to `duration`) as the entry for `key`. `None`
+    /// if it cannot be walked.
+    pub fn new(msg: &Message, key: &Key, now: Instant, duration: u32) -> Option<Entry> {
         // Encoded as it is (no clone to change it), then ID and TTLs patched in the bytes.
         let mut wire = Vec::with_capacity(512);
         msg.encode_with(&mut wire, 65535, None);
         wire[0..2].copy_from_slice(&[0, 0]);
-        Entry::build(wire, now, duration, Some(duration), msg.rcode & 0xF)
+        Entry::build(wire, key, now, duration, Some(duration), msg.rcode & 0xF)
     }
 
-    /// Lays out `wire` (walked for its TTL offsets, which get `set_ttl` when given) as an entry.
-    fn build(mut wire: Vec<u8>, stored: Instant, duration: u32, set_ttl: Option<u32>, rcode: u16) -> Option<Entry> {
+    /// Lays out `wire` (walked for its TTL offsets, which get `set_ttl` when given) and `key`
+    /// as an entry.
+    fn build(
+        mut wire: Vec<u8>,
+        key: &Key,
+        stored: Instant,
+        duration: u32,
+        set_ttl: Option<u32>,
+        rcode: u16,
+    ) -> Option<Entry> {
         let (qname_len, ttl_offsets) = walk(&wire)?;
         let wire_len = u32::try_from(wire.len()).ok()?;
         let ttl_count = u16::try_from(ttl_offsets.len()).ok()?;
-        wire.reserve_exact(2 * ttl_offsets.len());
+        wire.reserve_exact(2 * ttl_offsets.len() + key.as_bytes().len());
         for &off in &ttl_offsets {
             if let Some(t) = set_ttl {
                 let at = off as usize;
@@ -52,6 +62,7 @@ impl Entry {
             }
             wire.extend_from_slice(&off.to_be_bytes());
         }
+        wire.extend_from_slice(key.as_bytes());
         Some(Entry {
             data: wire.into_boxed_slice(),
             wire_len,
@@ -67,13 +78,14 @@ impl Entry {
         })
     }
 
-    /// Rebuilds an entry from its stored bytes (a cache snapshot); `None` when they do not walk.
-    pub fn from_wire(wire: Vec<u8>, stored: Instant, duration: u32) -> Option<Entry> {
+    /// Rebuilds the entry for `key` from its stored bytes (a cache snapshot); `None` when they
+    /// do not walk.
+    pub fn from_wire(wire: Vec<u8>, key: &Key, stored: Instant, duration: u32) -> Option<Entry> {
         if wire.len() < HEADER_LEN {
             return None;
         }
         let rcode = u16::from_be_bytes([wire[2], wire[3]]) & 0xF;
-        Entry::build(wire, stored, duration, None, rcode)
+        Entry::build(wire, key, stored, duration, None, rcode)
     }
 
     /// The stored response bytes (ID 0, TTLs = `duration`).
@@ -88,19 +100,9 @@ impl Entry {
             .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
     }
 
-    /// The key this entry was stored under (empty before [`Entry::with_key`]).
+    /// The bytes of the key this entry is for (the store compares them on every hit).
     pub fn key(&self) -> &[u8] {
         &self.data[self.wire_len as usize + 2 * self.ttl_count as usize..]
-    }
-
-    /// The entry with `key` appended to its block (the store keeps keys here, not separately).
-    pub fn with_key(mut self, key: &[u8]) -> Entry {
-        let keep = self.wire_len as usize + 2 * self.ttl_count as usize;
-        let mut data = Vec::with_capacity(keep + key.len());
-        data.extend_from_slice(&self.data[..keep]);
-        data.extend_from_slice(key);
-        self.data = data.into_boxed_slice();
-        self
     }
 
     /// How long ago the entry was stored.
@@ -237,11 +239,16 @@ mod tests {
         m
     }
 
+    fn key() -> Key {
+        Key::new(&Name::from_ascii("www.example.org.").unwrap(), rtype::A, class::IN, false, false)
+    }
+
     #[test]
     fn from_wire_rebuilds_the_same_entry_and_rejects_garbage() {
         let now = Instant::now();
-        let e = Entry::new(&answer(), now, 30).unwrap();
-        let back = Entry::from_wire(e.wire().to_vec(), now - Duration::from_secs(10), 30).unwrap();
+        let e = Entry::new(&answer(), &key(), now, 30).unwrap();
+        let back = Entry::from_wire(e.wire().to_vec(), &key(), now - Duration::from_secs(10), 30).unwrap();
+        assert_eq!(back.key(), e.key());
         assert_eq!(back.ttl(now), 20, "aged by the time since it was stored");
         assert_eq!(back.rcode, e.rcode);
         let q = {
@@ -258,7 +265,7 @@ mod tests {
         back.write_hit(&q, q.questions[0].name.as_wire(), 20, &mut b);
         assert_eq!(a, b);
         for bad in [vec![], vec![0; 11], vec![0; 12], e.wire()[..e.wire().len() - 1].to_vec()] {
-            assert!(Entry::from_wire(bad, now, 30).is_none());
+            assert!(Entry::from_wire(bad, &key(), now, 30).is_none());
         }
         // Failure recheck window.
         assert!(!back.refresh_failed_within(now, Duration::from_secs(30)));
@@ -270,7 +277,7 @@ mod tests {
     #[test]
     fn hit_patches_id_flags_case_and_ttls() {
         let now = Instant::now();
-        let e = Entry::new(&answer(), now, 30).unwrap();
+        let e = Entry::new(&answer(), &key(), now, 30).unwrap();
         assert_eq!(e.ttl(now + Duration::from_secs(12)), 18);
         let mut q = Message { id: 4242, flags: flag::RD, ..Default::default() };
         let asked = Name::from_ascii("WwW.ExAmple.org.").unwrap();

@@ -31,7 +31,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 impl Key {
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 
@@ -106,8 +106,10 @@ impl Store {
         shard.map.get(&key.hash).filter(|e| e.key() == key.as_bytes()).cloned()
     }
 
-    /// Inserts or replaces; returns how many other entries were evicted to make room.
+    /// Inserts or replaces `entry`, which was built for `key`; returns how many other entries
+    /// were evicted to make room.
     pub fn insert(&self, key: Key, entry: Entry) -> usize {
+        debug_assert_eq!(entry.key(), key.as_bytes(), "an entry is filed under its own key");
         let size = entry.len();
         if size > self.per_shard_bytes {
             return 0;
@@ -127,7 +129,7 @@ impl Store {
             }
         }
         shard.bytes += size;
-        shard.map.insert(key.hash, Arc::new(entry.with_key(key.as_bytes())));
+        shard.map.insert(key.hash, Arc::new(entry));
         self.count.fetch_add(1, Ordering::Relaxed);
         self.count.fetch_sub(removed + evicted, Ordering::Relaxed);
         evicted
@@ -172,7 +174,9 @@ mod tests {
         let n = Name::from_ascii(name).unwrap();
         let mut m = Message::default();
         m.questions.push(Question { name: n.clone(), qtype: rtype::A, qclass: class::IN });
-        (Key::new(&n, rtype::A, class::IN, false, false), Entry::new(&m, Instant::now(), 30).unwrap())
+        let key = Key::new(&n, rtype::A, class::IN, false, false);
+        let entry = Entry::new(&m, &key, Instant::now(), 30).unwrap();
+        (key, entry)
     }
 
     #[test]

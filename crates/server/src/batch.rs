@@ -121,14 +121,6 @@ impl Inbox {
         Ok(r)
     }
 
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Datagram `i` of the last receive: its bytes (`None` when it was larger than the buffer
     /// and got cut) and its sender.
     pub fn get(&self, i: usize) -> (Option<&[u8]>, Option<SocketAddr>) {

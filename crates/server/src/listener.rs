@@ -43,21 +43,26 @@ const UDP_IDLE_WAKE: Duration = Duration::from_millis(100);
 /// The current zone table of a listener; replaced whole on reload. Readers on the hot path
 /// keep their own `Arc` and compare the generation, so they take the lock only after a reload.
 #[derive(Clone)]
-pub struct TableCell(Arc<(RwLock<Arc<ZoneTable>>, AtomicU64)>);
+pub struct TableCell(Arc<TableSlot>);
+
+struct TableSlot {
+    table: RwLock<Arc<ZoneTable>>,
+    generation: AtomicU64,
+}
 
 impl TableCell {
     pub fn new(t: Arc<ZoneTable>) -> TableCell {
-        TableCell(Arc::new((RwLock::new(t), AtomicU64::new(0))))
+        TableCell(Arc::new(TableSlot { table: RwLock::new(t), generation: AtomicU64::new(0) }))
     }
     pub fn load(&self) -> Arc<ZoneTable> {
-        self.0 .0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn store(&self, t: Arc<ZoneTable>) {
-        *self.0 .0.write().unwrap_or_else(|e| e.into_inner()) = t;
-        self.0 .1.fetch_add(1, Ordering::Release);
+        *self.0.table.write().unwrap_or_else(|e| e.into_inner()) = t;
+        self.0.generation.fetch_add(1, Ordering::Release);
     }
     fn generation(&self) -> u64 {
-        self.0 .1.load(Ordering::Acquire)
+        self.0.generation.load(Ordering::Acquire)
     }
 }
 

@@ -124,7 +124,7 @@ pub fn restore(snap: &kdns_cache::snapshot::Snapshot, now_wall_ms: u64) -> usize
                 continue;
             }
             let (Some(stored), Some(key)) = (now.checked_sub(age), Key::from_bytes(&it.key)) else { continue };
-            if let Some(entry) = Entry::from_wire(it.wire.clone(), stored, it.duration) {
+            if let Some(entry) = Entry::from_wire(it.wire.clone(), &key, stored, it.duration) {
                 store.insert(key, entry);
                 loaded += 1;
             }
@@ -352,7 +352,7 @@ impl Inner {
                     ),
                 };
                 if !off {
-                    if let Some(entry) = Entry::new(msg, Instant::now(), secs) {
+                    if let Some(entry) = Entry::new(msg, &key, Instant::now(), secs) {
                         let evicted = store.insert(key, entry);
                         evict_metric.add(evicted as u64);
                         entries_metric.set(store.len() as f64);
@@ -401,7 +401,8 @@ impl Plugin for Cache {
         let stats = c.stats(req.server);
         stats.requests.inc();
         let key = Cache::key(req);
-        let now = Instant::now();
+        // The clock the server read when the query arrived: one clock read per query, not two.
+        let now = req.start;
         // Denial first, as CoreDNS.
         for (store, hits) in [(&c.denial, &stats.hits_denial), (&c.success, &stats.hits_success)] {
             let Some(entry) = store.get(&key) else { continue };

@@ -125,7 +125,7 @@ impl Upstream {
         let slot = &self.udp[self.udp_next.fetch_add(1, Ordering::Relaxed) % UDP_POOL];
         let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = slot.as_ref() {
-            if m.uses.fetch_add(1, Ordering::Relaxed) < UDP_SOCKET_USES && !m.closed.load(Ordering::Acquire) {
+            if m.uses.fetch_add(1, Ordering::Relaxed) < UDP_SOCKET_USES {
                 return Ok((m.clone(), true));
             }
         }
@@ -134,10 +134,9 @@ impl Upstream {
         let std_sock = std::net::UdpSocket::bind(bind)?;
         std_sock.connect(self.addr)?;
         std_sock.set_nonblocking(true)?;
+        // The replaced socket's reader ends once its last query is answered.
         let mux = UdpMux::start(UdpSocket::from_std(std_sock)?, self.label.clone());
-        if let Some(old) = slot.replace(mux.clone()) {
-            old.retire();
-        }
+        *slot = Some(mux.clone());
         Ok((mux, false))
     }
 
@@ -146,8 +145,8 @@ impl Upstream {
         let which = if reused { conn_cache_hits() } else { conn_cache_misses() };
         which.with(&["forward", &self.label, "udp"]).inc();
         let local = mux.local;
-        let (id, mut rx) = mux.register();
-        let _forget = ForgetOnDrop(&mux, id);
+        let mut waiting = mux.waiters.register();
+        let id = waiting.id;
         wire[0..2].copy_from_slice(&id.to_be_bytes());
         mux.sock.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -156,7 +155,7 @@ impl Upstream {
         // a TC reply too).
         let size = q.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize);
         loop {
-            let bytes = match tokio::time::timeout_at(deadline, &mut rx).await {
+            let bytes = match tokio::time::timeout_at(deadline, &mut waiting.rx).await {
                 Ok(Ok(Ok(b))) => b,
                 Ok(Ok(Err(e))) => return Err(self.err("read", Transport::Udp, local, e)),
                 Ok(Err(_)) => {
@@ -179,7 +178,7 @@ impl Upstream {
                 return Ok(m);
             }
             mismatched_replies().with(&[&self.label]).inc();
-            rx = mux.rewait(id);
+            waiting.rearm();
         }
     }
 
@@ -232,17 +231,17 @@ impl Upstream {
     ) -> Result<Message, ExchangeError> {
         let (mux, reused) = self.connection(timeout, expire).await?;
         let local = mux.local;
-        let (id, rx) = mux.register();
+        let mut waiting = mux.waiters.register();
+        let id = waiting.id;
         let mut frame = Vec::with_capacity(wire.len() + 2);
         frame.extend_from_slice(&(wire.len() as u16).to_be_bytes());
         frame.extend_from_slice(&wire);
         frame[2..4].copy_from_slice(&id.to_be_bytes());
         mux.touch();
         if mux.tx.send(frame).await.is_err() {
-            mux.forget(id);
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, &mut waiting.rx).await {
             Ok(Ok(reply)) => validate(&reply, id, q).ok_or_else(|| {
                 mismatched_replies().with(&[&self.label]).inc();
                 ExchangeError { message: format!("read tcp {}: reply does not match the question", self.addr) }
@@ -251,10 +250,7 @@ impl Upstream {
                 Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
             }
             Ok(Err(_)) => Err(self.err("read", Transport::Tcp, local, io::Error::from(io::ErrorKind::ConnectionReset))),
-            Err(_) => {
-                mux.forget(id);
-                Err(self.timeout("read", Transport::Tcp, local))
-            }
+            Err(_) => Err(self.timeout("read", Transport::Tcp, local)),
         }
     }
 
@@ -331,14 +327,83 @@ impl std::fmt::Debug for TlsTarget {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u16, oneshot::Sender<Vec<u8>>>>>;
+/// Queries waiting on one shared upstream connection or socket, by the random ID each was
+/// sent with; the connection's reader task delivers each reply to its query.
+struct Waiters<T>(Mutex<HashMap<u16, oneshot::Sender<T>>>);
+
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Waiters(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<T> Waiters<T> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u16, oneshot::Sender<T>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh random ID not in use here, and where its reply will arrive.
+    fn register(&self) -> Waiting<'_, T> {
+        let (tx, rx) = oneshot::channel();
+        let mut map = self.map();
+        let mut id = fastrand::u16(..);
+        while map.contains_key(&id) {
+            id = fastrand::u16(..);
+        }
+        map.insert(id, tx);
+        Waiting { table: self, id, rx }
+    }
+
+    /// Hands `value` to the query waiting on `id`; false when none does.
+    fn deliver(&self, id: u16, value: T) -> bool {
+        let waiter = self.map().remove(&id);
+        waiter.map(|tx| tx.send(value)).is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    /// Removes every waiter; each is woken with a closed channel.
+    fn take_all(&self) -> Vec<oneshot::Sender<T>> {
+        self.map().drain().map(|(_, tx)| tx).collect()
+    }
+}
+
+/// One query's place in a [`Waiters`] table, left when the exchange ends however it ends
+/// (answer, error, timeout, cancellation).
+struct Waiting<'a, T> {
+    table: &'a Waiters<T>,
+    id: u16,
+    rx: oneshot::Receiver<T>,
+}
+
+impl<T> Waiting<'_, T> {
+    /// Waits again on the same ID after a reply for it failed validation.
+    fn rearm(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        self.table.map().insert(self.id, tx);
+        self.rx = rx;
+    }
+}
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        // Only our own registration: once answered, the ID may already belong to another query.
+        self.rx.close();
+        let mut map = self.table.map();
+        if map.get(&self.id).is_some_and(|tx| tx.is_closed()) {
+            map.remove(&self.id);
+        }
+    }
+}
 
 /// One TCP connection to an upstream shared by concurrent queries (RFC 7766 pipelining): a
 /// writer task sends frames, a reader task hands each reply to the query waiting for its ID.
 /// The connection closes when the upstream closes it or after `expire` without traffic.
 pub struct Mux {
     tx: mpsc::Sender<Vec<u8>>,
-    waiters: Waiters,
+    waiters: Arc<Waiters<Vec<u8>>>,
     closed: Arc<AtomicBool>,
     local: Option<SocketAddr>,
     opened: Instant,
@@ -352,7 +417,7 @@ impl Mux {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-        let waiters: Waiters = Arc::default();
+        let waiters: Arc<Waiters<Vec<u8>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let c = closed.clone();
         tokio::spawn(async move {
@@ -371,12 +436,8 @@ impl Mux {
                 match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) => break,
-                    Err(_) => {
-                        if w.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                            break;
-                        }
-                        continue;
-                    }
+                    Err(_) if w.is_empty() => break,
+                    Err(_) => continue,
                 }
                 let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
                 if rd.read_exact(&mut buf).await.is_err() {
@@ -386,32 +447,13 @@ impl Mux {
                     continue;
                 }
                 let id = u16::from_be_bytes([buf[0], buf[1]]);
-                let waiter = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                if let Some(tx) = waiter {
-                    let _ = tx.send(buf);
-                }
+                w.deliver(id, buf);
             }
             c.store(true, Ordering::Release);
             // Dropping the senders wakes every waiter with an error.
-            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            drop(w.take_all());
         });
         Arc::new(Mux { tx, waiters, closed, local, opened: Instant::now(), last_used_ms: AtomicU64::new(0) })
-    }
-
-    /// A fresh random ID not in use on this connection, and where its reply will arrive.
-    fn register(&self) -> (u16, oneshot::Receiver<Vec<u8>>) {
-        let (tx, rx) = oneshot::channel();
-        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut id = fastrand::u16(..);
-        while w.contains_key(&id) {
-            id = fastrand::u16(..);
-        }
-        w.insert(id, tx);
-        (id, rx)
-    }
-
-    fn forget(&self, id: u16) {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
     fn touch(&self) {
@@ -424,121 +466,48 @@ impl Mux {
     }
 }
 
-/// Removes a UDP query's waiter when its exchange ends early (timeout, error, cancellation).
-struct ForgetOnDrop<'a>(&'a UdpMux, u16);
-
-impl Drop for ForgetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.forget(self.1);
-    }
-}
-
 /// One connected UDP socket to an upstream shared by concurrent queries: a reader task hands
-/// each datagram to the query waiting for its ID (the query validates it). The reader ends when
-/// the socket is retired from the pool and nobody waits on it any more.
-type UdpWaiters = Arc<Mutex<HashMap<u16, oneshot::Sender<io::Result<Vec<u8>>>>>>;
-
+/// each datagram to the query waiting for its ID (the query validates it). The reader ends once
+/// it holds the last reference: the pool has replaced the socket and no query waits on it.
 pub struct UdpMux {
-    sock: Arc<UdpSocket>,
-    waiters: UdpWaiters,
+    sock: UdpSocket,
+    waiters: Waiters<io::Result<Vec<u8>>>,
     uses: AtomicU32,
-    retired: Arc<AtomicBool>,
-    closed: Arc<AtomicBool>,
     local: Option<SocketAddr>,
 }
 
-/// How often an idle UDP reader looks whether its socket was retired.
+/// How often an idle UDP reader looks whether its socket is still in use.
 const UDP_READER_TICK: Duration = Duration::from_secs(1);
 
 impl UdpMux {
     fn start(sock: UdpSocket, label: String) -> Arc<UdpMux> {
-        let sock = Arc::new(sock);
         let local = sock.local_addr().ok();
-        let waiters: UdpWaiters = Arc::default();
-        let retired = Arc::new(AtomicBool::new(false));
-        let closed = Arc::new(AtomicBool::new(false));
-        let (s, w, r, c) = (sock.clone(), waiters.clone(), retired.clone(), closed.clone());
-        tokio::spawn(async move {
-            // One byte more than a DNS message can be, so an oversized reply is seen as such.
-            let mut buf = vec![0u8; 65536];
-            loop {
-                let done = || r.load(Ordering::Acquire) && w.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-                let n = match tokio::time::timeout(UDP_READER_TICK, s.recv(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    // ICMP port unreachable and the like concern the upstream, so every query
-                    // waiting on this socket fails now (as each would on a socket of its own).
-                    Ok(Err(e)) => {
-                        for (_, tx) in w.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        }
-                        if done() {
-                            break;
-                        }
-                        continue;
-                    }
-                    Err(_) => {
-                        if done() {
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                if n >= 2 {
-                    let id = u16::from_be_bytes([buf[0], buf[1]]);
-                    let waiter = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                    match waiter {
-                        Some(tx) => {
-                            let _ = tx.send(Ok(buf[..n].to_vec()));
-                        }
+        let mux = Arc::new(UdpMux { sock, waiters: Waiters::default(), uses: AtomicU32::new(1), local });
+        tokio::spawn(mux.clone().read(label));
+        mux
+    }
+
+    async fn read(self: Arc<Self>, label: String) {
+        // One byte more than a DNS message can be, so an oversized reply is seen as such.
+        let mut buf = vec![0u8; 65536];
+        while Arc::strong_count(&self) > 1 {
+            match tokio::time::timeout(UDP_READER_TICK, self.sock.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    let delivered =
+                        n >= 2 && self.waiters.deliver(u16::from_be_bytes([buf[0], buf[1]]), Ok(buf[..n].to_vec()));
+                    if !delivered {
                         // Nobody asked with this ID (spoofed, garbage, or late after a timeout).
-                        None => mismatched_replies().with(&[&label]).inc(),
+                        mismatched_replies().with(&[&label]).inc();
                     }
-                } else {
-                    mismatched_replies().with(&[&label]).inc();
                 }
-                if done() {
-                    break;
+                // ICMP port unreachable and the like concern the upstream, so every query
+                // waiting on this socket fails now (as each would on a socket of its own).
+                Ok(Err(e)) => {
+                    for tx in self.waiters.take_all() {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
                 }
-            }
-            c.store(true, Ordering::Release);
-            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        });
-        Arc::new(UdpMux { sock, waiters, uses: AtomicU32::new(1), retired, closed, local })
-    }
-
-    fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-    }
-
-    /// A fresh random ID not in use on this socket, and where its reply will arrive.
-    fn register(&self) -> (u16, oneshot::Receiver<io::Result<Vec<u8>>>) {
-        let (tx, rx) = oneshot::channel();
-        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut id = fastrand::u16(..);
-        while w.contains_key(&id) {
-            id = fastrand::u16(..);
-        }
-        w.insert(id, tx);
-        (id, rx)
-    }
-
-    /// Waits again on `id` after a datagram for it failed validation.
-    fn rewait(&self, id: u16) -> oneshot::Receiver<io::Result<Vec<u8>>> {
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        rx
-    }
-
-    fn forget(&self, id: u16) {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        for slot in &self.udp {
-            if let Some(m) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                m.retire();
+                Err(_) => {}
             }
         }
     }

@@ -1,0 +1,72 @@
+//! What `bench/` needs besides dnsperf, as a library so the allocation test and the `kdns-bench`
+//! binary (reflector, load generator, callgrind hit loop) share one fixture: the node cache's
+//! chain in front of an answering plugin, driven through `handler::handle` without sockets.
+
+use kdns_server::config::{build, ListenerKey, ZoneTable};
+use kdns_server::handler::{handle, Outcome};
+use kdns_server::Proto;
+use kdns_wire::{class, flag, rtype, Edns, Message, Name, Question};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// prometheus, errors and cache (the node-local-dns chain) in front of hosts, which answers
+/// `web.example.org` with two addresses (TTL 3600; the cache caps it at 30).
+const HIT_COREFILE: &str = ".:5300 {\n    prometheus 127.0.0.1:0\n    errors\n    cache 30\n    hosts {\n        10.0.0.1 web.example.org\n        10.0.0.2 web.example.org\n    }\n}\n";
+
+/// A query in wire form: ID 0x4242, RD, one question of class IN.
+pub fn query(name: &str, qtype: u16, edns: Option<Edns>) -> Option<Vec<u8>> {
+    let name = Name::from_ascii(name).ok()?;
+    let q = Message {
+        id: 0x4242,
+        flags: flag::RD,
+        questions: vec![Question { name, qtype, qclass: class::IN }],
+        edns,
+        ..Default::default()
+    };
+    Some(q.to_vec())
+}
+
+/// The cache-hit fixture: a built chain, four shapes of the same question (plain, mixed case,
+/// EDNS, EDNS with a cookie) and the scratch buffers a UDP worker keeps.
+pub struct Hits {
+    table: Arc<ZoneTable>,
+    pub queries: [Vec<u8>; 4],
+    scratch: Message,
+    pub out: Vec<u8>,
+}
+
+impl Hits {
+    /// Builds the chain and answers every query three times: the first pass fills the cache,
+    /// the others grow the reused buffers to size.
+    pub fn warmed() -> Result<Hits, String> {
+        let c =
+            kdns_corefile::parse_str(HIT_COREFILE, "Corefile", Path::new("."), &|_| None).map_err(|e| e.to_string())?;
+        let instance = build(&c, &kdns_plugins::all(), 53, Path::new(".")).map_err(|e| e.to_string())?;
+        let table = instance.listeners[&ListenerKey { ip: None, port: 5300 }].clone();
+        let cookie = Edns { options: vec![(10, vec![1, 2, 3, 4, 5, 6, 7, 8])], ..Edns::new(1232) };
+        let q = |name, edns| query(name, rtype::A, edns).expect("valid name");
+        let queries = [
+            q("web.example.org.", None),
+            q("WeB.ExAmple.ORG.", None),
+            q("web.example.org.", Some(Edns::new(1232))),
+            q("web.example.org.", Some(cookie)),
+        ];
+        let mut hits = Hits { table, queries, scratch: Message::default(), out: Vec::new() };
+        for i in 0..3 * hits.queries.len() {
+            hits.answer(i)?;
+        }
+        Ok(hits)
+    }
+
+    /// Answers query shape `i % 4` into `out`; an error unless it was answered synchronously.
+    pub fn answer(&mut self, i: usize) -> Result<(), String> {
+        let client: SocketAddr = ([127, 0, 0, 1], 40000).into();
+        let local: SocketAddr = ([127, 0, 0, 1], 5300).into();
+        let q = &self.queries[i % self.queries.len()];
+        match handle(q, client, local, Proto::Udp, &self.table, &mut self.scratch, &mut self.out) {
+            Outcome::Reply => Ok(()),
+            _ => Err("a cache hit did not answer synchronously".into()),
+        }
+    }
+}
