@@ -5,6 +5,8 @@
 #   bench/peers.sh --quick    1 repetition, 2 s per measurement              (< 2 minutes)
 #   options: --reps N  --secs S  --peers "kdns unbound dnsdist kresd dnsmasq floor floor-plain"
 #            --extra (also: kdns with the node-local-dns Corefile, TCP vs unbound, 2-worker scaling)
+#            --perf DIR (perf record of the server during each measured dnsperf run, kept in DIR;
+#            PERF_ARGS overrides the sampling options, e.g. "-F 999 --call-graph dwarf")
 #
 # Everything runs inside a private network namespace with only loopback (`unshare --net`, so it
 # needs root): NSD 4 on 127.0.0.1:5300 is the authoritative upstream (cluster.local with 100,000
@@ -38,7 +40,7 @@ if [ -z "${KDNS_BENCH_INSIDE:-}" ]; then
   exec unshare --net env KDNS_BENCH_INSIDE=1 bash "$0" "$@"
 fi
 
-REPS=3 SECS=3 EXTRA=0
+REPS=3 SECS=3 EXTRA=0 PERF_DIR="" CURRENT=run
 PEERS="floor kdns unbound dnsdist kresd dnsmasq"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --secs) SECS=$2; shift ;;
     --peers) PEERS=$2; shift ;;
     --extra) EXTRA=1 ;;
+    --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -56,7 +59,7 @@ ip link set lo up
 NCPU=$(nproc --all)
 SCPU=$((NCPU - 1))   # the server's CPU
 CCPU=0               # dnsperf, load generator, upstream
-KDNS=$ROOT/target/release/kdns
+KDNS=${KDNS_BIN:-$ROOT/target/release/kdns}   # KDNS_BIN=path: another build, for A/B runs
 LOADGEN=$ROOT/target/release/kdns-bench
 W=$(mktemp -d /tmp/kdns-bench.XXXXXX)
 RESULTS=$W/results.tsv
@@ -228,10 +231,15 @@ ptime() { awk '{print $14 + $15}' /proc/"$PID"/stat; } # utime+stime of the serv
 # dnsperf run -> "qps answered lost"; server CPU µs per answered query in US
 measure() { # file extra-args...
   local file=$1; shift
-  local b0 b1 out
+  local b0 b1 out perf=""
+  if [ -n "$PERF_DIR" ]; then
+    taskset -c $CCPU perf ${PERF_CMD:-record} ${PERF_ARGS:--q -F 4999 -g} -p "$PID" -o "$PERF_DIR/$CURRENT-$(basename "$file").data" >/dev/null 2>&1 &
+    perf=$!; sleep 0.3
+  fi
   b0=$(cpu_busy $SCPU)
   out=$(taskset -c $CCPU dnsperf -s 127.0.0.1 -p 5301 -d "$file" -c 8 -q 200 -t 2 "$@" 2>&1)
   b1=$(cpu_busy $SCPU)
+  if [ -n "$perf" ]; then kill -INT "$perf"; wait "$perf" 2>/dev/null || true; fi
   QPS=$(awk '/Queries per second/ {printf "%d", $4}' <<<"$out")
   DONE=$(awk '/Queries completed/ {print $3}' <<<"$out")
   LOST=$(awk '/Queries lost/ {print $3}' <<<"$out")
@@ -248,7 +256,7 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$QPS" "$US" "$P5
 
 run_peer() { # peer rep
   local peer=$1
-  RSS=-
+  RSS=-; CURRENT=$peer-$2
   start_peer "$peer"
   answers 127.0.0.1:5301 "$W/hot" >/dev/null
   measure "$W/hot" -l "$SECS"; probe "$W/hot"; record "$peer" hot

@@ -4,6 +4,7 @@
 //! `kdns-plugins`; the request path is described in ARCHITECTURE.md.
 
 pub mod admin;
+pub mod background;
 pub mod batch;
 pub mod config;
 pub mod handler;

@@ -1,12 +1,14 @@
 //! DNS listeners: one SO_REUSEPORT UDP socket per worker and one TCP listener per address.
 //!
-//! Each UDP socket has its own OS thread (not a tokio task): it blocks in `recvmmsg`, answers
-//! what the chain answers synchronously (cache hits, kubernetes, hosts, …) straight from that
-//! loop into a batch of replies sent with one `sendmmsg`, and hands only waiting work (a
-//! forwarded miss) to the tokio runtime as a task, which sends its reply itself. A hit never
-//! touches the runtime, a lock or the allocator. The zone table is read through a cell whose
-//! generation the worker checks once per batch, so a reload swaps the table without touching
-//! the sockets.
+//! Each UDP socket has its own OS thread running a current-thread tokio runtime: when the
+//! socket is readable it reads a batch with `recvmmsg`, answers what the chain answers
+//! synchronously (cache hits, kubernetes, hosts, …) straight from that loop into a batch of
+//! replies sent with one `sendmmsg`, and spawns only waiting work (a forwarded miss) as a task
+//! on its own runtime, which sends its reply itself. A miss therefore never changes threads
+//! (forward keeps its upstream sockets per thread), and a hit never touches a task, a lock or
+//! the allocator. Work that must outlive the worker goes to the main runtime
+//! ([`crate::background`]). The zone table is read through a cell whose generation the worker
+//! checks once per batch, so a reload swaps the table without touching the sockets.
 
 use crate::batch::{Inbox, Outbox};
 use crate::config::{ListenerKey, ZoneTable};
@@ -37,7 +39,7 @@ const TCP_MAX_PENDING: usize = 128;
 const UDP_QUERY_MAX: usize = 4096;
 /// Datagrams read (and replies sent) per system call when a worker is busy.
 const UDP_BATCH: usize = 32;
-/// How often an idle UDP worker wakes to look at its stop and drain flags.
+/// How often a UDP worker blocked in the kernel wakes to look at its stop and drain flags.
 const UDP_IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// The current zone table of a listener; replaced whole on reload. Readers on the hot path
@@ -146,14 +148,15 @@ impl Listener {
     /// process's) while the datagrams already queued on it are still read and answered. The
     /// tasks end when their queues are empty; in-flight answers still go out.
     pub fn drain(&self) {
-        let _ = self.drain.send(true);
+        // The flag first: a worker woken by the notification below must find it set.
+        self.control.drain.store(true, Ordering::Release);
         for (sock, _) in &self.udp {
             let bound = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             if let Err(e) = socket2::SockRef::from(&**sock).connect(&drain_sink(bound).into()) {
                 crate::debug!("udp drain: {e}");
             }
         }
-        self.control.drain.store(true, Ordering::Release);
+        let _ = self.drain.send(true);
     }
 
     /// True when every socket task and worker has finished (after [`Listener::drain`]).
@@ -189,7 +192,9 @@ fn socket(addr: SocketAddr, ty: Type, dual: bool) -> io::Result<Socket> {
     if ty == Type::DGRAM {
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
-        // Worker threads block in recvmmsg and wake this often to see their flags.
+        // A worker with nothing waiting blocks in recvmmsg and wakes this often to see its
+        // flags; with queries waiting it reads with MSG_DONTWAIT when the socket is readable. A
+        // reply batch that finds the send buffer full waits for room rather than being dropped.
         s.set_nonblocking(false)?;
         s.set_read_timeout(Some(UDP_IDLE_WAKE))?;
     }
@@ -237,11 +242,11 @@ pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: 
     let mut workers = Vec::new();
     for (i, s) in udp.into_iter().enumerate() {
         let sock = Arc::new(s);
-        let (sock2, cell2, inflight2, control2, rt) =
-            (sock.clone(), cell.clone(), inflight.clone(), control.clone(), runtime.clone());
+        let (sock2, cell2, inflight2, control2, rt, drain2) =
+            (sock.clone(), cell.clone(), inflight.clone(), control.clone(), runtime.clone(), drain_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("kdns-udp-{}-{i}", key.port))
-            .spawn(move || udp_worker(sock2, cell2, inflight2, control2, rt))?;
+            .spawn(move || udp_worker(sock2, cell2, inflight2, control2, rt, drain2))?;
         workers.push((sock, thread));
     }
     let tcp = TcpListener::from_std(tcp)?;
@@ -270,34 +275,88 @@ fn drain_sink(local: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, 9)
 }
 
-/// One UDP worker: blocking batched receive, synchronous answers sent as one batch, waiting
-/// work spawned on the runtime. Ends on stop, or on drain once its queue stays empty for
-/// [`UDP_IDLE_WAKE`].
+/// One UDP worker thread: a current-thread runtime of its own (so a forwarded miss is sent,
+/// answered and replied to on this thread, never handed to another), reading batches with
+/// `recvmmsg` when the socket is readable, answering what the chain answers synchronously into
+/// one `sendmmsg`, and spawning waiting work as local tasks. Ends on stop, or on drain once its
+/// queue is empty and its own waiting queries are answered.
 fn udp_worker(
     sock: Arc<std::net::UdpSocket>,
     cell: TableCell,
     inflight: InFlight,
     control: Arc<UdpControl>,
-    runtime: tokio::runtime::Handle,
+    main: tokio::runtime::Handle,
+    drain: tokio::sync::watch::Receiver<bool>,
 ) {
-    // Plugins may spawn (prefetch, refreshes) from a synchronous answer: give them the runtime.
-    let _context = runtime.enter();
+    crate::background::set_main(main);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::error!("udp worker: cannot start its runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(udp_serve(sock, cell, inflight, control, drain));
+    // Dropping the runtime ends what is left on it: idle upstream socket readers.
+}
+
+/// Batches between forced yields to the worker's tasks when none of its queries wait, so
+/// background work spawned here (socket readers ending, timers) still runs under steady load.
+const UDP_YIELD_EVERY: u32 = 16;
+
+async fn udp_serve(
+    sock: Arc<std::net::UdpSocket>,
+    cell: TableCell,
+    inflight: InFlight,
+    control: Arc<UdpControl>,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) {
     let local = unmap(sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))));
     let fd = sock.as_raw_fd();
+    // SAFETY: the AsyncFd holds an Arc of the socket, so its descriptor stays open and is not
+    // replaced for as long as it is registered.
+    #[allow(unsafe_code)]
+    let ready = match unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(sock.clone(), tokio::io::Interest::READABLE)
+    } {
+        Ok(r) => r,
+        Err(e) => {
+            crate::error!("udp worker: cannot watch its socket: {e}");
+            return;
+        }
+    };
+    let waiting = InFlight::default();
     let mut inbox = Inbox::new(UDP_BATCH, UDP_QUERY_MAX);
     let mut outbox = Outbox::new(UDP_BATCH);
     let mut table = CachedTable::new(cell);
     let mut scratch = Message::default();
+    let mut batches = 0u32;
     loop {
         if control.stop.load(Ordering::Acquire) {
             return;
         }
-        let n = match inbox.recv(&*sock, libc::MSG_WAITFORONE) {
+        // Nothing of ours waiting (no local task needs the runtime): block in the kernel as a
+        // plain receive loop does, one system call per batch. Otherwise read what is there and
+        // let the runtime run the waiting queries until the socket is readable again.
+        let idle = waiting.count() == 0;
+        let flags = if idle { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        let n = match inbox.recv(&*sock, flags) {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 if control.drain.load(Ordering::Acquire) {
-                    return;
+                    if idle {
+                        return;
+                    }
+                    // Draining: no new datagrams come; let the waiting queries finish.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                if !idle {
+                    tokio::select! {
+                        r = ready.readable() => if let Ok(mut g) = r { g.clear_ready() },
+                        _ = drain.changed() => {}
+                    }
                 }
                 continue;
             }
@@ -309,6 +368,7 @@ fn udp_worker(
             }
         };
         let table = table.current();
+        let mut spawned = false;
         for i in 0..n {
             let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
             let client = unmap(peer);
@@ -316,17 +376,24 @@ fn udp_worker(
                 Outcome::Reply => outbox.commit(peer),
                 Outcome::Drop => {}
                 Outcome::Pending(p) => {
-                    let guard = inflight.enter();
+                    let guards = (inflight.enter(), waiting.enter());
                     let sock = sock.clone();
-                    runtime.spawn(async move {
-                        let _guard = guard;
+                    tokio::spawn(async move {
+                        let _guards = guards;
                         let bytes = p.finish().await;
                         let _ = crate::batch::send_to(sock.as_raw_fd(), &bytes, peer);
                     });
+                    spawned = true;
                 }
             }
         }
         outbox.flush(fd);
+        batches = batches.wrapping_add(1);
+        // Let the local tasks send what was just spawned and take in upstream replies before
+        // the next batch.
+        if spawned || waiting.count() > 0 || batches.is_multiple_of(UDP_YIELD_EVERY) {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -379,7 +379,9 @@ impl Inner {
         let server = req.server.to_string();
         let key = Cache::key(req);
         let wants_ad = req.do_bit() || req.msg.has(flag::AD);
-        tokio::spawn(async move {
+        // On the main runtime: a refresh must finish (and end the entry's refresh state) even if
+        // the UDP worker that saw the hit goes away.
+        kdns_server::background::spawn(async move {
             let mut reply = rest.run(query.clone()).await;
             let q = &query.questions[0];
             inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
@@ -460,7 +462,7 @@ impl Plugin for Cache {
                 let fresh = match stale.client_timeout {
                     None => refresh.await,
                     // The refresh runs on in its own task past the timer and still fills the cache.
-                    Some(timer) => match tokio::time::timeout(timer, tokio::spawn(refresh)).await {
+                    Some(timer) => match tokio::time::timeout(timer, kdns_server::background::spawn(refresh)).await {
                         Ok(Ok(reply)) => reply,
                         _ => None,
                     },

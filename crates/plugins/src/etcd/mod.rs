@@ -361,8 +361,14 @@ impl Plugin for Handler {
 }
 
 impl Etcd {
-    async fn serve_async(&self, msg: Message, zone: Name, rest: Option<Rest>) -> Reply {
-        match self.answer(&msg, &zone).await {
+    async fn serve_async(self: Arc<Self>, msg: Message, zone: Name, rest: Option<Rest>) -> Reply {
+        // The pooled etcd connections are shared by every thread, so they are opened and driven
+        // on the main runtime, not on the UDP worker this query arrived on.
+        let (m, z) = (msg.clone(), zone.clone());
+        let found = kdns_server::background::run(async move { self.answer(&m, &z).await })
+            .await
+            .unwrap_or_else(|| Err("shutting down".to_string()));
+        match found {
             Err(e) => Reply::servfail(&msg, e),
             Ok((None, _)) => match rest {
                 Some(rest) => rest.run(msg).await,

@@ -1,15 +1,22 @@
-//! One upstream: exchanges over UDP (a small pool of connected sockets shared by concurrent
-//! queries and matched by random ID, each socket replaced by one on a fresh kernel-random port
-//! after [`UDP_SOCKET_USES`] queries) and TCP (idle connections reused within `expire`), reply
-//! validation (ID, QR, question), and the health-check state.
+//! One upstream: exchanges over UDP (per thread, a small pool of connected sockets shared by
+//! concurrent queries and matched by random ID, each socket replaced by one on a fresh
+//! kernel-random port after [`UDP_SOCKET_USES`] queries) and TCP (one pipelined connection
+//! shared by every thread, reused within `expire`), reply validation (ID, QR, question), and
+//! the health-check state.
+//!
+//! UDP pools are per thread because a UDP worker runs its misses on its own runtime: a socket
+//! whose reader task lives on the same thread delivers the reply without waking another
+//! thread. The shared TCP connection and the health prober run on the main runtime
+//! ([`kdns_server::background`]), which outlives any one worker.
 
 use kdns_server::metrics::Kind;
 use kdns_wire::{class, flag, rtype, Message, Question};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -57,8 +64,21 @@ impl std::fmt::Display for ExchangeError {
 /// cost of a socket is shared by many queries, while a port an off-path attacker may have found
 /// stays useful to them only briefly (CoreDNS keeps its UDP sockets until they idle out).
 pub const UDP_SOCKET_USES: u32 = 100;
-/// Pooled UDP sockets per upstream, used in turn.
+/// Pooled UDP sockets per upstream and thread, used in turn.
 const UDP_POOL: usize = 4;
+
+/// One thread's UDP sockets to one upstream.
+struct LocalPool {
+    /// The upstream's identity token: compared by address (a live `Weak` keeps the address from
+    /// being reused), and dead once the upstream is dropped (a reload replaced it).
+    owner: Weak<()>,
+    sockets: [Option<Arc<UdpMux>>; UDP_POOL],
+    next: usize,
+}
+
+thread_local! {
+    static UDP_POOLS: RefCell<Vec<LocalPool>> = const { RefCell::new(Vec::new()) };
+}
 
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -69,8 +89,8 @@ pub struct Upstream {
     probing: AtomicBool,
     tcp: Mutex<Option<Arc<Mux>>>,
     dialing: tokio::sync::Mutex<()>,
-    udp: [Mutex<Option<Arc<UdpMux>>>; UDP_POOL],
-    udp_next: std::sync::atomic::AtomicUsize,
+    /// Identifies this upstream's per-thread UDP pools.
+    token: Arc<()>,
 }
 
 impl Upstream {
@@ -88,8 +108,7 @@ impl Upstream {
             probing: AtomicBool::new(false),
             tcp: Mutex::new(None),
             dialing: tokio::sync::Mutex::new(()),
-            udp: Default::default(),
-            udp_next: Default::default(),
+            token: Arc::new(()),
         }
     }
 
@@ -119,25 +138,41 @@ impl Upstream {
         Ok(reply)
     }
 
-    /// A pooled UDP socket with uses left, or a new one in its slot. Returns it and whether it
-    /// was reused.
+    /// A socket of this thread's pool with uses left, or a new one in its slot. Returns it and
+    /// whether it was reused.
     fn udp_socket(&self) -> io::Result<(Arc<UdpMux>, bool)> {
-        let slot = &self.udp[self.udp_next.fetch_add(1, Ordering::Relaxed) % UDP_POOL];
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = slot.as_ref() {
-            if m.uses.fetch_add(1, Ordering::Relaxed) < UDP_SOCKET_USES {
-                return Ok((m.clone(), true));
+        UDP_POOLS.with_borrow_mut(|pools| {
+            let me = Arc::as_ptr(&self.token);
+            let i = match pools.iter().position(|p| Weak::as_ptr(&p.owner) == me) {
+                Some(i) => i,
+                None => {
+                    // Pools of upstreams a reload dropped go now; their readers end once idle.
+                    pools.retain(|p| p.owner.strong_count() > 0);
+                    pools.push(LocalPool { owner: Arc::downgrade(&self.token), sockets: Default::default(), next: 0 });
+                    pools.len() - 1
+                }
+            };
+            let pool = &mut pools[i];
+            let slot = &mut pool.sockets[pool.next % UDP_POOL];
+            pool.next = pool.next.wrapping_add(1);
+            if let Some(m) = slot.as_ref() {
+                if m.reading.load(Ordering::Acquire) && m.uses.fetch_add(1, Ordering::Relaxed) < UDP_SOCKET_USES {
+                    return Ok((m.clone(), true));
+                }
             }
-        }
-        let bind: SocketAddr =
-            if self.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-        let std_sock = std::net::UdpSocket::bind(bind)?;
-        std_sock.connect(self.addr)?;
-        std_sock.set_nonblocking(true)?;
-        // The replaced socket's reader ends once its last query is answered.
-        let mux = UdpMux::start(UdpSocket::from_std(std_sock)?, self.label.clone());
-        *slot = Some(mux.clone());
-        Ok((mux, false))
+            let bind: SocketAddr = if self.addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let std_sock = std::net::UdpSocket::bind(bind)?;
+            std_sock.connect(self.addr)?;
+            std_sock.set_nonblocking(true)?;
+            // The replaced socket's reader ends once its last query is answered.
+            let mux = UdpMux::start(UdpSocket::from_std(std_sock)?, self.label.clone());
+            *slot = Some(mux.clone());
+            Ok((mux, false))
+        })
     }
 
     async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
@@ -193,23 +228,12 @@ impl Upstream {
             return Ok((m, true));
         }
         conn_cache_misses().with(&["forward", &self.label, "tcp"]).inc();
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
+        // Dialled on the main runtime: the connection is shared by every thread and must not
+        // end with the UDP worker whose query happened to open it.
+        let addr = self.addr;
+        let mux = kdns_server::background::run(dial(addr, self.tls.clone(), timeout, expire))
             .await
-            .map_err(|_| self.timeout("dial", Transport::Tcp, None))?
-            .map_err(|e| self.err("dial", Transport::Tcp, None, e))?;
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok();
-        let mux = match &self.tls {
-            None => Mux::start(stream, local, expire),
-            Some(t) => {
-                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
-                let tls = tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), stream))
-                    .await
-                    .map_err(|_| self.timeout("tls handshake", Transport::Tcp, local))?
-                    .map_err(|e| self.err("tls handshake", Transport::Tcp, local, e))?;
-                Mux::start(tls, local, expire)
-            }
-        };
+            .unwrap_or_else(|| Err(ExchangeError { message: format!("dial tcp {addr}: shutting down") }))?;
         *self.tcp.lock().unwrap_or_else(|e| e.into_inner()) = Some(mux.clone());
         Ok((mux, false))
     }
@@ -255,13 +279,11 @@ impl Upstream {
     }
 
     fn err(&self, op: &str, t: Transport, local: Option<SocketAddr>, e: io::Error) -> ExchangeError {
-        let from = local.map(|l| format!("{l}->")).unwrap_or_default();
-        ExchangeError { message: format!("{op} {} {from}{}: {e}", t.as_str(), self.addr) }
+        io_error(op, t, self.addr, local, e)
     }
 
     fn timeout(&self, op: &str, t: Transport, local: Option<SocketAddr>) -> ExchangeError {
-        let from = local.map(|l| format!("{l}->")).unwrap_or_default();
-        ExchangeError { message: format!("{op} {} {from}{}: i/o timeout", t.as_str(), self.addr) }
+        timeout_error(op, t, self.addr, local)
     }
 
     /// Starts the prober unless one runs: `. IN NS` (or `domain`) every `interval` until a
@@ -271,7 +293,7 @@ impl Upstream {
             return;
         }
         let up = self.clone();
-        tokio::spawn(async move {
+        kdns_server::background::spawn(async move {
             loop {
                 let mut q = Message { flags: if check.recursion_desired { flag::RD } else { 0 }, ..Message::default() };
                 q.questions.push(Question { name: check.domain.clone(), qtype: rtype::NS, qclass: class::IN });
@@ -290,6 +312,42 @@ impl Upstream {
             up.probing.store(false, Ordering::Release);
         });
     }
+}
+
+fn io_error(op: &str, t: Transport, addr: SocketAddr, local: Option<SocketAddr>, e: io::Error) -> ExchangeError {
+    let from = local.map(|l| format!("{l}->")).unwrap_or_default();
+    ExchangeError { message: format!("{op} {} {from}{addr}: {e}", t.as_str()) }
+}
+
+fn timeout_error(op: &str, t: Transport, addr: SocketAddr, local: Option<SocketAddr>) -> ExchangeError {
+    let from = local.map(|l| format!("{l}->")).unwrap_or_default();
+    ExchangeError { message: format!("{op} {} {from}{addr}: i/o timeout", t.as_str()) }
+}
+
+/// Opens the TCP (or TLS) connection to `addr` and starts its multiplexer.
+async fn dial(
+    addr: SocketAddr,
+    tls: Option<TlsTarget>,
+    timeout: Duration,
+    expire: Duration,
+) -> Result<Arc<Mux>, ExchangeError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timeout_error("dial", Transport::Tcp, addr, None))?
+        .map_err(|e| io_error("dial", Transport::Tcp, addr, None, e))?;
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    Ok(match tls {
+        None => Mux::start(stream, local, expire),
+        Some(t) => {
+            let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+            let tls = tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), stream))
+                .await
+                .map_err(|_| timeout_error("tls handshake", Transport::Tcp, addr, local))?
+                .map_err(|e| io_error("tls handshake", Transport::Tcp, addr, local, e))?;
+            Mux::start(tls, local, expire)
+        }
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -474,6 +532,15 @@ pub struct UdpMux {
     waiters: Waiters<io::Result<Vec<u8>>>,
     uses: AtomicU32,
     local: Option<SocketAddr>,
+    /// Cleared when the reader task ends or is dropped with its runtime (a thread that ran
+    /// more than one runtime must not reuse a socket nobody reads).
+    reading: AtomicBool,
+}
+
+thread_local! {
+    /// Upstream UDP replies are read here, one byte more than a DNS message can be, so an
+    /// oversized reply is seen as such.
+    static RECV_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 65536].into_boxed_slice());
 }
 
 /// How often an idle UDP reader looks whether its socket is still in use.
@@ -482,32 +549,64 @@ const UDP_READER_TICK: Duration = Duration::from_secs(1);
 impl UdpMux {
     fn start(sock: UdpSocket, label: String) -> Arc<UdpMux> {
         let local = sock.local_addr().ok();
-        let mux = Arc::new(UdpMux { sock, waiters: Waiters::default(), uses: AtomicU32::new(1), local });
+        let mux = Arc::new(UdpMux {
+            sock,
+            waiters: Waiters::default(),
+            uses: AtomicU32::new(1),
+            local,
+            reading: AtomicBool::new(true),
+        });
         tokio::spawn(mux.clone().read(label));
         mux
     }
 
     async fn read(self: Arc<Self>, label: String) {
-        // One byte more than a DNS message can be, so an oversized reply is seen as such.
-        let mut buf = vec![0u8; 65536];
+        struct Reading<'a>(&'a AtomicBool);
+        impl Drop for Reading<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _reading = Reading(&self.reading);
         while Arc::strong_count(&self) > 1 {
-            match tokio::time::timeout(UDP_READER_TICK, self.sock.recv(&mut buf)).await {
-                Ok(Ok(n)) => {
-                    let delivered =
-                        n >= 2 && self.waiters.deliver(u16::from_be_bytes([buf[0], buf[1]]), Ok(buf[..n].to_vec()));
-                    if !delivered {
-                        // Nobody asked with this ID (spoofed, garbage, or late after a timeout).
-                        mismatched_replies().with(&[&label]).inc();
+            // ERROR too: an ICMP error (port unreachable) makes the socket report only EPOLLERR.
+            let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
+            let ready = match tokio::time::timeout(UDP_READER_TICK, self.sock.ready(interest)).await {
+                Ok(Ok(r)) => r,
+                // The runtime is going away.
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            };
+            // One interest at a time: tokio's try_io only tries (and clears) a single one.
+            let which = if ready.is_error() { tokio::io::Interest::ERROR } else { tokio::io::Interest::READABLE };
+            // Everything queued, into this thread's buffer: a reader holds no buffer of its own,
+            // so the sockets replaced under load (hundreds a second, each read until its last
+            // reply or the next tick) cost no memory.
+            loop {
+                let got = RECV_BUF.with_borrow_mut(|buf| {
+                    self.sock.try_io(which, || {
+                        use std::io::Read;
+                        (&*socket2::SockRef::from(&self.sock)).read(buf).map(|n| buf[..n].to_vec())
+                    })
+                });
+                match got {
+                    Ok(bytes) => {
+                        let id = (bytes.len() >= 2).then(|| u16::from_be_bytes([bytes[0], bytes[1]]));
+                        if !id.is_some_and(|id| self.waiters.deliver(id, Ok(bytes))) {
+                            // Nobody asked with this ID (spoofed, garbage, or late after a timeout).
+                            mismatched_replies().with(&[&label]).inc();
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ICMP port unreachable and the like concern the upstream, so every query
+                    // waiting on this socket fails now (as each would on a socket of its own).
+                    Err(e) => {
+                        for tx in self.waiters.take_all() {
+                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        }
+                        break;
                     }
                 }
-                // ICMP port unreachable and the like concern the upstream, so every query
-                // waiting on this socket fails now (as each would on a socket of its own).
-                Ok(Err(e)) => {
-                    for tx in self.waiters.take_all() {
-                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    }
-                }
-                Err(_) => {}
             }
         }
     }
