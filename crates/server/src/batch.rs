@@ -218,29 +218,6 @@ impl Outbox {
     }
 }
 
-/// Sends one datagram without blocking (used by replies that finish outside the worker loop).
-pub fn send_to(fd: RawFd, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
-    // SAFETY: zeroed storage is valid; to_c fills it.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = to_c(to, &mut storage);
-    // SAFETY: buffer and address are valid for the lengths given.
-    let r = unsafe {
-        libc::sendto(
-            fd,
-            bytes.as_ptr() as *const _,
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
-            len,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,19 +64,36 @@ impl Forwarder {
         qname.is_subdomain_of(&self.from) && !self.except.iter().any(|e| qname.is_subdomain_of(e))
     }
 
-    /// Upstream indices in the order this query tries them.
-    fn order(&self) -> Vec<usize> {
-        let n = self.upstreams.len();
-        let mut v: Vec<usize> = (0..n).collect();
+    /// Upstream indices in the order this query tries them, healthy ones only (one at random
+    /// when none is). On the stack: at most [`setup::MAX_UPSTREAMS`].
+    fn order(&self) -> Order {
+        let n = self.upstreams.len().min(setup::MAX_UPSTREAMS);
+        let mut all = [0u8; setup::MAX_UPSTREAMS];
+        for (i, slot) in all.iter_mut().enumerate().take(n) {
+            *slot = i as u8;
+        }
+        let all = &mut all[..n];
         match self.opts.policy {
-            Policy::Random => fastrand::shuffle(&mut v),
+            Policy::Random => fastrand::shuffle(all),
             Policy::RoundRobin => {
-                let first = self.next_rr.fetch_add(1, Ordering::Relaxed) % n;
-                v.rotate_left(first);
+                let first = self.next_rr.fetch_add(1, Ordering::Relaxed) % n.max(1);
+                all.rotate_left(first);
             }
             Policy::Sequential => {}
         }
-        v
+        let mut order = Order { idx: [0; setup::MAX_UPSTREAMS], len: 0 };
+        for &i in all.iter() {
+            if !self.upstreams[i as usize].is_down(self.opts.max_fails) {
+                order.idx[order.len] = i;
+                order.len += 1;
+            }
+        }
+        if order.len == 0 && n > 0 {
+            proxy::healthcheck_broken().with(&[]).inc();
+            order.idx[0] = fastrand::usize(..n) as u8;
+            order.len = 1;
+        }
+        order
     }
 
     async fn resolve(self: Arc<Self>, slot: Slot, mut query: Message, client: Proto) -> Reply {
@@ -91,18 +108,14 @@ impl Forwarder {
         } else {
             Transport::Tcp
         };
-        let mut order: Vec<usize> =
-            self.order().into_iter().filter(|&i| !self.upstreams[i].is_down(self.opts.max_fails)).collect();
-        if order.is_empty() {
-            proxy::healthcheck_broken().with(&[]).inc();
-            order.push(fastrand::usize(..self.upstreams.len()));
-        }
+        let order = self.order();
+        let order = &order.idx[..order.len];
         let deadline = Instant::now() + QUERY_DEADLINE;
         let mut last_error = None;
         let mut attempts = 0usize;
         let mut i = 0usize;
         while Instant::now() < deadline && (self.opts.max_attempts == 0 || attempts < self.opts.max_attempts) {
-            let up = &self.upstreams[order[i % order.len()]];
+            let up = &self.upstreams[order[i % order.len()] as usize];
             i += 1;
             attempts += 1;
             let started = Instant::now();
@@ -136,6 +149,12 @@ impl Forwarder {
         }
         Reply::servfail(&query, last_error.unwrap_or_else(|| "no upstream could be tried".into()))
     }
+}
+
+/// Upstream indices to try, in order.
+struct Order {
+    idx: [u8; setup::MAX_UPSTREAMS],
+    len: usize,
 }
 
 /// One in-flight query counted against `max_concurrent`, taken before the future is spawned.
@@ -177,11 +196,12 @@ impl Plugin for Forward {
         // to the following forward only.
         let later: Vec<Arc<Forwarder>> =
             self.forwarders[first + 1..].iter().filter(|g| g.matches(qname)).cloned().collect();
-        let (msg, proto) = (req.msg.clone(), req.proto);
-        let fut = f.clone().resolve(slot, msg.clone(), proto);
+        let proto = req.proto;
         if f.opts.next.is_empty() || later.is_empty() {
-            return Step::Pending(Box::pin(fut));
+            return Step::Pending(Box::pin(f.clone().resolve(slot, req.msg.clone(), proto)));
         }
+        let msg = req.msg.clone();
+        let fut = f.clone().resolve(slot, msg.clone(), proto);
         let mut moves_on = f.opts.next.clone();
         Step::Pending(Box::pin(async move {
             let mut reply = fut.await;
