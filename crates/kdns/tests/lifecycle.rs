@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::upstream::Upstream;
 use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
@@ -162,4 +163,28 @@ fn reload_adds_and_removes_listeners() {
     let gone = udp_raw(k.addr(), &query("x.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300));
     assert!(gone.is_none(), "old listener must be closed");
     assert_eq!(udp(second_addr, &query("x.b.test.", RecordType::A)).metadata.response_code, ResponseCode::NoError);
+}
+
+#[test]
+fn a_forwarded_query_in_flight_is_answered_when_a_reload_removes_its_listener() {
+    // The miss waits on the removed listener's own UDP worker; draining must let it finish
+    // (and its reply leave) before the worker and its runtime go away.
+    let up = Upstream::start();
+    let k = Kdns::start(&format!("a.test:PORT {{\n    forward . {}\n}}\n", up.addr));
+    let second = free_port();
+    let addr = k.addr();
+    let slow = std::thread::spawn(move || {
+        udp_raw(addr, &query("slow800.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_secs(3))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(up.count("slow800."), 1, "the query must be waiting on the upstream");
+    k.rewrite(&format!("b.test:{second} {{\n    whoami\n}}\n"));
+    k.signal(libc::SIGUSR1);
+    k.wait_for_line("Reloading complete", Duration::from_secs(3));
+    let reply = slow.join().unwrap().expect("the in-flight query got no answer");
+    let reply = hickory_proto::op::Message::from_vec(&reply).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(!reply.answers.is_empty(), "{reply:?}");
+    let gone = udp_raw(k.addr(), &query("x.a.test.", RecordType::A).to_vec().unwrap(), Duration::from_millis(300));
+    assert!(gone.is_none(), "old listener must be closed");
 }

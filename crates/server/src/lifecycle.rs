@@ -183,6 +183,23 @@ struct Running {
     hash: String,
 }
 
+/// How long a listener a reload removed may take to answer what it already took in.
+const RETIRE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Stops a listener a reload removed without losing what it already took in: it drains (no new
+/// queries, queued datagrams still answered) and is dropped once its UDP workers have answered
+/// their forwarded queries, which run on those workers' own runtimes.
+fn retire(l: Listener) {
+    l.drain();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + RETIRE_LIMIT;
+        while !l.drained() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(l);
+    });
+}
+
 /// Shared state the admin routes read.
 #[derive(Clone, Default)]
 struct Shared {
@@ -398,7 +415,12 @@ async fn apply(
         }
     }
     running.listeners.extend(fresh);
-    running.listeners.retain(|k, _| listeners.contains_key(k));
+    let removed: Vec<ListenerKey> = running.listeners.keys().filter(|k| !listeners.contains_key(k)).copied().collect();
+    for key in removed {
+        if let Some(l) = running.listeners.remove(&key) {
+            retire(l);
+        }
+    }
     for (key, table) in listeners {
         if let Some(l) = running.listeners.get(&key) {
             l.table.store(table);

@@ -4,9 +4,9 @@
 //! socket is readable it reads a batch with `recvmmsg`, answers what the chain answers
 //! synchronously (cache hits, kubernetes, hosts, …) straight from that loop into a batch of
 //! replies sent with one `sendmmsg`, and spawns only waiting work (a forwarded miss) as a task
-//! on its own runtime, which sends its reply itself. A miss therefore never changes threads
-//! (forward keeps its upstream sockets per thread), and a hit never touches a task, a lock or
-//! the allocator. Work that must outlive the worker goes to the main runtime
+//! on its own runtime, whose reply the loop sends with the next batch. A miss therefore never
+//! changes threads (forward keeps its upstream sockets per thread), and a hit never touches a
+//! task, a lock or the allocator. Work that must outlive the worker goes to the main runtime
 //! ([`crate::background`]). The zone table is read through a cell whose generation the worker
 //! checks once per batch, so a reload swaps the table without touching the sockets.
 
