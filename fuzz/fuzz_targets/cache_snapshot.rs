@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     for (_, items) in &snap.sections {
         for it in items {
             let Some(key) = Key::from_bytes(&it.key) else { continue };
-            let Some(entry) = Entry::from_wire(it.wire.clone(), &key, Instant::now(), it.duration) else { continue };
+            let Some(entry) = Entry::from_wire(&it.wire, &key, Instant::now(), it.duration) else { continue };
             let query = Message { id: 1, ..Message::default() };
             let mut out = Vec::new();
             entry.write_hit(&query, &[0], 5, &mut out);

@@ -88,12 +88,12 @@ impl Entry {
 
     /// Rebuilds the entry for `key` from its stored bytes (a cache snapshot); `None` when they
     /// do not walk.
-    pub fn from_wire(wire: Vec<u8>, key: &Key, stored: Instant, duration: u32) -> Option<Entry> {
+    pub fn from_wire(wire: &[u8], key: &Key, stored: Instant, duration: u32) -> Option<Entry> {
         if wire.len() < HEADER_LEN {
             return None;
         }
         let rcode = u16::from_be_bytes([wire[2], wire[3]]) & 0xF;
-        Entry::build(&wire, key, stored, duration, None, rcode)
+        Entry::build(wire, key, stored, duration, None, rcode)
     }
 
     /// The stored response bytes (ID 0, TTLs = `duration`).
@@ -255,7 +255,7 @@ mod tests {
     fn from_wire_rebuilds_the_same_entry_and_rejects_garbage() {
         let now = Instant::now();
         let e = Entry::new(&answer(), &key(), now, 30).unwrap();
-        let back = Entry::from_wire(e.wire().to_vec(), &key(), now - Duration::from_secs(10), 30).unwrap();
+        let back = Entry::from_wire(e.wire(), &key(), now - Duration::from_secs(10), 30).unwrap();
         assert_eq!(back.key(), e.key());
         assert_eq!(back.ttl(now), 20, "aged by the time since it was stored");
         assert_eq!(back.rcode, e.rcode);
@@ -273,7 +273,7 @@ mod tests {
         back.write_hit(&q, q.questions[0].name.as_wire(), 20, &mut b);
         assert_eq!(a, b);
         for bad in [vec![], vec![0; 11], vec![0; 12], e.wire()[..e.wire().len() - 1].to_vec()] {
-            assert!(Entry::from_wire(bad, &key(), now, 30).is_none());
+            assert!(Entry::from_wire(&bad, &key(), now, 30).is_none());
         }
         // Failure recheck window.
         assert!(!back.refresh_failed_within(now, Duration::from_secs(30)));

@@ -183,21 +183,24 @@ struct Running {
     hash: String,
 }
 
-/// How long a listener a reload removed may take to answer what it already took in.
-const RETIRE_LIMIT: Duration = Duration::from_secs(10);
+/// How long draining listeners may take to answer what they already took in (forward's own
+/// budget for a query is 5 s too).
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// Stops a listener a reload removed without losing what it already took in: it drains (no new
-/// queries, queued datagrams still answered) and is dropped once its UDP workers have answered
-/// their forwarded queries, which run on those workers' own runtimes.
-fn retire(l: Listener) {
-    l.drain();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + RETIRE_LIMIT;
-        while !l.drained() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        drop(l);
-    });
+/// Drains `listeners` (no new queries; queued datagrams and the forwarded queries their UDP
+/// workers wait on, which run on those workers' own runtimes, are still answered) and waits
+/// until they are done — and nothing is in flight anywhere, when `inflight` is given — for at
+/// most [`DRAIN_LIMIT`].
+async fn drain(listeners: &[&Listener], inflight: Option<&InFlight>) {
+    for l in listeners {
+        l.drain();
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    while (inflight.is_some_and(|i| i.count() > 0) || !listeners.iter().all(|l| l.drained()))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Shared state the admin routes read.
@@ -415,11 +418,9 @@ async fn apply(
         }
     }
     running.listeners.extend(fresh);
-    let removed: Vec<ListenerKey> = running.listeners.keys().filter(|k| !listeners.contains_key(k)).copied().collect();
-    for key in removed {
-        if let Some(l) = running.listeners.remove(&key) {
-            retire(l);
-        }
+    // Listeners the new Corefile dropped finish what they took in, then close.
+    for (_, l) in running.listeners.extract_if(.., |k, _| !listeners.contains_key(k)) {
+        tokio::spawn(async move { drain(&[&l], None).await });
     }
     for (key, table) in listeners {
         if let Some(l) = running.listeners.get(&key) {
@@ -565,17 +566,8 @@ async fn stop(
             }
         }
     }
-    // Drain: no new queries, but everything already received (queued or in flight) is answered,
-    // for up to 5 s.
-    for l in running.listeners.values() {
-        l.drain();
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while (inflight.count() > 0 || !running.listeners.values().all(|l| l.drained()))
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // No new queries, but everything already received (queued or in flight) is answered.
+    drain(&running.listeners.values().collect::<Vec<_>>(), Some(inflight)).await;
     for t in running.tasks.drain(..) {
         t.abort();
     }

@@ -112,19 +112,14 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Flags the UDP worker threads of one listener look at between batches.
-#[derive(Default)]
-struct UdpControl {
-    stop: AtomicBool,
-    drain: AtomicBool,
-}
-
 /// A bound listener: its UDP worker threads, its TCP task and its table cell.
 pub struct Listener {
     pub table: TableCell,
     tasks: Vec<JoinHandle<()>>,
     udp: Vec<(Arc<std::net::UdpSocket>, std::thread::JoinHandle<()>)>,
-    control: Arc<UdpControl>,
+    /// Set by [`Listener::stop`]; the UDP workers look at it between batches.
+    stop: Arc<AtomicBool>,
+    /// True once [`Listener::drain`] ran; the TCP task and the UDP workers watch it.
     drain: tokio::sync::watch::Sender<bool>,
 }
 
@@ -135,7 +130,7 @@ impl Listener {
         for t in &self.tasks {
             t.abort();
         }
-        self.control.stop.store(true, Ordering::Release);
+        self.stop.store(true, Ordering::Release);
         for (sock, _) in &self.udp {
             // A shutdown UDP socket wakes its blocked reader with an empty read.
             let _ = socket2::SockRef::from(&**sock).shutdown(std::net::Shutdown::Both);
@@ -148,8 +143,6 @@ impl Listener {
     /// process's) while the datagrams already queued on it are still read and answered. The
     /// tasks end when their queues are empty; in-flight answers still go out.
     pub fn drain(&self) {
-        // The flag first: a worker woken by the notification below must find it set.
-        self.control.drain.store(true, Ordering::Release);
         for (sock, _) in &self.udp {
             let bound = sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             if let Err(e) = socket2::SockRef::from(&**sock).connect(&drain_sink(bound).into()) {
@@ -236,21 +229,21 @@ pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: 
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
     let (drain, drain_rx) = tokio::sync::watch::channel(false);
-    let control = Arc::new(UdpControl::default());
+    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
     let mut workers = Vec::new();
     for (i, s) in udp.into_iter().enumerate() {
         let sock = Arc::new(s);
-        let (sock2, cell2, inflight2, control2, rt, drain2) =
-            (sock.clone(), cell.clone(), inflight.clone(), control.clone(), runtime.clone(), drain_rx.clone());
+        let (sock2, cell2, inflight2, stop2, rt, drain2) =
+            (sock.clone(), cell.clone(), inflight.clone(), stop.clone(), runtime.clone(), drain_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("kdns-udp-{}-{i}", key.port))
-            .spawn(move || udp_worker(sock2, cell2, inflight2, control2, rt, drain2))?;
+            .spawn(move || udp_worker(sock2, cell2, inflight2, stop2, rt, drain2))?;
         workers.push((sock, thread));
     }
     let tcp = TcpListener::from_std(tcp)?;
     let tasks = vec![tokio::spawn(tcp_accept(tcp, cell.clone(), inflight, drain_rx))];
-    Ok(Listener { table: cell, tasks, udp: workers, control, drain })
+    Ok(Listener { table: cell, tasks, udp: workers, stop, drain })
 }
 
 fn unmap(a: SocketAddr) -> SocketAddr {
@@ -276,14 +269,14 @@ fn drain_sink(local: SocketAddr) -> SocketAddr {
 
 /// One UDP worker thread: a current-thread runtime of its own (so a forwarded miss is sent,
 /// answered and replied to on this thread, never handed to another), reading batches with
-/// `recvmmsg` when the socket is readable, answering what the chain answers synchronously into
-/// one `sendmmsg`, and spawning waiting work as local tasks. Ends on stop, or on drain once its
-/// queue is empty and its own waiting queries are answered.
+/// `recvmmsg`, answering what the chain answers synchronously, and spawning waiting work as
+/// local tasks. Ends on stop, or on drain once its queue is empty and its own waiting queries
+/// are answered.
 fn udp_worker(
     sock: Arc<std::net::UdpSocket>,
     cell: TableCell,
     inflight: InFlight,
-    control: Arc<UdpControl>,
+    stop: Arc<AtomicBool>,
     main: tokio::runtime::Handle,
     drain: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -295,7 +288,7 @@ fn udp_worker(
             return;
         }
     };
-    rt.block_on(udp_serve(sock, cell, inflight, control, drain));
+    rt.block_on(udp_serve(sock, cell, inflight, stop, drain));
     // Dropping the runtime ends what is left on it: idle upstream socket readers.
 }
 
@@ -303,15 +296,44 @@ fn udp_worker(
 /// background work spawned here (socket readers ending, timers) still runs under steady load.
 const UDP_YIELD_EVERY: u32 = 16;
 
+/// A worker's replies: the synchronous answers of a batch and the replies its waiting queries'
+/// tasks queue, all sent with one `sendmmsg` per loop turn. Per thread, because the tasks run on
+/// the worker's thread and cannot borrow the loop's locals.
+struct Replies {
+    out: Outbox,
+    fd: std::os::fd::RawFd,
+    /// Wakes the loop when a task queued a reply while it waited for the socket.
+    queued: Arc<tokio::sync::Notify>,
+}
+
+thread_local! {
+    static REPLIES: std::cell::RefCell<Option<Replies>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Queues a waiting query's reply on this worker thread (where its task runs), sending the
+/// batch when it is full.
+fn queue_reply(bytes: &[u8], to: SocketAddr) {
+    REPLIES.with_borrow_mut(|r| {
+        let Some(r) = r else { return };
+        let buf = r.out.next_buf();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        r.out.commit(to);
+        if r.out.is_full() {
+            r.out.flush(r.fd);
+        }
+        r.queued.notify_one();
+    });
+}
+
 async fn udp_serve(
     sock: Arc<std::net::UdpSocket>,
     cell: TableCell,
     inflight: InFlight,
-    control: Arc<UdpControl>,
+    stop: Arc<AtomicBool>,
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
     let local = unmap(sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))));
-    let fd = sock.as_raw_fd();
     // SAFETY: the AsyncFd holds an Arc of the socket, so its descriptor stays open and is not
     // replaced for as long as it is registered.
     #[allow(unsafe_code)]
@@ -325,18 +347,19 @@ async fn udp_serve(
         }
     };
     let waiting = InFlight::default();
-    let answered = Arc::new(tokio::sync::Notify::new());
-    LATE.with_borrow_mut(|l| *l = Some(LateReplies { out: Outbox::new(UDP_BATCH), fd }));
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let fd = sock.as_raw_fd();
+    REPLIES.with_borrow_mut(|r| *r = Some(Replies { out: Outbox::new(UDP_BATCH), fd, queued: queued.clone() }));
     let mut inbox = Inbox::new(UDP_BATCH, UDP_QUERY_MAX);
-    let mut outbox = Outbox::new(UDP_BATCH);
     let mut table = CachedTable::new(cell);
     let mut scratch = Message::default();
     let mut batches = 0u32;
     loop {
-        if control.stop.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
             return;
         }
-        flush_late();
+        // Replies the tasks queued since the last turn.
+        REPLIES.with_borrow_mut(|r| r.as_mut().map(|r| r.out.flush(fd)));
         // Nothing of ours waiting (no local task needs the runtime): block in the kernel as a
         // plain receive loop does, one system call per batch. Otherwise read what is there and
         // let the runtime run the waiting queries until the socket is readable again.
@@ -346,19 +369,14 @@ async fn udp_serve(
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                if control.drain.load(Ordering::Acquire) {
-                    if idle {
-                        flush_late();
-                        return;
-                    }
-                    // Draining: no new datagrams come; let the waiting queries finish.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
+                if idle && *drain.borrow() {
+                    return;
                 }
                 if !idle {
+                    // Draining or not: the waiting queries finish and their replies go out.
                     tokio::select! {
                         r = ready.readable() => if let Ok(mut g) = r { g.clear_ready() },
-                        _ = answered.notified() => {}
+                        _ = queued.notified() => {}
                         _ = drain.changed() => {}
                     }
                 }
@@ -373,26 +391,26 @@ async fn udp_serve(
         };
         let table = table.current();
         let mut spawned = false;
-        for i in 0..n {
-            let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
-            let client = unmap(peer);
-            match handle(packet, client, local, Proto::Udp, table, &mut scratch, outbox.next_buf()) {
-                Outcome::Reply => outbox.commit(peer),
-                Outcome::Drop => {}
-                Outcome::Pending(p) => {
-                    let guards = (inflight.enter(), waiting.enter());
-                    let answered = answered.clone();
-                    tokio::spawn(async move {
-                        let bytes = p.finish().await;
-                        queue_late(&bytes, peer);
-                        answered.notify_one();
-                        drop(guards);
-                    });
-                    spawned = true;
+        REPLIES.with_borrow_mut(|r| {
+            let Some(r) = r else { return };
+            for i in 0..n {
+                let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
+                let client = unmap(peer);
+                match handle(packet, client, local, Proto::Udp, table, &mut scratch, r.out.next_buf()) {
+                    Outcome::Reply => r.out.commit(peer),
+                    Outcome::Drop => {}
+                    Outcome::Pending(p) => {
+                        let guards = (inflight.enter(), waiting.enter());
+                        tokio::spawn(async move {
+                            queue_reply(&p.finish().await, peer);
+                            drop(guards);
+                        });
+                        spawned = true;
+                    }
                 }
             }
-        }
-        outbox.flush(fd);
+            r.out.flush(fd);
+        });
         batches = batches.wrapping_add(1);
         // Let the local tasks send what was just spawned and take in upstream replies before
         // the next batch.
@@ -400,40 +418,6 @@ async fn udp_serve(
             tokio::task::yield_now().await;
         }
     }
-}
-
-/// Replies to a worker's waiting queries, queued by their tasks and sent together by the
-/// worker loop with one `sendmmsg` (a miss costs one system call less).
-struct LateReplies {
-    out: Outbox,
-    fd: std::os::fd::RawFd,
-}
-
-thread_local! {
-    static LATE: std::cell::RefCell<Option<LateReplies>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Queues a finished reply on this worker thread (where its task runs), sending the batch
-/// when it is full.
-fn queue_late(bytes: &[u8], to: SocketAddr) {
-    LATE.with_borrow_mut(|late| {
-        let Some(l) = late else { return };
-        let buf = l.out.next_buf();
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        l.out.commit(to);
-        if l.out.is_full() {
-            l.out.flush(l.fd);
-        }
-    });
-}
-
-fn flush_late() {
-    LATE.with_borrow_mut(|late| {
-        if let Some(l) = late.as_mut().filter(|l| !l.out.is_empty()) {
-            l.out.flush(l.fd);
-        }
-    });
 }
 
 /// TCP connections open in this process, and how many may be: half the descriptor limit, so

@@ -124,7 +124,7 @@ pub fn restore(snap: &kdns_cache::snapshot::Snapshot, now_wall_ms: u64) -> usize
                 continue;
             }
             let (Some(stored), Some(key)) = (now.checked_sub(age), Key::from_bytes(&it.key)) else { continue };
-            if let Some(entry) = Entry::from_wire(it.wire.clone(), &key, stored, it.duration) {
+            if let Some(entry) = Entry::from_wire(&it.wire, &key, stored, it.duration) {
                 store.insert(key, entry);
                 loaded += 1;
             }
