@@ -2,32 +2,54 @@
 
 use crate::Key;
 use kdns_wire::{flag, Message, HEADER_LEN};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Where entry clocks count from: an entry keeps milliseconds since this instead of an
+/// `Instant` (8 bytes, not 16), which keeps its header in a 64-byte block with the `Arc` counts.
+/// Far enough back that entries restored from a snapshot (stored before this process started)
+/// keep their age.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        [1u64 << 32, 365 * 86_400, 30 * 86_400]
+            .iter()
+            .find_map(|&s| now.checked_sub(Duration::from_secs(s)))
+            .unwrap_or(now)
+    })
+}
+
+fn millis_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// A cached response. 48 bytes of header (64 with the `Arc` counts, one allocator size class)
+/// and one block of data; the cache key is not stored separately: the stored question (name
+/// lower-cased, type, class) and `key_flags` are the key, compared on every hit.
 #[derive(Debug)]
 pub struct Entry {
-    /// One allocation: the response without OPT (every TTL set to `duration`, question at
-    /// offset 12), then each TTL field's offset (2 bytes, big-endian), then the cache key the
-    /// store files it under. One block instead of three keeps a cached name at about 200 bytes
-    /// with its map slot.
+    /// The response without OPT (ID 0, every TTL set to `duration`, question at offset 12 with
+    /// its name in lower case), then each TTL field's offset (2 bytes, big-endian).
     data: Box<[u8]>,
-    wire_len: u32,
-    ttl_count: u16,
-    qname_len: u16,
-    stored: Instant,
+    /// When the entry was stored, in milliseconds after [`epoch`].
+    stored_ms: u64,
     /// Seconds this entry lives (the TTL the first reply carried).
     pub duration: u32,
-    pub rcode: u16,
+    /// Prefetch frequency: hits within the current window, and when the window's last hit was
+    /// (milliseconds after `stored_ms`).
+    hits: AtomicU32,
+    last_hit_ms: AtomicU32,
+    /// When a refresh of this expired entry last failed (milliseconds after `stored_ms`, 0 =
+    /// never): RFC 8767's failure recheck timer.
+    failed_refresh_ms: AtomicU32,
+    wire_len: u16,
+    ttl_count: u16,
+    qname_len: u8,
+    /// The key's DO/CD byte.
+    key_flags: u8,
     /// A background refresh (prefetch, stale refresh) is running for this entry.
     refreshing: AtomicBool,
-    /// Prefetch frequency: hits within the current window, and when the window's last hit was
-    /// (milliseconds after `stored`).
-    hits: AtomicU32,
-    last_hit_ms: AtomicU64,
-    /// When a refresh of this expired entry last failed (milliseconds after `stored`, 0 = never):
-    /// RFC 8767's failure recheck timer.
-    failed_refresh_ms: AtomicU64,
 }
 
 impl Entry {
@@ -43,26 +65,20 @@ impl Entry {
         SCRATCH.with_borrow_mut(|wire| {
             wire.clear();
             msg.encode_with(wire, 65535, None);
-            Entry::build(wire, key, now, duration, Some(duration), msg.rcode & 0xF)
+            Entry::build(wire, key, now, duration, Some(duration))
         })
     }
 
-    /// Lays out `wire` (walked for its TTL offsets, which get `set_ttl` when given) and `key`
-    /// as an entry.
-    fn build(
-        wire: &[u8],
-        key: &Key,
-        stored: Instant,
-        duration: u32,
-        set_ttl: Option<u32>,
-        rcode: u16,
-    ) -> Option<Entry> {
+    /// Lays out `wire` (walked for its TTL offsets, which get `set_ttl` when given) as the entry
+    /// for `key`. `None` when it does not walk or its question is not `key`.
+    fn build(wire: &[u8], key: &Key, stored: Instant, duration: u32, set_ttl: Option<u32>) -> Option<Entry> {
         let (qname_len, ttl_offsets) = walk(wire)?;
-        let wire_len = u32::try_from(wire.len()).ok()?;
+        let wire_len = u16::try_from(wire.len()).ok()?;
         let ttl_count = u16::try_from(ttl_offsets.len()).ok()?;
-        let mut data = Vec::with_capacity(wire.len() + 2 * ttl_offsets.len() + key.as_bytes().len());
+        let mut data = Vec::with_capacity(wire.len() + 2 * ttl_offsets.len());
         data.extend_from_slice(wire);
         data[0..2].copy_from_slice(&[0, 0]);
+        data[HEADER_LEN..HEADER_LEN + qname_len].make_ascii_lowercase();
         for &off in &ttl_offsets {
             if let Some(t) = set_ttl {
                 let at = off as usize;
@@ -70,33 +86,41 @@ impl Entry {
             }
             data.extend_from_slice(&off.to_be_bytes());
         }
-        data.extend_from_slice(key.as_bytes());
-        Some(Entry {
+        let entry = Entry {
             data: data.into_boxed_slice(),
+            stored_ms: millis_since_epoch(stored),
+            duration,
+            hits: AtomicU32::new(0),
+            last_hit_ms: AtomicU32::new(0),
+            failed_refresh_ms: AtomicU32::new(0),
             wire_len,
             ttl_count,
-            qname_len: u16::try_from(qname_len).ok()?,
-            stored,
-            duration,
-            rcode,
+            qname_len: u8::try_from(qname_len).ok()?,
+            key_flags: key.as_bytes()[0],
             refreshing: AtomicBool::new(false),
-            hits: AtomicU32::new(0),
-            last_hit_ms: AtomicU64::new(0),
-            failed_refresh_ms: AtomicU64::new(0),
-        })
+        };
+        entry.is_for(key).then_some(entry)
     }
 
     /// Rebuilds the entry for `key` from its stored bytes (a cache snapshot); `None` when they
-    /// do not walk.
+    /// do not walk or are not for `key`.
     pub fn from_wire(wire: &[u8], key: &Key, stored: Instant, duration: u32) -> Option<Entry> {
         if wire.len() < HEADER_LEN {
             return None;
         }
-        let rcode = u16::from_be_bytes([wire[2], wire[3]]) & 0xF;
-        Entry::build(wire, key, stored, duration, None, rcode)
+        Entry::build(wire, key, stored, duration, None)
     }
 
-    /// The stored response bytes (ID 0, TTLs = `duration`).
+    /// The entry for `key` from a reply in wire form without OPT (a forwarded answer the
+    /// upstream sent and the forwarder checked), every TTL set to `duration`.
+    pub fn from_reply(wire: &[u8], key: &Key, now: Instant, duration: u32) -> Option<Entry> {
+        if wire.len() < HEADER_LEN {
+            return None;
+        }
+        Entry::build(wire, key, now, duration, Some(duration))
+    }
+
+    /// The stored response bytes (ID 0, TTLs = `duration`, question name in lower case).
     pub fn wire(&self) -> &[u8] {
         &self.data[..self.wire_len as usize]
     }
@@ -108,33 +132,56 @@ impl Entry {
             .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
     }
 
-    /// The bytes of the key this entry is for (the store compares them on every hit).
-    pub fn key(&self) -> &[u8] {
-        &self.data[self.wire_len as usize + 2 * self.ttl_count as usize..]
+    /// Whether this is the entry for `key` (the store files entries by hash and checks this on
+    /// every hit): same DO/CD, same lower-cased name, type and class.
+    pub fn is_for(&self, key: &Key) -> bool {
+        let k = key.as_bytes();
+        let name_end = HEADER_LEN + self.qname_len as usize;
+        k[0] == self.key_flags
+            && k.len() == 5 + self.qname_len as usize
+            && self.data[HEADER_LEN..name_end] == k[5..]
+            && self.data[name_end..name_end + 4] == k[1..5]
+    }
+
+    /// The bytes of the key this entry is for (snapshots keep them).
+    pub fn key_bytes(&self) -> Vec<u8> {
+        let name_end = HEADER_LEN + self.qname_len as usize;
+        let mut k = Vec::with_capacity(5 + self.qname_len as usize);
+        k.push(self.key_flags);
+        k.extend_from_slice(&self.data[name_end..name_end + 4]);
+        k.extend_from_slice(&self.data[HEADER_LEN..name_end]);
+        k
+    }
+
+    /// The response code stored (4 bits: the stored reply has no OPT).
+    pub fn rcode(&self) -> u16 {
+        (self.data[3] & 0xF) as u16
+    }
+
+    fn since_stored_ms(&self, now: Instant) -> u64 {
+        millis_since_epoch(now).saturating_sub(self.stored_ms)
     }
 
     /// How long ago the entry was stored.
     pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.stored)
+        Duration::from_millis(self.since_stored_ms(now))
     }
 
     /// Records that refreshing this (expired) entry failed at `now`.
     pub fn mark_refresh_failed(&self, now: Instant) {
-        let at = now.saturating_duration_since(self.stored).as_millis().max(1) as u64;
+        let at = self.since_stored_ms(now).clamp(1, u32::MAX as u64) as u32;
         self.failed_refresh_ms.store(at, Ordering::Release);
     }
 
     /// True when a refresh failed less than `window` before `now`.
     pub fn refresh_failed_within(&self, now: Instant, window: Duration) -> bool {
-        let at = self.failed_refresh_ms.load(Ordering::Acquire);
-        at != 0
-            && (now.saturating_duration_since(self.stored).as_millis() as u64).saturating_sub(at)
-                < window.as_millis() as u64
+        let at = self.failed_refresh_ms.load(Ordering::Acquire) as u64;
+        at != 0 && self.since_stored_ms(now).saturating_sub(at) < window.as_millis() as u64
     }
 
     /// Seconds left; zero or negative means expired.
     pub fn ttl(&self, now: Instant) -> i64 {
-        self.duration as i64 - now.saturating_duration_since(self.stored).as_secs() as i64
+        self.duration as i64 - (self.since_stored_ms(now) / 1000) as i64
     }
 
     pub fn len(&self) -> usize {
@@ -153,10 +200,10 @@ impl Entry {
     /// Counts a hit for prefetch: hits accumulate while each comes within `window` of the
     /// previous one, else the count restarts at 1 (CoreDNS's `freq`). Returns the count.
     pub fn record_hit(&self, now: Instant, window: Duration) -> u32 {
-        let at = now.saturating_duration_since(self.stored).as_millis() as u64;
+        let at = self.since_stored_ms(now).min(u32::MAX as u64) as u32;
         let last = self.last_hit_ms.swap(at, Ordering::AcqRel);
         let count = self.hits.load(Ordering::Acquire);
-        if count > 0 && at.saturating_sub(last) <= window.as_millis() as u64 {
+        if count > 0 && at.saturating_sub(last) as u64 <= window.as_millis() as u64 {
             self.hits.fetch_add(1, Ordering::AcqRel) + 1
         } else {
             self.hits.store(1, Ordering::Release);
@@ -181,7 +228,7 @@ impl Entry {
         if wants_ad {
             flags |= stored & flag::AD;
         }
-        flags |= self.rcode;
+        flags |= stored & 0xF;
         out[2..4].copy_from_slice(&flags.to_be_bytes());
         let qname_len = self.qname_len as usize;
         if query_wire_qname.len() == qname_len {
@@ -194,29 +241,60 @@ impl Entry {
     }
 }
 
-/// Finds the question name's length and every RR's TTL offset in a message kdns encoded.
+/// Finds the question name's length and every RR's TTL offset in a message kdns encoded or
+/// checked.
 fn walk(wire: &[u8]) -> Option<(usize, Vec<u16>)> {
-    let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]) as usize;
+    let mut offsets = Vec::new();
+    let mut fits = true;
+    let qname_len = walk_records(wire, |_, _, ttl_at| match u16::try_from(ttl_at) {
+        Ok(at) => offsets.push(at),
+        Err(_) => fits = false,
+    })?;
+    fits.then_some((qname_len, offsets))
+}
+
+/// Walks a message with one question: returns the question name's length and calls `each` with
+/// every record's section (0 answer, 1 authority, 2 additional), type and TTL field offset.
+/// `None` when the message does not hold what its header counts.
+pub(crate) fn walk_records(wire: &[u8], mut each: impl FnMut(u8, u16, usize)) -> Option<usize> {
+    let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]);
     if wire.len() < HEADER_LEN || count(4) != 1 {
         return None;
     }
-    let mut pos = HEADER_LEN;
-    let qname_end = skip_name(wire, pos)?;
-    let qname_len = qname_end - pos;
-    pos = qname_end + 4;
-    let rrs = count(6) + count(8) + count(10);
-    let mut offsets = Vec::with_capacity(rrs);
-    for _ in 0..rrs {
-        pos = skip_name(wire, pos)?;
-        let ttl_at = pos + 4;
-        let rdlen = u16::from_be_bytes([*wire.get(pos + 8)?, *wire.get(pos + 9)?]) as usize;
-        offsets.push(u16::try_from(ttl_at).ok()?);
-        pos += 10 + rdlen;
-        if pos > wire.len() {
-            return None;
+    let qname_end = skip_name(wire, HEADER_LEN)?;
+    let mut pos = qname_end + 4;
+    if pos > wire.len() {
+        return None;
+    }
+    for (section, n) in [(0u8, count(6)), (1, count(8)), (2, count(10))] {
+        for _ in 0..n {
+            pos = skip_name(wire, pos)?;
+            let fixed = wire.get(pos..pos + 10)?;
+            let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+            each(section, u16::from_be_bytes([fixed[0], fixed[1]]), pos + 4);
+            pos += 10 + rdlen;
+            if pos > wire.len() {
+                return None;
+            }
         }
     }
-    Some((qname_len, offsets))
+    Some(qname_end - HEADER_LEN)
+}
+
+/// Sets every record's TTL in a message with one question to `ttl`, in place (a forwarded
+/// reply the cache rewrites as CoreDNS does). Stops at the first record that does not walk.
+pub fn set_ttls(wire: &mut [u8], ttl: u32) {
+    let count = |w: &[u8], i: usize| u16::from_be_bytes([w[i], w[i + 1]]) as usize;
+    if wire.len() < HEADER_LEN || count(wire, 4) != 1 {
+        return;
+    }
+    let Some(mut pos) = skip_name(wire, HEADER_LEN).map(|p| p + 4) else { return };
+    for _ in 0..count(wire, 6) + count(wire, 8) + count(wire, 10) {
+        let Some(at) = skip_name(wire, pos) else { return };
+        let Some(fixed) = wire.get_mut(at..at + 10) else { return };
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        pos = at + 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    }
 }
 
 fn skip_name(wire: &[u8], mut pos: usize) -> Option<usize> {
@@ -256,9 +334,10 @@ mod tests {
         let now = Instant::now();
         let e = Entry::new(&answer(), &key(), now, 30).unwrap();
         let back = Entry::from_wire(e.wire(), &key(), now - Duration::from_secs(10), 30).unwrap();
-        assert_eq!(back.key(), e.key());
+        assert_eq!(back.key_bytes(), e.key_bytes());
+        assert_eq!(back.key_bytes(), key().as_bytes());
         assert_eq!(back.ttl(now), 20, "aged by the time since it was stored");
-        assert_eq!(back.rcode, e.rcode);
+        assert_eq!(back.rcode(), e.rcode());
         let q = {
             let mut q = Message { id: 9, flags: flag::RD, ..Default::default() };
             q.questions.push(Question {
@@ -280,6 +359,37 @@ mod tests {
         back.mark_refresh_failed(now);
         assert!(back.refresh_failed_within(now + Duration::from_secs(29), Duration::from_secs(30)));
         assert!(!back.refresh_failed_within(now + Duration::from_secs(31), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn an_entry_header_fits_a_64_byte_block_with_its_arc_counts() {
+        // Memory per cached name (issue: performance, RSS after 100,000 names): the header and
+        // the two Arc counters share one 64-byte allocator size class.
+        assert!(std::mem::size_of::<Entry>() <= 48, "{}", std::mem::size_of::<Entry>());
+    }
+
+    #[test]
+    fn an_entry_is_for_its_own_key_only() {
+        let now = Instant::now();
+        let mut m = answer();
+        m.questions[0].name = Name::from_ascii("WWW.Example.ORG.").unwrap();
+        let e = Entry::new(&m, &key(), now, 30).unwrap();
+        assert!(e.is_for(&key()), "the key is case-folded, so is the stored question");
+        assert_eq!(e.key_bytes(), key().as_bytes());
+        let other =
+            |name: &str, t: u16, c: u16, d: bool, cd: bool| Key::new(&Name::from_ascii(name).unwrap(), t, c, d, cd);
+        for k in [
+            other("www.example.org.", rtype::AAAA, class::IN, false, false),
+            other("www.example.org.", rtype::A, class::CH, false, false),
+            other("www.example.org.", rtype::A, class::IN, true, false),
+            other("www.example.org.", rtype::A, class::IN, false, true),
+            other("ww.example.org.", rtype::A, class::IN, false, false),
+            other("www.example.org.x.", rtype::A, class::IN, false, false),
+        ] {
+            assert!(!e.is_for(&k), "{k:?}");
+            let question_differs = k.as_bytes()[0] == 0;
+            assert_eq!(Entry::new(&m, &k, now, 30).is_none(), question_differs, "never built for another question");
+        }
     }
 
     #[test]

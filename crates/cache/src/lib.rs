@@ -13,9 +13,9 @@ pub mod snapshot;
 mod store;
 mod typify;
 
-pub use entry::Entry;
+pub use entry::{set_ttls, Entry};
 pub use store::{Key, Store};
-pub use typify::{minimal_ttl, typify, ResponseType};
+pub use typify::{minimal_ttl, typify, typify_wire, ResponseType};
 
 use std::time::Duration;
 

@@ -73,7 +73,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 #[derive(Default)]
 struct Shard {
     /// Keyed by the FNV hash already computed: Fx only mixes it (SipHash cost ~15% of a hit).
-    /// The full key lives in the entry's own block (`Entry::key`) and is compared on every hit.
+    /// The full key is the entry's stored question (`Entry::is_for`), compared on every hit.
     map: HashMap<u64, Arc<Entry>, rustc_hash::FxBuildHasher>,
     bytes: usize,
 }
@@ -103,13 +103,13 @@ impl Store {
 
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         let shard = self.shard(key);
-        shard.map.get(&key.hash).filter(|e| e.key() == key.as_bytes()).cloned()
+        shard.map.get(&key.hash).filter(|e| e.is_for(key)).cloned()
     }
 
     /// Inserts or replaces `entry`, which was built for `key`; returns how many other entries
     /// were evicted to make room.
     pub fn insert(&self, key: Key, entry: Entry) -> usize {
-        debug_assert_eq!(entry.key(), key.as_bytes(), "an entry is filed under its own key");
+        debug_assert!(entry.is_for(&key), "an entry is filed under its own key");
         let size = entry.len();
         if size > self.per_shard_bytes {
             return 0;
@@ -137,7 +137,7 @@ impl Store {
 
     pub fn remove(&self, key: &Key) {
         let mut shard = self.shard(key);
-        if shard.map.get(&key.hash).is_some_and(|e| e.key() == key.as_bytes()) {
+        if shard.map.get(&key.hash).is_some_and(|e| e.is_for(key)) {
             if let Some(old) = shard.map.remove(&key.hash) {
                 shard.bytes -= old.len();
                 self.count.fetch_sub(1, Ordering::Relaxed);
@@ -154,7 +154,7 @@ impl Store {
         let mut out = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(shard.map.values().map(|e| (Box::from(e.key()), e.clone())));
+            out.extend(shard.map.values().map(|e| (e.key_bytes().into_boxed_slice(), e.clone())));
         }
         out
     }

@@ -1,6 +1,7 @@
 //! Response classification and minimal TTL (CoreDNS `response.Typify`, `dnsutil.MinimalTTL`).
 
-use kdns_wire::{opcode, rcode, rtype, Message};
+use crate::entry::walk_records;
+use kdns_wire::{opcode, rcode, rtype, Header, Message, HEADER_LEN};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,22 +17,24 @@ pub enum ResponseType {
 }
 
 pub fn typify(m: &Message) -> ResponseType {
-    match m.opcode() {
+    let soa = m.authority.iter().any(|r| r.rtype == rtype::SOA);
+    let ns = m.authority.iter().filter(|r| r.rtype == rtype::NS).count();
+    classify(m.opcode(), m.questions.first().map(|q| q.qtype), !m.answers.is_empty(), m.rcode, soa, ns)
+}
+
+fn classify(op: u8, qtype: Option<u16>, answers: bool, code: u16, soa: bool, ns: usize) -> ResponseType {
+    match op {
         opcode::UPDATE => return ResponseType::Update,
         opcode::NOTIFY => return ResponseType::Meta,
         _ => {}
     }
-    if let Some(q) = m.questions.first() {
-        if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
-            return ResponseType::Meta;
-        }
+    if matches!(qtype, Some(rtype::AXFR | rtype::IXFR)) {
+        return ResponseType::Meta;
     }
-    if !m.answers.is_empty() && m.rcode == rcode::NOERROR {
+    if answers && code == rcode::NOERROR {
         return ResponseType::NoError;
     }
-    let soa = m.authority.iter().any(|r| r.rtype == rtype::SOA);
-    let ns = m.authority.iter().filter(|r| r.rtype == rtype::NS).count();
-    match m.rcode {
+    match code {
         rcode::NOERROR if soa => ResponseType::NoData,
         rcode::NXDOMAIN if soa => ResponseType::NameError,
         rcode::SERVFAIL | rcode::NOTIMP => ResponseType::ServerError,
@@ -56,4 +59,84 @@ pub fn minimal_ttl(m: &Message, t: ResponseType) -> Duration {
     }
     let min = m.answers.iter().chain(&m.authority).chain(&m.additional).map(|r| r.ttl as u64).min().unwrap_or(3600);
     Duration::from_secs(min).min(MAXIMUM_DEFAULT_TTL)
+}
+
+/// [`typify`] and [`minimal_ttl`] of a reply in wire form without OPT (a forwarded answer the
+/// forwarder checked), without decoding it. `None` when it does not walk.
+pub fn typify_wire(wire: &[u8]) -> Option<(ResponseType, Duration)> {
+    let mut soa = false;
+    let mut ns = 0;
+    let mut min_ttl: Option<u32> = None;
+    let qname_len = walk_records(wire, |section, t, ttl_at| {
+        if section == 1 {
+            soa |= t == rtype::SOA;
+            ns += (t == rtype::NS) as usize;
+        }
+        let ttl = u32::from_be_bytes([wire[ttl_at], wire[ttl_at + 1], wire[ttl_at + 2], wire[ttl_at + 3]]);
+        min_ttl = Some(min_ttl.map_or(ttl, |m| m.min(ttl)));
+    })?;
+    let header = Header::parse(wire).ok()?;
+    let at = HEADER_LEN + qname_len;
+    let qtype = u16::from_be_bytes([wire[at], wire[at + 1]]);
+    let kind = classify(header.opcode(), Some(qtype), header.ancount > 0, header.rcode_low(), soa, ns);
+    let ttl = match (kind, min_ttl) {
+        (ResponseType::NoError | ResponseType::NameError | ResponseType::NoData, Some(min)) => {
+            Duration::from_secs(min as u64).min(MAXIMUM_DEFAULT_TTL)
+        }
+        _ => MINIMAL_DEFAULT_TTL,
+    };
+    Some((kind, ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kdns_wire::{class, flag, Name, Question, RData, Record};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_wire_view_classifies_as_the_message_does() {
+        let n = Name::from_ascii("a.example.org.").unwrap();
+        let zone = Name::from_ascii("example.org.").unwrap();
+        let soa = RData::Soa {
+            mname: zone.clone(),
+            rname: zone.clone(),
+            serial: 1,
+            refresh: 2,
+            retry: 3,
+            expire: 4,
+            minimum: 5,
+        };
+        let base = |code: u16, qtype: u16| {
+            let mut m = Message { id: 1, flags: flag::QR, rcode: code, ..Default::default() };
+            m.questions.push(Question { name: n.clone(), qtype, qclass: class::IN });
+            m
+        };
+        let mut cases = Vec::new();
+        let mut answer = base(rcode::NOERROR, rtype::A);
+        answer.answers.push(Record::new(n.clone(), 300, RData::A(Ipv4Addr::LOCALHOST)));
+        answer.additional.push(Record::new(n.clone(), 20, RData::A(Ipv4Addr::LOCALHOST)));
+        cases.push(answer);
+        let mut nx = base(rcode::NXDOMAIN, rtype::A);
+        nx.authority.push(Record::new(zone.clone(), 60, soa.clone()));
+        cases.push(nx);
+        let mut nodata = base(rcode::NOERROR, rtype::AAAA);
+        nodata.authority.push(Record::new(zone.clone(), 7200, soa));
+        cases.push(nodata);
+        let mut delegation = base(rcode::NOERROR, rtype::A);
+        delegation.authority.push(Record::new(zone.clone(), 60, RData::Ns(zone.clone())));
+        cases.push(delegation);
+        cases.push(base(rcode::SERVFAIL, rtype::A));
+        cases.push(base(rcode::REFUSED, rtype::A));
+        cases.push(base(rcode::NOERROR, rtype::AXFR));
+        cases.push(base(rcode::NOERROR, rtype::A));
+        let mut update = base(rcode::NOERROR, rtype::SOA);
+        update.flags |= (opcode::UPDATE as u16) << 11;
+        cases.push(update);
+        for m in cases {
+            let kind = typify(&m);
+            assert_eq!(typify_wire(&m.to_vec()), Some((kind, minimal_ttl(&m, kind))), "{m:?}");
+        }
+        assert_eq!(typify_wire(&[0; 11]), None);
+    }
 }

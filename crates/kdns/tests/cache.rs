@@ -41,6 +41,27 @@ fn hits_are_authoritative_with_decreasing_ttl_and_the_clients_case() {
 }
 
 #[test]
+fn forwarded_replies_carry_neither_the_upstream_opt_nor_ad_unless_asked() {
+    let up = Upstream::start();
+    let k = start(&up, "cache 30", "");
+    for round in ["miss", "hit"] {
+        let plain = udp(k.addr(), &query("ad.example.org.", RecordType::A));
+        assert!(plain.edns.is_none(), "{round}: no OPT for a client without EDNS");
+        assert!(!plain.metadata.authentic_data, "{round}: AD only when asked with DO or AD");
+        assert_eq!(plain.answers[0].ttl, 30, "{round}");
+        let e = udp(k.addr(), &with_edns(query("ad.example.org.", RecordType::A), 1400));
+        let opt = e.edns.expect("the client's OPT reflected");
+        assert_eq!(opt.max_payload(), 1400, "{round}: our OPT, not the upstream's 4096");
+        assert!(opt.options().as_ref().is_empty(), "{round}: the upstream's NSID is not passed on");
+    }
+    let mut asked = with_edns(query("ad.example.net.", RecordType::A), 1232);
+    asked.metadata.authentic_data = true;
+    let r = udp(k.addr(), &asked);
+    assert!(r.metadata.authentic_data, "AD kept for a client that set AD");
+    assert_eq!(up.count("ad.example.org."), 1, "the rounds above: one miss, then hits");
+}
+
+#[test]
 fn keys_separate_type_and_do_bit() {
     let up = Upstream::start();
     let k = start(&up, "cache", "");

@@ -6,12 +6,14 @@
 //! (ID, flags, TTLs) that a general-purpose owned model does not give; hickory-proto stays a
 //! dev-dependency used as an independent oracle in tests.
 
+pub mod check;
 pub mod message;
 pub mod name;
 pub mod query;
 pub mod text;
 pub mod zonefile;
 
+pub use check::{check_message, Checked};
 pub use message::{flag, Edns, Encoded, Header, Message, Question, RData, Record};
 pub use name::Name;
 pub use query::{check_query, check_query_into, error_reply, Rejection};

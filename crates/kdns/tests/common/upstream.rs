@@ -15,6 +15,7 @@
 //! | `badq` | the answer for another name |
 //! | `reset` | TCP: closes the connection without answering; UDP: drops |
 //! | `big` | 60 A records |
+//! | `ad` | the answer with AD set and an OPT record of its own (4096, an NSID option) |
 #![allow(dead_code)]
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -243,6 +244,14 @@ fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
             for i in 0..60u8 {
                 r.answers.push(a([10, 1, 0, i]));
             }
+        }
+        "ad" => {
+            r.metadata.authentic_data = true;
+            r.answers.push(a([192, 0, 2, 1]));
+            let mut e = hickory_proto::op::Edns::new();
+            e.set_max_payload(4096);
+            e.options_mut().insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(3, b"upstream-nsid".to_vec()));
+            r.set_edns(e);
         }
         _ => r.answers.push(a([192, 0, 2, 1])),
     }

@@ -7,9 +7,9 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_cache::{compute_ttl, minimal_ttl, typify, Entry, Key, ResponseType, Store};
+use kdns_cache::{compute_ttl, minimal_ttl, typify, typify_wire, Entry, Key, ResponseType, Store};
 use kdns_server::metrics::{Kind, Series};
-use kdns_server::plugin::{Plugin, Reply, Request, Step};
+use kdns_server::plugin::{Body, Plugin, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Name};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -316,6 +316,13 @@ impl Inner {
             return;
         }
         let stats = self.stats(server);
+        let key = match reply.body_mut() {
+            Body::Wire(bytes) => match self.store_wire(&stats, key, asked, wants_ad, bytes) {
+                None => return,
+                Some(key) => key,
+            },
+            Body::Message(_) => key,
+        };
         let msg = reply.msg();
         let kind = typify(msg);
         let msg_ttl = minimal_ttl(msg, kind);
@@ -366,6 +373,65 @@ impl Inner {
         if !wants_ad {
             msg.set(flag::AD, false);
         }
+    }
+
+    /// [`Inner::store`] for a reply still in wire form (a forwarded answer): the same
+    /// decisions from a walk over its records, TTLs and AD patched in place. Hands the key back
+    /// when the bytes do not walk (the caller then takes the decoding path).
+    fn store_wire(
+        &self,
+        stats: &Stats,
+        key: Key,
+        asked: (&Name, u16, u16),
+        wants_ad: bool,
+        bytes: &mut [u8],
+    ) -> Option<Key> {
+        let Some((kind, msg_ttl)) = typify_wire(bytes) else { return Some(key) };
+        let s = &self.settings;
+        let duration = match kind {
+            ResponseType::NameError | ResponseType::NoData => compute_ttl(msg_ttl, s.denial_min, s.denial_max),
+            ResponseType::ServerError => s.servfail,
+            _ => compute_ttl(msg_ttl, s.success_min, s.success_max),
+        };
+        let truncated = bytes[2] & (flag::TC >> 8) as u8 != 0;
+        let cacheable =
+            !truncated && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
+        let secs = duration.as_secs() as u32;
+        let now = Instant::now();
+        let entry = if cacheable && secs > 0 {
+            // Built only when the reply's question is the key's (the question asked, name
+            // compared without case): anything else is counted as a drop, as on the decoding path.
+            let entry = Entry::from_reply(bytes, &key, now, secs);
+            if entry.is_none() {
+                stats.drops.inc();
+            }
+            entry
+        } else {
+            None
+        };
+        if let Some(entry) = entry {
+            let (store, off, evict_metric, entries_metric) = match kind {
+                ResponseType::NoError | ResponseType::Delegation => (
+                    &self.success,
+                    disabled(&s.disable_success, asked.0),
+                    &stats.evictions_success,
+                    &stats.entries_success,
+                ),
+                _ => {
+                    (&self.denial, disabled(&s.disable_denial, asked.0), &stats.evictions_denial, &stats.entries_denial)
+                }
+            };
+            if !off {
+                let evicted = store.insert(key, entry);
+                evict_metric.add(evicted as u64);
+                entries_metric.set(store.len() as f64);
+            }
+        }
+        kdns_cache::set_ttls(bytes, secs);
+        if !wants_ad {
+            bytes[3] &= !(flag::AD as u8);
+        }
+        None
     }
 
     /// Runs the rest of the chain for `query` in the background and stores the answer.

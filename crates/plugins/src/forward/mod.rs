@@ -1,13 +1,14 @@
 //! `forward`: proxies queries to upstream resolvers, with CoreDNS's selection, retry and
-//! health-check semantics. Every upstream reply is decoded and validated; raw upstream bytes
-//! never reach the client.
+//! health-check semantics. Every upstream reply is checked whole by the decoder's rules and
+//! matched to its query before anything of it reaches the client; it then travels as bytes
+//! (ID restored, upstream OPT removed) rather than being decoded and encoded again.
 
 mod proxy;
 pub(crate) mod setup;
 #[cfg(test)]
 mod tests;
 
-pub use proxy::{validate, HealthCheck, TlsTarget, Transport, Upstream};
+pub use proxy::{accept, HealthCheck, TlsTarget, Transport, Upstream};
 pub use setup::setup;
 
 use kdns_server::plugin::{Proto, Reply, Request, Step};
@@ -122,22 +123,21 @@ impl Forwarder {
             let mut result = up.exchange(&query, transport, self.opts.read_timeout, self.opts.expire).await;
             if let Ok(r) = &result {
                 // A truncated UDP answer is retried over TCP (the client would have to anyway).
-                if transport == Transport::Udp && r.has(flag::TC) {
+                if transport == Transport::Udp && r.flags() & flag::TC != 0 {
                     result = up.exchange(&query, Transport::Tcp, self.opts.read_timeout, self.opts.expire).await;
                 }
             }
             match result {
-                Ok(mut reply) => {
+                Ok(reply) => {
+                    let code = reply.rcode_value();
                     proxy::request_duration()
-                        .with(&["forward", &up.label, &rcode::name(reply.rcode)])
+                        .with(&["forward", &up.label, &rcode::name(code)])
                         .observe(started.elapsed().as_secs_f64());
-                    if self.opts.failover.contains(&reply.rcode) && attempts < order.len() {
-                        last_error = Some(format!("upstream {} answered {}", up.label, rcode::name(reply.rcode)));
+                    if self.opts.failover.contains(&code) && attempts < order.len() {
+                        last_error = Some(format!("upstream {} answered {}", up.label, rcode::name(code)));
                         continue;
                     }
-                    // Hop-by-hop: the server writes its own OPT for the client.
-                    reply.edns = None;
-                    return Reply::message(reply, "forward");
+                    return reply;
                 }
                 Err(e) => {
                     if self.opts.max_fails != 0 {

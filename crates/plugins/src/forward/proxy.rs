@@ -10,7 +10,8 @@
 //! ([`kdns_server::background`]), which outlives any one worker.
 
 use kdns_server::metrics::Kind;
-use kdns_wire::{class, flag, rtype, Message, Question};
+use kdns_server::plugin::Reply;
+use kdns_wire::{check_message, class, flag, rtype, Header, Message, Question, HEADER_LEN};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -117,25 +118,23 @@ impl Upstream {
         max_fails != 0 && self.fails.load(Ordering::Relaxed) > max_fails
     }
 
-    /// Sends `query` (its ID replaced by a fresh random one) and returns the validated reply
-    /// with the original ID restored.
+    /// Sends `query` (its ID replaced by a fresh random one) and returns the checked reply
+    /// (see [`accept`]) with the original ID restored.
     pub async fn exchange(
         &self,
         query: &Message,
         transport: Transport,
         read_timeout: Duration,
         expire: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         // Encoded once; each transport writes its own ID into the first two bytes.
         let wire = query.to_vec();
         // tls:// upstreams are always TCP-TLS, whatever the client or force_tcp/prefer_udp say.
         let transport = if self.tls.is_some() { Transport::Tcp } else { transport };
-        let mut reply = match transport {
-            Transport::Udp => self.exchange_udp(wire, query, read_timeout).await?,
-            Transport::Tcp => self.exchange_tcp(wire, query, read_timeout, expire).await?,
-        };
-        reply.id = query.id;
-        Ok(reply)
+        match transport {
+            Transport::Udp => self.exchange_udp(wire, query, read_timeout).await,
+            Transport::Tcp => self.exchange_tcp(wire, query, read_timeout, expire).await,
+        }
     }
 
     /// A socket of this thread's pool with uses left, or a new one in its slot. Returns it and
@@ -175,7 +174,7 @@ impl Upstream {
         })
     }
 
-    async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Message, ExchangeError> {
+    async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Reply, ExchangeError> {
         let (mux, reused) = self.udp_socket().map_err(|e| self.err("dial", Transport::Udp, None, e))?;
         let which = if reused { conn_cache_hits() } else { conn_cache_misses() };
         which.with(&["forward", &self.label, "udp"]).inc();
@@ -206,11 +205,11 @@ impl Upstream {
             if bytes.len() > size {
                 let mut tc = Message::reply_to(q);
                 tc.set(flag::TC, true);
-                return Ok(tc);
+                return Ok(Reply::message(tc, "forward"));
             }
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
-            if let Some(m) = validate(&bytes, id, q) {
-                return Ok(m);
+            if let Some(reply) = accept(bytes, id, q) {
+                return Ok(reply);
             }
             mismatched_replies().with(&[&self.label]).inc();
             waiting.rearm();
@@ -252,7 +251,7 @@ impl Upstream {
         q: &Message,
         timeout: Duration,
         expire: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let (mux, reused) = self.connection(timeout, expire).await?;
         let local = mux.local;
         let mut waiting = mux.waiters.register();
@@ -266,7 +265,7 @@ impl Upstream {
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
         match tokio::time::timeout(timeout, &mut waiting.rx).await {
-            Ok(Ok(reply)) => validate(&reply, id, q).ok_or_else(|| {
+            Ok(Ok(reply)) => accept(reply, id, q).ok_or_else(|| {
                 mismatched_replies().with(&[&self.label]).inc();
                 ExchangeError { message: format!("read tcp {}: reply does not match the question", self.addr) }
             }),
@@ -358,18 +357,43 @@ pub struct HealthCheck {
     pub transport: Transport,
 }
 
-/// Decodes `bytes` and accepts it only as the answer to `q` sent with `id`: QR set, same ID,
-/// one question equal to ours (name case-insensitively, type and class). RFC 5452 §9.1.
-pub fn validate(bytes: &[u8], id: u16, q: &Message) -> Option<Message> {
-    let m = Message::decode(bytes).ok()?;
-    if !m.has(flag::QR) || m.id != id {
+/// Accepts `bytes` only as the answer to `q` sent with `id`: QR set, same ID, one question
+/// equal to ours (name case-insensitively, type and class; RFC 5452 §9.1), and the whole message
+/// well-formed by the decoder's rules ([`check_message`]). The reply is returned with the
+/// query's ID and without the upstream's OPT (EDNS is hop-by-hop; the server writes its own).
+/// It stays in wire form, records as the upstream sent them and anything after the last one
+/// cut, unless its OPT is not the last record or carries an extended rcode: those are decoded.
+pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
+    let checked = check_message(&bytes).ok()?;
+    let header = Header::parse(&bytes).ok()?;
+    let asked = q.questions.first()?;
+    if !header.has(flag::QR) || header.id != id || header.qdcount != 1 {
         return None;
     }
-    let (a, b) = (m.questions.first()?, q.questions.first()?);
-    if m.questions.len() != 1 || a.qtype != b.qtype || a.qclass != b.qclass || !a.name.eq_ignore_case(&b.name) {
+    let qname_end = kdns_wire::check::name_end(&bytes, HEADER_LEN).ok()?;
+    let fixed = &bytes[qname_end..qname_end + 4];
+    if u16::from_be_bytes([fixed[0], fixed[1]]) != asked.qtype
+        || u16::from_be_bytes([fixed[2], fixed[3]]) != asked.qclass
+        || !kdns_wire::check::name_eq_ignore_case_at(&bytes, HEADER_LEN, asked.name.as_wire())
+    {
         return None;
     }
-    Some(m)
+    match checked.opt_at {
+        None => bytes.truncate(checked.end),
+        Some(at) if checked.opt_is_last && checked.rcode < 16 => {
+            bytes.truncate(at);
+            let arcount = header.arcount - 1;
+            bytes[10..12].copy_from_slice(&arcount.to_be_bytes());
+        }
+        Some(_) => {
+            let mut m = Message::decode(&bytes).ok()?;
+            m.id = q.id;
+            m.edns = None;
+            return Some(Reply::message(m, "forward"));
+        }
+    }
+    bytes[0..2].copy_from_slice(&q.id.to_be_bytes());
+    Some(Reply::wire(bytes, "forward"))
 }
 
 /// Where and how to reach a DNS-over-TLS upstream.
@@ -586,7 +610,13 @@ impl UdpMux {
                 let got = RECV_BUF.with_borrow_mut(|buf| {
                     self.sock.try_io(which, || {
                         use std::io::Read;
-                        (&*socket2::SockRef::from(&self.sock)).read(buf).map(|n| buf[..n].to_vec())
+                        (&*socket2::SockRef::from(&self.sock)).read(buf).map(|n| {
+                            // From this thread's reply buffers: the reply usually goes out as
+                            // these bytes and the buffer comes back once it is sent.
+                            let mut reply = kdns_server::plugin::wire_buffer(n);
+                            reply.extend_from_slice(&buf[..n]);
+                            reply
+                        })
                     })
                 });
                 match got {
@@ -609,5 +639,113 @@ impl UdpMux {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+    use kdns_server::plugin::Body;
+    use kdns_wire::{Edns, Name, RData, Record};
+    use std::net::Ipv4Addr;
+
+    fn query() -> Message {
+        let mut q = Message { id: 0x1234, flags: flag::RD, ..Default::default() };
+        q.questions.push(Question {
+            name: Name::from_ascii("WWW.example.org.").unwrap(),
+            qtype: rtype::A,
+            qclass: class::IN,
+        });
+        q.edns = Some(Edns::new(1232));
+        q
+    }
+
+    /// The upstream's answer to `query()` sent with ID 99: a CNAME chain and an OPT record.
+    fn answer() -> Message {
+        let mut m = Message { id: 99, flags: flag::QR | flag::RD | flag::RA, ..Default::default() };
+        let asked = Name::from_ascii("www.example.org.").unwrap();
+        let target = Name::from_ascii("web.example.org.").unwrap();
+        m.questions.push(Question { name: asked.clone(), qtype: rtype::A, qclass: class::IN });
+        m.answers.push(Record::new(asked, 300, RData::Cname(target.clone())));
+        m.answers.push(Record::new(target, 60, RData::A(Ipv4Addr::new(192, 0, 2, 7))));
+        let mut e = Edns::new(4096);
+        e.options.push((10, vec![7; 16]));
+        m.edns = Some(e);
+        m
+    }
+
+    fn wire_of(r: &Reply) -> &[u8] {
+        match r.body() {
+            Body::Wire(b) => b,
+            Body::Message(m) => panic!("expected wire, got {m:?}"),
+        }
+    }
+
+    #[test]
+    fn a_matching_reply_stays_bytes_with_the_query_id_and_without_the_upstream_opt() {
+        let mut bytes = answer().to_vec();
+        bytes.extend_from_slice(b"junk after the last record");
+        let r = accept(bytes, 99, &query()).expect("accepted");
+        let m = Message::decode(wire_of(&r)).unwrap();
+        let mut expected = answer();
+        expected.id = 0x1234;
+        expected.edns = None;
+        assert_eq!(m, expected, "same records, no OPT, the client's ID");
+        assert_eq!(Message::decode(wire_of(&r)).unwrap().to_vec(), wire_of(&r), "nothing after the last record");
+    }
+
+    #[test]
+    fn an_opt_with_an_extended_rcode_or_not_last_is_decoded() {
+        let mut badvers = answer();
+        badvers.rcode = 16;
+        let r = accept(badvers.to_vec(), 99, &query()).expect("accepted");
+        let Body::Message(m) = r.body() else { panic!("an extended rcode needs the decoded path") };
+        assert_eq!((m.rcode, m.id, m.edns.is_none()), (16, 0x1234, true));
+        let mut opt_first = answer();
+        opt_first.additional.push(Record::new(
+            Name::from_ascii("x.example.org.").unwrap(),
+            5,
+            RData::A(Ipv4Addr::LOCALHOST),
+        ));
+        // Encoded with OPT last; rebuilt as: records before the A one, OPT, then the A record.
+        let with_opt = opt_first.to_vec();
+        let opt_at = check_message(&with_opt).unwrap().opt_at.unwrap();
+        let mut before_a = opt_first.clone();
+        before_a.additional.clear();
+        before_a.edns = None;
+        let a_at = before_a.to_vec().len();
+        let mut bytes = with_opt[..a_at].to_vec();
+        bytes.extend_from_slice(&with_opt[opt_at..]);
+        bytes.extend_from_slice(&with_opt[a_at..opt_at]);
+        assert!(!check_message(&bytes).unwrap().opt_is_last);
+        let r = accept(bytes, 99, &query()).expect("accepted");
+        let Body::Message(m) = r.body() else { panic!("an OPT before other records is decoded") };
+        assert_eq!((m.additional.len(), m.edns.is_none()), (1, true));
+    }
+
+    #[test]
+    fn anything_not_the_answer_to_this_query_is_refused() {
+        let q = query();
+        let ok = answer().to_vec();
+        assert!(accept(ok.clone(), 98, &q).is_none(), "another ID");
+        let mut not_reply = answer();
+        not_reply.flags &= !flag::QR;
+        assert!(accept(not_reply.to_vec(), 99, &q).is_none(), "QR clear");
+        let mut other_type = answer();
+        other_type.questions[0].qtype = rtype::AAAA;
+        assert!(accept(other_type.to_vec(), 99, &q).is_none(), "another type");
+        let mut other_name = answer();
+        other_name.questions[0].name = Name::from_ascii("ww.example.org.").unwrap();
+        assert!(accept(other_name.to_vec(), 99, &q).is_none(), "another name");
+        let mut two = answer();
+        two.questions.push(two.questions[0].clone());
+        assert!(accept(two.to_vec(), 99, &q).is_none(), "two questions");
+        for cut in [11, 20, ok.len() - 1] {
+            assert!(accept(ok[..cut].to_vec(), 99, &q).is_none(), "cut at {cut}");
+        }
+        let mut bad_pointer = ok.clone();
+        let owner = kdns_wire::check::name_end(&ok, HEADER_LEN).unwrap() + 4;
+        bad_pointer[owner + 1] = 0xFF; // a pointer forward, past the end
+        assert!(accept(bad_pointer, 99, &q).is_none(), "bad compression pointer");
     }
 }
