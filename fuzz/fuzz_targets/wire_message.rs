@@ -1,6 +1,7 @@
 //! Any bytes as an upstream response (names, compression, every RR type, EDNS options): decoding
-//! never panics, and whatever decodes re-encodes into something that decodes again with the same
-//! sections (kdns only ever caches and relays its own encoding of a validated parse).
+//! never panics, the in-place check (`check_message`, which lets forward relay a reply as bytes)
+//! accepts exactly what decodes, and whatever decodes re-encodes into something that decodes
+//! again with the same sections.
 #![no_main]
 use kdns_wire::{Message, Name};
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +15,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(Name::from_ascii(&text).is_ok(), "{text:?} does not parse back");
         }
     }
-    let Ok(m) = Message::decode(data) else { return };
+    let checked = kdns_wire::check_message(data);
+    let decoded = Message::decode(data);
+    assert_eq!(checked.is_ok(), decoded.is_ok(), "check {checked:?} vs decode {decoded:?}");
+    let Ok(m) = decoded else { return };
+    let checked = checked.expect("checked above");
+    assert_eq!(checked.rcode, m.rcode);
+    assert!(checked.end <= data.len());
     let again = Message::decode(&m.to_vec()).expect("our own encoding decodes");
     assert_eq!(again.questions, m.questions);
     assert_eq!(again.answers.len(), m.answers.len());

@@ -2,8 +2,8 @@
 //! classification, TTL computation, the cache key, and a bounded store of finished responses.
 //!
 //! It is sans-IO: messages and an `Instant` in, bytes and decisions out. Entries hold response
-//! bytes encoded by kdns from a validated parse (never raw upstream bytes), with the offsets of
-//! every TTL field, so a hit is a copy plus a few in-place writes (ID, flags, question case,
+//! bytes (encoded by kdns, or a forwarded reply checked whole by `kdns_wire::check_message`,
+//! never bytes nothing checked), with the offsets of every TTL field, so a hit is a copy plus a few in-place writes (ID, flags, question case,
 //! TTLs) and no parsing. Written here, not taken from a crate, because that patching is the hot
 //! path and because eviction follows CoreDNS (256 shards, an arbitrary entry evicted when a
 //! shard is full).
