@@ -21,7 +21,9 @@ fn epoch() -> Instant {
 }
 
 fn millis_since_epoch(t: Instant) -> u64 {
-    t.saturating_duration_since(epoch()).as_millis() as u64
+    // u64 arithmetic (`as_millis` is u128): this runs on every cache hit.
+    let d = t.saturating_duration_since(epoch());
+    d.as_secs() * 1000 + d.subsec_millis() as u64
 }
 
 /// A cached response. 48 bytes of header (64 with the `Arc` counts, one allocator size class)
