@@ -19,6 +19,10 @@ pub struct Checked {
     /// Whether the OPT record is the last record of the message (removing it then moves no
     /// other record, so no compression pointer changes meaning).
     pub opt_is_last: bool,
+    /// Whether some compression pointer points into the 12-byte header. The decoder accepts
+    /// that, but the bytes cannot be relayed: patching the ID, flags or counts would change
+    /// what such a name says.
+    pub points_into_header: bool,
 }
 
 /// Checks `msg` by the rules of [`Message::decode`](crate::Message::decode): it succeeds exactly
@@ -26,12 +30,14 @@ pub struct Checked {
 pub fn check_message(msg: &[u8]) -> Result<Checked, WireError> {
     let header = Header::parse(msg)?;
     let mut pos = HEADER_LEN;
+    let mut lowest_target = usize::MAX;
     for _ in 0..header.qdcount {
-        pos = name_end(msg, pos)?;
+        pos = name_end_tracked(msg, pos, &mut lowest_target)?;
         msg.get(pos..pos + 4).ok_or(WireError::Short)?;
         pos += 4;
     }
-    let mut checked = Checked { rcode: header.rcode_low(), end: pos, opt_at: None, opt_is_last: false };
+    let mut checked =
+        Checked { rcode: header.rcode_low(), end: pos, opt_at: None, opt_is_last: false, points_into_header: false };
     for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
         for _ in 0..count {
             checked.opt_is_last = false;
@@ -49,16 +55,17 @@ pub fn check_message(msg: &[u8]) -> Result<Checked, WireError> {
                 pos += 11 + rdlen;
                 continue;
             }
-            pos = record_end(msg, pos)?;
+            pos = record_end(msg, pos, &mut lowest_target)?;
         }
     }
     checked.end = pos;
+    checked.points_into_header = lowest_target < HEADER_LEN;
     Ok(checked)
 }
 
 /// Where the record at `pos` ends.
-fn record_end(msg: &[u8], pos: usize) -> Result<usize, WireError> {
-    let next = name_end(msg, pos)?;
+fn record_end(msg: &[u8], pos: usize, lowest_target: &mut usize) -> Result<usize, WireError> {
+    let next = name_end_tracked(msg, pos, lowest_target)?;
     let fixed = msg.get(next..next + 10).ok_or(WireError::Short)?;
     let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
@@ -69,23 +76,25 @@ fn record_end(msg: &[u8], pos: usize) -> Result<usize, WireError> {
         // An OPT outside the additional section, or with an owner other than root.
         return Err(WireError::BadOpt);
     }
-    check_rdata(&msg[..end], rtype, start, rdata)?;
+    check_rdata(&msg[..end], rtype, start, rdata, lowest_target)?;
     Ok(end)
 }
 
-fn check_rdata(msg: &[u8], rtype: u16, start: usize, rdata: &[u8]) -> Result<(), WireError> {
+fn check_rdata(msg: &[u8], rtype: u16, start: usize, rdata: &[u8], lowest: &mut usize) -> Result<(), WireError> {
     let end = msg.len();
+    let mut name_end = |at: usize| name_end_tracked(msg, at, lowest);
     let exact = |next: usize| if next == end { Ok(()) } else { Err(WireError::BadRdata) };
     let fixed = |p: usize, n: usize| if p + n <= end { Ok(p + n) } else { Err(WireError::BadRdata) };
     match rtype {
         rtype::A if rdata.len() == 4 => Ok(()),
         rtype::AAAA if rdata.len() == 16 => Ok(()),
         rtype::A | rtype::AAAA => Err(WireError::BadRdata),
-        rtype::NS | rtype::CNAME | rtype::PTR => exact(name_end(msg, start)?),
-        rtype::MX => exact(name_end(msg, fixed(start, 2)?)?),
-        rtype::SRV => exact(name_end(msg, fixed(start, 6)?)?),
+        rtype::NS | rtype::CNAME | rtype::PTR => exact(name_end(start)?),
+        rtype::MX => exact(name_end(fixed(start, 2)?)?),
+        rtype::SRV => exact(name_end(fixed(start, 6)?)?),
         rtype::SOA => {
-            let p = name_end(msg, name_end(msg, start)?)?;
+            let mname_end = name_end(start)?;
+            let p = name_end(mname_end)?;
             exact(fixed(p, 20)?)
         }
         rtype::TXT | rtype::HINFO => {
@@ -118,6 +127,11 @@ fn check_options(mut data: &[u8]) -> Result<(), WireError> {
 /// Where the (possibly compressed) name at `offset` ends in the message, by the rules of
 /// `Name::read`: known label types, pointers only backwards, at most 255 octets decompressed.
 pub fn name_end(msg: &[u8], offset: usize) -> Result<usize, WireError> {
+    name_end_tracked(msg, offset, &mut usize::MAX)
+}
+
+/// [`name_end`], lowering `lowest_target` to the smallest pointer target on the way.
+fn name_end_tracked(msg: &[u8], offset: usize, lowest_target: &mut usize) -> Result<usize, WireError> {
     let mut pos = offset;
     let mut end_after: Option<usize> = None;
     let mut lowest_pointer_origin = offset;
@@ -148,6 +162,7 @@ pub fn name_end(msg: &[u8], offset: usize) -> Result<usize, WireError> {
                 if end_after.is_none() {
                     end_after = Some(pos + 2);
                 }
+                *lowest_target = (*lowest_target).min(target);
                 lowest_pointer_origin = target;
                 pos = target;
             }
@@ -330,6 +345,20 @@ mod tests {
             assert_eq!(Message::decode(&m).is_ok(), ok);
             assert_eq!(check_message(&m).is_ok(), ok);
         }
+    }
+
+    #[test]
+    fn pointers_into_the_header_are_reported() {
+        let s = samples();
+        assert!(!check_message(&s[0]).unwrap().points_into_header);
+        // The SOA's rname as a pointer to offset 0, whose byte (the ID's high byte, 0) reads as
+        // the root name: the decoder accepts it, a relay must not patch the ID under it.
+        let mut m = vec![0x00, 0x18, 0x85, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01a\x00\x00\x06\x00\x01");
+        m.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 30, 0, 24, 0xC0, 12, 0xC0, 0]);
+        m.extend_from_slice(&[0; 20]);
+        assert!(Message::decode(&m).is_ok());
+        assert!(check_message(&m).unwrap().points_into_header);
     }
 
     #[test]

@@ -364,7 +364,8 @@ pub struct HealthCheck {
 /// well-formed by the decoder's rules ([`check_message`]). The reply is returned with the
 /// query's ID and without the upstream's OPT (EDNS is hop-by-hop; the server writes its own).
 /// It stays in wire form, records as the upstream sent them and anything after the last one
-/// cut, unless its OPT is not the last record or carries an extended rcode: those are decoded.
+/// cut, unless its OPT is not the last record or carries an extended rcode, or a name points
+/// into the header: those are decoded.
 pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
     let checked = check_message(&bytes).ok()?;
     let header = Header::parse(&bytes).ok()?;
@@ -381,21 +382,26 @@ pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
         return None;
     }
     match checked.opt_at {
+        // Names pointing into the header would change with the ID and counts patched below.
+        _ if checked.points_into_header => return decoded(&bytes, q),
         None => bytes.truncate(checked.end),
         Some(at) if checked.opt_is_last && checked.rcode < 16 => {
             bytes.truncate(at);
             let arcount = header.arcount - 1;
             bytes[10..12].copy_from_slice(&arcount.to_be_bytes());
         }
-        Some(_) => {
-            let mut m = Message::decode(&bytes).ok()?;
-            m.id = q.id;
-            m.edns = None;
-            return Some(Reply::message(m, "forward"));
-        }
+        Some(_) => return decoded(&bytes, q),
     }
     bytes[0..2].copy_from_slice(&q.id.to_be_bytes());
     Some(Reply::wire(bytes, "forward"))
+}
+
+/// The decoding path of [`accept`]: the reply as a message, with the query's ID and no OPT.
+fn decoded(bytes: &[u8], q: &Message) -> Option<Reply> {
+    let mut m = Message::decode(bytes).ok()?;
+    m.id = q.id;
+    m.edns = None;
+    Some(Reply::message(m, "forward"))
 }
 
 /// Where and how to reach a DNS-over-TLS upstream.
@@ -723,6 +729,26 @@ mod accept_tests {
         let r = accept(bytes, 99, &query()).expect("accepted");
         let Body::Message(m) = r.body() else { panic!("an OPT before other records is decoded") };
         assert_eq!((m.additional.len(), m.edns.is_none()), (1, true));
+    }
+
+    #[test]
+    fn a_name_pointing_into_the_header_is_decoded_not_relayed() {
+        // A CNAME whose target is a pointer to offset 1, the low byte of the upstream's ID
+        // (0x0100): read there it is the root name. Relayed with our ID in its place, the same
+        // bytes would say something else.
+        let mut m = answer();
+        m.answers.truncate(1);
+        m.answers[0].data = RData::Cname(Name::from_ascii("org.").unwrap());
+        m.edns = None;
+        let mut bytes = m.to_vec();
+        bytes[0..2].copy_from_slice(&0x0100u16.to_be_bytes());
+        let target = bytes.len() - 2;
+        assert_eq!(u16::from_be_bytes([bytes[target - 2], bytes[target - 1]]), 2, "the target is one pointer");
+        bytes[target..].copy_from_slice(&[0xC0, 1]);
+        assert!(check_message(&bytes).unwrap().points_into_header);
+        let r = accept(bytes, 0x0100, &query()).expect("accepted");
+        let Body::Message(m) = r.body() else { panic!("decoded, not relayed") };
+        assert_eq!(m.answers[0].data, RData::Cname(Name::root()), "read against the upstream's ID, not ours");
     }
 
     #[test]
