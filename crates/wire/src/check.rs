@@ -127,7 +127,8 @@ fn check_options(mut data: &[u8]) -> Result<(), WireError> {
 /// Where the (possibly compressed) name at `offset` ends in the message, by the rules of
 /// `Name::read`: known label types, pointers only backwards, at most 255 octets decompressed.
 pub fn name_end(msg: &[u8], offset: usize) -> Result<usize, WireError> {
-    name_end_tracked(msg, offset, &mut usize::MAX)
+    let mut lowest_target = usize::MAX;
+    name_end_tracked(msg, offset, &mut lowest_target)
 }
 
 /// [`name_end`], lowering `lowest_target` to the smallest pointer target on the way.
