@@ -28,13 +28,13 @@ fuzz_target!(|data: &[u8]| {
     assert!(hit.answers.iter().chain(&hit.authority).chain(&hit.additional).all(|r| r.ttl == 7));
 });
 
-/// The forwarded-reply path: bytes `check_message` accepts (without OPT and header pointers, as
+/// The forwarded-reply path: bytes `check_message` accepts and calls relayable (without OPT, as
 /// forward relays them)
 /// become an entry with `Entry::from_reply`, are classified by `typify_wire` and rewritten by
 /// `set_ttls` without panicking, and what they give decodes.
 fn forwarded_bytes(data: &[u8]) {
     let Ok(checked) = kdns_wire::check_message(data) else { return };
-    if checked.opt_at.is_some() || checked.points_into_header {
+    if checked.opt_at.is_some() || !checked.relayable {
         return;
     }
     let mut bytes = data[..checked.end].to_vec();

@@ -19,10 +19,43 @@ pub struct Checked {
     /// Whether the OPT record is the last record of the message (removing it then moves no
     /// other record, so no compression pointer changes meaning).
     pub opt_is_last: bool,
-    /// Whether some compression pointer points into the 12-byte header. The decoder accepts
-    /// that, but the bytes cannot be relayed: patching the ID, flags or counts would change
-    /// what such a name says.
-    pub points_into_header: bool,
+    /// Whether every compression pointer lands inside the bytes of a name read before it (as
+    /// every real compressor writes them). Only then can the bytes be relayed with their ID,
+    /// counts and TTLs patched: the decoder also accepts pointers into the header or into a
+    /// record's TTL, and patching those bytes would change what such a name says.
+    pub relayable: bool,
+}
+
+/// How many names' spans [`check_message`] keeps; a message with more is not relayable.
+const MAX_SPANS: usize = 64;
+
+/// Where the names read so far lie (their own bytes, pointers not followed).
+struct Spans {
+    at: [(u16, u16); MAX_SPANS],
+    len: usize,
+    relayable: bool,
+}
+
+impl Spans {
+    fn new() -> Spans {
+        Spans { at: [(0, 0); MAX_SPANS], len: 0, relayable: true }
+    }
+
+    /// Notes that the bytes [start, end) were read through a pointer.
+    fn read_through_pointer(&mut self, start: usize, end: usize) {
+        let inside = self.at[..self.len].iter().any(|&(s, e)| s as usize <= start && end <= e as usize);
+        self.relayable &= inside;
+    }
+
+    fn push(&mut self, start: usize, end: usize) {
+        match (self.at.get_mut(self.len), u16::try_from(start), u16::try_from(end)) {
+            (Some(slot), Ok(s), Ok(e)) => {
+                *slot = (s, e);
+                self.len += 1;
+            }
+            _ => self.relayable = false,
+        }
+    }
 }
 
 /// Checks `msg` by the rules of [`Message::decode`](crate::Message::decode): it succeeds exactly
@@ -30,14 +63,14 @@ pub struct Checked {
 pub fn check_message(msg: &[u8]) -> Result<Checked, WireError> {
     let header = Header::parse(msg)?;
     let mut pos = HEADER_LEN;
-    let mut lowest_target = usize::MAX;
+    let mut spans = Spans::new();
     for _ in 0..header.qdcount {
-        pos = name_end_tracked(msg, pos, &mut lowest_target)?;
+        pos = name_end_tracked(msg, pos, &mut spans)?;
         msg.get(pos..pos + 4).ok_or(WireError::Short)?;
         pos += 4;
     }
     let mut checked =
-        Checked { rcode: header.rcode_low(), end: pos, opt_at: None, opt_is_last: false, points_into_header: false };
+        Checked { rcode: header.rcode_low(), end: pos, opt_at: None, opt_is_last: false, relayable: false };
     for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
         for _ in 0..count {
             checked.opt_is_last = false;
@@ -55,17 +88,17 @@ pub fn check_message(msg: &[u8]) -> Result<Checked, WireError> {
                 pos += 11 + rdlen;
                 continue;
             }
-            pos = record_end(msg, pos, &mut lowest_target)?;
+            pos = record_end(msg, pos, &mut spans)?;
         }
     }
     checked.end = pos;
-    checked.points_into_header = lowest_target < HEADER_LEN;
+    checked.relayable = spans.relayable;
     Ok(checked)
 }
 
 /// Where the record at `pos` ends.
-fn record_end(msg: &[u8], pos: usize, lowest_target: &mut usize) -> Result<usize, WireError> {
-    let next = name_end_tracked(msg, pos, lowest_target)?;
+fn record_end(msg: &[u8], pos: usize, spans: &mut Spans) -> Result<usize, WireError> {
+    let next = name_end_tracked(msg, pos, spans)?;
     let fixed = msg.get(next..next + 10).ok_or(WireError::Short)?;
     let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
     let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
@@ -76,13 +109,13 @@ fn record_end(msg: &[u8], pos: usize, lowest_target: &mut usize) -> Result<usize
         // An OPT outside the additional section, or with an owner other than root.
         return Err(WireError::BadOpt);
     }
-    check_rdata(&msg[..end], rtype, start, rdata, lowest_target)?;
+    check_rdata(&msg[..end], rtype, start, rdata, spans)?;
     Ok(end)
 }
 
-fn check_rdata(msg: &[u8], rtype: u16, start: usize, rdata: &[u8], lowest: &mut usize) -> Result<(), WireError> {
+fn check_rdata(msg: &[u8], rtype: u16, start: usize, rdata: &[u8], spans: &mut Spans) -> Result<(), WireError> {
     let end = msg.len();
-    let mut name_end = |at: usize| name_end_tracked(msg, at, lowest);
+    let mut name_end = |at: usize| name_end_tracked(msg, at, spans);
     let exact = |next: usize| if next == end { Ok(()) } else { Err(WireError::BadRdata) };
     let fixed = |p: usize, n: usize| if p + n <= end { Ok(p + n) } else { Err(WireError::BadRdata) };
     match rtype {
@@ -127,13 +160,15 @@ fn check_options(mut data: &[u8]) -> Result<(), WireError> {
 /// Where the (possibly compressed) name at `offset` ends in the message, by the rules of
 /// `Name::read`: known label types, pointers only backwards, at most 255 octets decompressed.
 pub fn name_end(msg: &[u8], offset: usize) -> Result<usize, WireError> {
-    let mut lowest_target = usize::MAX;
-    name_end_tracked(msg, offset, &mut lowest_target)
+    name_end_tracked(msg, offset, &mut Spans::new())
 }
 
-/// [`name_end`], lowering `lowest_target` to the smallest pointer target on the way.
-fn name_end_tracked(msg: &[u8], offset: usize, lowest_target: &mut usize) -> Result<usize, WireError> {
+/// [`name_end`], noting in `spans` where the name lies and whether what its pointers lead to
+/// lies inside names read before.
+fn name_end_tracked(msg: &[u8], offset: usize, spans: &mut Spans) -> Result<usize, WireError> {
     let mut pos = offset;
+    // Start of the bytes being read: the name's own, then each pointer's target.
+    let mut segment = offset;
     let mut end_after: Option<usize> = None;
     let mut lowest_pointer_origin = offset;
     let mut total = 0usize;
@@ -145,7 +180,12 @@ fn name_end_tracked(msg: &[u8], offset: usize, lowest_target: &mut usize) -> Res
                     if total + 1 > MAX_NAME_LEN {
                         return Err(WireError::NameTooLong);
                     }
-                    return Ok(end_after.unwrap_or(pos + 1));
+                    if end_after.is_some() {
+                        spans.read_through_pointer(segment, pos + 1);
+                    }
+                    let own_end = end_after.unwrap_or(pos + 1);
+                    spans.push(offset, own_end);
+                    return Ok(own_end);
                 }
                 msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Short)?;
                 total += 1 + len;
@@ -162,10 +202,12 @@ fn name_end_tracked(msg: &[u8], offset: usize, lowest_target: &mut usize) -> Res
                 }
                 if end_after.is_none() {
                     end_after = Some(pos + 2);
+                } else {
+                    spans.read_through_pointer(segment, pos + 2);
                 }
-                *lowest_target = (*lowest_target).min(target);
                 lowest_pointer_origin = target;
                 pos = target;
+                segment = target;
             }
             _ => return Err(WireError::BadLabelType),
         }
@@ -349,9 +391,10 @@ mod tests {
     }
 
     #[test]
-    fn pointers_into_the_header_are_reported() {
-        let s = samples();
-        assert!(!check_message(&s[0]).unwrap().points_into_header);
+    fn pointers_outside_earlier_names_make_a_message_unrelayable() {
+        for (i, m) in samples().iter().enumerate() {
+            assert!(check_message(m).unwrap().relayable, "sample {i}: our own compression");
+        }
         // The SOA's rname as a pointer to offset 0, whose byte (the ID's high byte, 0) reads as
         // the root name: the decoder accepts it, a relay must not patch the ID under it.
         let mut m = vec![0x00, 0x18, 0x85, 0, 0, 1, 0, 1, 0, 0, 0, 0];
@@ -359,7 +402,28 @@ mod tests {
         m.extend_from_slice(&[0xC0, 12, 0, 6, 0, 1, 0, 0, 0, 30, 0, 24, 0xC0, 12, 0xC0, 0]);
         m.extend_from_slice(&[0; 20]);
         assert!(Message::decode(&m).is_ok());
-        assert!(check_message(&m).unwrap().points_into_header);
+        assert!(!check_message(&m).unwrap().relayable, "a pointer into the header");
+        // Found by fuzzing: an A record's owner is a pointer to the last byte of the SRV
+        // answer's TTL (0x32, read as a 50-octet label); patching the TTL changes that name.
+        let ttl_pointer = [
+            0, 3, 133, 0, 0, 1, 0, 1, 0, 0, 0, 3, 5, 95, 104, 116, 116, 112, 0, 0, 33, 0, 1, 192, 12, 0, 33, 0, 1, 0,
+            0, 0, 50, 0, 34, 0, 33, 0, 30, 0, 80, 3, 119, 101, 98, 4, 115, 104, 111, 112, 3, 115, 118, 99, 7, 99, 108,
+            117, 115, 116, 101, 114, 5, 108, 255, 255, 255, 3, 0, 192, 23, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 12,
+            7, 192, 32, 28, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 31, 0, 0, 128, 0, 0, 0,
+        ];
+        assert!(Message::decode(&ttl_pointer).is_ok());
+        assert!(!check_message(&ttl_pointer).unwrap().relayable, "a pointer into a TTL");
+        // A pointer to a pointer that lies in an earlier name is fine.
+        assert!(check_message(&with_a_pointer_chain()).unwrap().relayable);
+    }
+
+    /// Question `a.` then an answer owned by a pointer to the question, then an A record owned
+    /// by a pointer to the answer's owner (itself a pointer).
+    fn with_a_pointer_chain() -> Vec<u8> {
+        let mut m = vec![0, 1, 0x80, 0, 0, 1, 0, 2, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 192, 0, 2, 1]);
+        m.extend_from_slice(&[0xC0, 19, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 192, 0, 2, 2]);
+        m
     }
 
     #[test]

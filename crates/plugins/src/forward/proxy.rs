@@ -364,8 +364,8 @@ pub struct HealthCheck {
 /// well-formed by the decoder's rules ([`check_message`]). The reply is returned with the
 /// query's ID and without the upstream's OPT (EDNS is hop-by-hop; the server writes its own).
 /// It stays in wire form, records as the upstream sent them and anything after the last one
-/// cut, unless its OPT is not the last record or carries an extended rcode, or a name points
-/// into the header: those are decoded.
+/// cut, unless its OPT is not the last record or carries an extended rcode, or a name is read
+/// through a pointer to bytes that are not an earlier name's: those are decoded.
 pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
     let checked = check_message(&bytes).ok()?;
     let header = Header::parse(&bytes).ok()?;
@@ -382,8 +382,9 @@ pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
         return None;
     }
     match checked.opt_at {
-        // Names pointing into the header would change with the ID and counts patched below.
-        _ if checked.points_into_header => return decoded(&bytes, q),
+        // Names read through pointers into the header or a TTL would change with the patches
+        // below (here, and the cache's TTLs).
+        _ if !checked.relayable => return decoded(&bytes, q),
         None => bytes.truncate(checked.end),
         Some(at) if checked.opt_is_last && checked.rcode < 16 => {
             bytes.truncate(at);
@@ -745,7 +746,7 @@ mod accept_tests {
         let target = bytes.len() - 2;
         assert_eq!(u16::from_be_bytes([bytes[target - 2], bytes[target - 1]]), 2, "the target is one pointer");
         bytes[target..].copy_from_slice(&[0xC0, 1]);
-        assert!(check_message(&bytes).unwrap().points_into_header);
+        assert!(!check_message(&bytes).unwrap().relayable);
         let r = accept(bytes, 0x0100, &query()).expect("accepted");
         let Body::Message(m) = r.body() else { panic!("decoded, not relayed") };
         assert_eq!(m.answers[0].data, RData::Cname(Name::root()), "read against the upstream's ID, not ours");
