@@ -325,6 +325,29 @@ awk -F'\t' -v peers="$PEERS" -v extra="$EXTRA" -v scpu="$SCPU" -v reps="$REPS" '
     for (i = 1; i <= n; i++) if (v[i] != "-" && (m == "" || v[i] + 0 < m + 0)) m = v[i]
     return m == "" ? "-" : m
   }
+  function pick(key, col, least_of) { return least_of ? least(key, col) : median(key, col) }
+  # kdns against the best peer per workload, by the medians or by the least of the repetitions.
+  function ratios(least_of,    w, wl, i, p, u, q, b, bp, bq, bqp, k, kq) {
+    for (w = 1; w <= 3; w++) {
+      wl = w == 1 ? "hot" : w == 2 ? "mixed" : "miss"
+      if (!(("kdns|" wl) in seen)) continue
+      b = ""; bq = ""
+      for (i = 1; i <= np; i++) {
+        p = P[i]
+        if (p == "kdns" || p == "kdns-nodelocal" || p ~ /^floor/ || !((p "|" wl) in seen)) continue
+        u = pick(p "|" wl, 4, least_of) + 0; q = pick(p "|" wl, 6, least_of) + 0
+        if (b == "" || u < b) { b = u; bp = p }
+        if (bq == "" || q < bq) { bq = q; bqp = p }
+      }
+      if (b == "") continue
+      k = pick("kdns|" wl, 4, least_of) + 0; kq = pick("kdns|" wl, 6, least_of) + 0
+      printf "%-5s kdns %.2f µs/q = %.2f x best peer (%s %.2f)", wl, k, k / b, bp, b
+      if (wl == "hot" && ("floor|hot" in seen)) printf ", %.2f x canned floor (%.2f)", k / pick("floor|hot", 4, least_of), pick("floor|hot", 4, least_of)
+      if (("dnsdist|" wl) in seen) printf ", %.2f x dnsdist", k / pick("dnsdist|" wl, 4, least_of)
+      if (("kdns-nodelocal|" wl) in seen) printf "; node-local Corefile %.2f x best peer", pick("kdns-nodelocal|" wl, 4, least_of) / b
+      printf "; p99 %.3f ms vs best peer %.3f (%s)\n", kq, bq, bqp
+    }
+  }
   { for (c = 3; c <= 8; c++) vals[$1 "|" $2, c] = vals[$1 "|" $2, c] " " $c; seen[$1 "|" $2] = 1 }
   END {
     np = split(peers, P, " ")
@@ -337,49 +360,14 @@ awk -F'\t' -v peers="$PEERS" -v extra="$EXTRA" -v scpu="$SCPU" -v reps="$REPS" '
       printf "%-15s %9s %9s %9s %8s %8s %8s %8s %8s %8s %7s\n", p, median(p "|hot", 3), median(p "|mixed", 3), median(p "|miss", 3),
         median(p "|hot", 4), median(p "|mixed", 4), median(p "|miss", 4), median(p "|hot", 6), median(p "|mixed", 6), median(p "|miss", 6),
         rss == "-" || rss == "" ? "-" : sprintf("%.1f", rss / 1024)
-      for (w = 1; w <= 3; w++) {
-        wl = w == 1 ? "hot" : w == 2 ? "mixed" : "miss"
-        if (p != "kdns" && p != "kdns-nodelocal" && p !~ /^floor/ && ((p "|" wl) in seen)) {
-          u = median(p "|" wl, 4) + 0; q = median(p "|" wl, 6) + 0
-          if (!(wl in best) || u < best[wl]) { best[wl] = u; bestp[wl] = p }
-          if (!(wl in bestq) || q < bestq[wl]) { bestq[wl] = q; bestqp[wl] = p }
-        }
-      }
-      if (p == "floor") floor = median(p "|hot", 4) + 0
     }
     print ""
-    for (w = 1; w <= 3; w++) {
-      wl = w == 1 ? "hot" : w == 2 ? "mixed" : "miss"
-      if (!(("kdns|" wl) in seen) || !(wl in best)) continue
-      k = median("kdns|" wl, 4) + 0; kq = median("kdns|" wl, 6) + 0
-      printf "%-5s kdns %.2f µs/q = %.2f x best peer (%s %.2f)", wl, k, k / best[wl], bestp[wl], best[wl]
-      if (wl == "hot" && floor > 0) printf ", %.2f x canned floor (%.2f)", k / floor, floor
-      if (("dnsdist|" wl) in seen) printf ", %.2f x dnsdist", k / (median("dnsdist|" wl, 4) + 0)
-      printf "; p99 %.3f ms vs best peer %.3f (%s)\n", kq, bestq[wl], bestqp[wl]
-    }
+    ratios(0)
     # Host noise only ever adds CPU time and latency: the least of the repetitions is the
-    # steadiest estimate when a repetition was disturbed (the medians above are still printed).
+    # steadiest estimate when a repetition was disturbed.
     if (reps > 1) {
       printf "\nleast of %d repetitions (µs/q, p99 ms):\n", reps
-      for (w = 1; w <= 3; w++) {
-        wl = w == 1 ? "hot" : w == 2 ? "mixed" : "miss"
-        if (!(("kdns|" wl) in seen)) continue
-        lb = ""; lq = ""; lbp = ""; lqp = ""
-        for (i = 1; i <= np; i++) {
-          p = P[i]
-          if (p == "kdns" || p == "kdns-nodelocal" || p ~ /^floor/ || !((p "|" wl) in seen)) continue
-          u = least(p "|" wl, 4) + 0; q = least(p "|" wl, 6) + 0
-          if (lb == "" || u < lb) { lb = u; lbp = p }
-          if (lq == "" || q < lq) { lq = q; lqp = p }
-        }
-        if (lb == "") continue
-        k = least("kdns|" wl, 4) + 0; kq = least("kdns|" wl, 6) + 0
-        printf "%-5s kdns %.2f µs/q = %.2f x best peer (%s %.2f)", wl, k, k / lb, lbp, lb
-        if (wl == "hot" && ("floor|hot" in seen)) printf ", %.2f x canned floor (%.2f)", k / least("floor|hot", 4), least("floor|hot", 4)
-        if (("dnsdist|" wl) in seen) printf ", %.2f x dnsdist", k / least("dnsdist|" wl, 4)
-        if (("kdns-nodelocal|" wl) in seen) printf "; node-local Corefile %.2f x best peer", least("kdns-nodelocal|" wl, 4) / lb
-        printf "; p99 %.3f ms vs best peer %.3f (%s)\n", kq, lq, lqp
-      }
+      ratios(1)
       print ""
     }
     if (("kdns|miss" in seen)) printf "miss  kdns RSS after the miss run: %.1f MiB\n", median("kdns|miss", 7) / 1024

@@ -259,43 +259,62 @@ fn walk(wire: &[u8]) -> Option<(usize, Vec<u16>)> {
 /// every record's section (0 answer, 1 authority, 2 additional), type and TTL field offset.
 /// `None` when the message does not hold what its header counts.
 pub(crate) fn walk_records(wire: &[u8], mut each: impl FnMut(u8, u16, usize)) -> Option<usize> {
-    let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]);
-    if wire.len() < HEADER_LEN || count(4) != 1 {
-        return None;
+    let (qname_len, mut records) = Records::start(wire)?;
+    while let Some(record) = records.next(wire)? {
+        each(record.section, record.rtype, record.ttl_at);
     }
-    let qname_end = skip_name(wire, HEADER_LEN)?;
-    let mut pos = qname_end + 4;
-    if pos > wire.len() {
-        return None;
-    }
-    for (section, n) in [(0u8, count(6)), (1, count(8)), (2, count(10))] {
-        for _ in 0..n {
-            pos = skip_name(wire, pos)?;
-            let fixed = wire.get(pos..pos + 10)?;
-            let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-            each(section, u16::from_be_bytes([fixed[0], fixed[1]]), pos + 4);
-            pos += 10 + rdlen;
-            if pos > wire.len() {
-                return None;
-            }
-        }
-    }
-    Some(qname_end - HEADER_LEN)
+    Some(qname_len)
 }
 
 /// Sets every record's TTL in a message with one question to `ttl`, in place (a forwarded
 /// reply the cache rewrites as CoreDNS does). Stops at the first record that does not walk.
 pub fn set_ttls(wire: &mut [u8], ttl: u32) {
-    let count = |w: &[u8], i: usize| u16::from_be_bytes([w[i], w[i + 1]]) as usize;
-    if wire.len() < HEADER_LEN || count(wire, 4) != 1 {
-        return;
+    let Some((_, mut records)) = Records::start(wire) else { return };
+    while let Some(Some(record)) = records.next(wire) {
+        wire[record.ttl_at..record.ttl_at + 4].copy_from_slice(&ttl.to_be_bytes());
     }
-    let Some(mut pos) = skip_name(wire, HEADER_LEN).map(|p| p + 4) else { return };
-    for _ in 0..count(wire, 6) + count(wire, 8) + count(wire, 10) {
-        let Some(at) = skip_name(wire, pos) else { return };
-        let Some(fixed) = wire.get_mut(at..at + 10) else { return };
-        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
-        pos = at + 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+}
+
+/// One record found by [`Records`].
+struct Record {
+    section: u8,
+    rtype: u16,
+    ttl_at: usize,
+}
+
+/// The records of a message with one question, in order. It borrows the message only for
+/// each step, so a caller may patch what it has been shown.
+struct Records {
+    pos: usize,
+    /// Records left in each section.
+    left: [u16; 3],
+}
+
+impl Records {
+    /// The question name's length and a walk over the records after the question; `None` when
+    /// there is not exactly one question or it is cut short.
+    fn start(wire: &[u8]) -> Option<(usize, Records)> {
+        let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]);
+        if wire.len() < HEADER_LEN || count(4) != 1 {
+            return None;
+        }
+        let qname_end = skip_name(wire, HEADER_LEN)?;
+        let pos = qname_end + 4;
+        (pos <= wire.len()).then(|| (qname_end - HEADER_LEN, Records { pos, left: [count(6), count(8), count(10)] }))
+    }
+
+    /// The next whole record: `Some(None)` after the last one, `None` when one is cut short.
+    fn next(&mut self, wire: &[u8]) -> Option<Option<Record>> {
+        let Some(section) = self.left.iter().position(|&n| n > 0) else { return Some(None) };
+        self.left[section] -= 1;
+        let at = skip_name(wire, self.pos)?;
+        let fixed = wire.get(at..at + 10)?;
+        let end = at + 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        if end > wire.len() {
+            return None;
+        }
+        self.pos = end;
+        Some(Some(Record { section: section as u8, rtype: u16::from_be_bytes([fixed[0], fixed[1]]), ttl_at: at + 4 }))
     }
 }
 
@@ -392,6 +411,17 @@ mod tests {
             let question_differs = k.as_bytes()[0] == 0;
             assert_eq!(Entry::new(&m, &k, now, 30).is_none(), question_differs, "never built for another question");
         }
+    }
+
+    #[test]
+    fn set_ttls_rewrites_every_record_in_place() {
+        let mut m = answer();
+        m.edns = None;
+        let mut wire = m.to_vec();
+        set_ttls(&mut wire, 9);
+        let back = Message::decode(&wire).unwrap();
+        assert!(back.answers.iter().all(|r| r.ttl == 9));
+        assert_eq!(back.answers.len(), 2);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! is over its entry or byte budget (CoreDNS evicts randomly too).
 
 use crate::Entry;
-use kdns_wire::Name;
+use kdns_wire::{Name, HEADER_LEN};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,16 @@ impl Key {
         let mut bytes = [0u8; KEY_MAX];
         bytes[..raw.len()].copy_from_slice(raw);
         Some(Key { bytes, len: raw.len(), hash: fnv(raw) })
+    }
+
+    /// Whether `wire`, a message, asks exactly this key's question (one question; name compared
+    /// without case, type, class).
+    pub fn is_question_of(&self, wire: &[u8]) -> bool {
+        let k = self.as_bytes();
+        let name_end = HEADER_LEN + k.len() - 5;
+        wire.get(4..6) == Some(&[0, 1][..])
+            && wire.get(HEADER_LEN..name_end).is_some_and(|n| n.eq_ignore_ascii_case(&k[5..]))
+            && wire.get(name_end..name_end + 4) == Some(&k[1..5])
     }
 
     pub fn new(qname: &Name, qtype: u16, qclass: u16, dnssec_ok: bool, checking_disabled: bool) -> Key {
@@ -188,6 +198,23 @@ mod tests {
         assert_ne!(Key::new(&a, 1, 1, false, true), Key::new(&b, 1, 1, false, false));
         assert_ne!(Key::new(&a, 28, 1, false, false), Key::new(&b, 1, 1, false, false));
         assert_ne!(Key::new(&a, 1, 3, false, false), Key::new(&b, 1, 1, false, false));
+    }
+
+    #[test]
+    fn a_key_knows_its_question_in_a_message() {
+        let n = Name::from_ascii("WWW.example.org.").unwrap();
+        let mut m = Message::default();
+        m.questions.push(Question { name: n.clone(), qtype: rtype::A, qclass: class::IN });
+        let wire = m.to_vec();
+        assert!(Key::new(&n, rtype::A, class::IN, true, false).is_question_of(&wire));
+        assert!(!Key::new(&n, rtype::AAAA, class::IN, false, false).is_question_of(&wire));
+        assert!(!Key::new(&n, rtype::A, class::CH, false, false).is_question_of(&wire));
+        let longer = Name::from_ascii("www.example.org.x.").unwrap();
+        assert!(!Key::new(&longer, rtype::A, class::IN, false, false).is_question_of(&wire));
+        let other = Name::from_ascii("wwx.example.org.").unwrap();
+        assert!(!Key::new(&other, rtype::A, class::IN, false, false).is_question_of(&wire));
+        m.questions.push(m.questions[0].clone());
+        assert!(!Key::new(&n, rtype::A, class::IN, false, false).is_question_of(&m.to_vec()), "two questions");
     }
 
     #[test]

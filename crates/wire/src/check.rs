@@ -4,7 +4,7 @@
 //! (its ID restored, its OPT removed) sends exactly what a decode and re-encode would have
 //! accepted, without the allocations of either.
 
-use crate::name::MAX_NAME_LEN;
+use crate::name::{walk_name, NameStep};
 use crate::{rtype, Header, WireError, HEADER_LEN};
 
 /// What [`check_message`] learned on the way.
@@ -14,6 +14,8 @@ pub struct Checked {
     pub rcode: u16,
     /// Where the last record ends; bytes after it belong to no section.
     pub end: usize,
+    /// Where the first question's name ends (its type and class follow), if there is one.
+    pub question_name_end: Option<usize>,
     /// Where the OPT record starts, when there is one.
     pub opt_at: Option<usize>,
     /// Whether the OPT record is the last record of the message (removing it then moves no
@@ -64,13 +66,21 @@ pub fn check_message(msg: &[u8]) -> Result<Checked, WireError> {
     let header = Header::parse(msg)?;
     let mut pos = HEADER_LEN;
     let mut spans = Spans::new();
+    let mut question_name_end = None;
     for _ in 0..header.qdcount {
         pos = name_end_tracked(msg, pos, &mut spans)?;
+        question_name_end = question_name_end.or(Some(pos));
         msg.get(pos..pos + 4).ok_or(WireError::Short)?;
         pos += 4;
     }
-    let mut checked =
-        Checked { rcode: header.rcode_low(), end: pos, opt_at: None, opt_is_last: false, relayable: false };
+    let mut checked = Checked {
+        rcode: header.rcode_low(),
+        end: pos,
+        question_name_end,
+        opt_at: None,
+        opt_is_last: false,
+        relayable: false,
+    };
     for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
         for _ in 0..count {
             checked.opt_is_last = false;
@@ -157,96 +167,31 @@ fn check_options(mut data: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// Where the (possibly compressed) name at `offset` ends in the message, by the rules of
-/// `Name::read`: known label types, pointers only backwards, at most 255 octets decompressed.
-pub fn name_end(msg: &[u8], offset: usize) -> Result<usize, WireError> {
-    name_end_tracked(msg, offset, &mut Spans::new())
-}
-
-/// [`name_end`], noting in `spans` where the name lies and whether what its pointers lead to
-/// lies inside names read before.
+/// Where the name at `offset` ends (see [`walk_name`]), noting in `spans` where the name lies
+/// and whether what its pointers lead to lies inside names read before.
 fn name_end_tracked(msg: &[u8], offset: usize, spans: &mut Spans) -> Result<usize, WireError> {
-    let mut pos = offset;
     // Start of the bytes being read: the name's own, then each pointer's target.
     let mut segment = offset;
-    let mut end_after: Option<usize> = None;
-    let mut lowest_pointer_origin = offset;
-    let mut total = 0usize;
-    loop {
-        let len = *msg.get(pos).ok_or(WireError::Short)? as usize;
-        match len & 0xC0 {
-            0x00 => {
-                if len == 0 {
-                    if total + 1 > MAX_NAME_LEN {
-                        return Err(WireError::NameTooLong);
-                    }
-                    if end_after.is_some() {
-                        spans.read_through_pointer(segment, pos + 1);
-                    }
-                    let own_end = end_after.unwrap_or(pos + 1);
-                    spans.push(offset, own_end);
-                    return Ok(own_end);
-                }
-                msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Short)?;
-                total += 1 + len;
-                if total + 1 > MAX_NAME_LEN {
-                    return Err(WireError::NameTooLong);
-                }
-                pos += 1 + len;
+    let mut followed = false;
+    let end = walk_name(msg, offset, |step| match step {
+        NameStep::Pointer { at, target } => {
+            if followed {
+                spans.read_through_pointer(segment, at + 2);
             }
-            0xC0 => {
-                let low = *msg.get(pos + 1).ok_or(WireError::Short)? as usize;
-                let target = ((len & 0x3F) << 8) | low;
-                if target >= lowest_pointer_origin.min(pos) {
-                    return Err(WireError::BadPointer);
-                }
-                if end_after.is_none() {
-                    end_after = Some(pos + 2);
-                } else {
-                    spans.read_through_pointer(segment, pos + 2);
-                }
-                lowest_pointer_origin = target;
-                pos = target;
-                segment = target;
-            }
-            _ => return Err(WireError::BadLabelType),
+            followed = true;
+            segment = target;
         }
-    }
-}
-
-/// Whether the (possibly compressed) name at `offset` equals the uncompressed `wire` name,
-/// ignoring ASCII case. The name must already have been checked.
-pub fn name_eq_ignore_case_at(msg: &[u8], mut offset: usize, wire: &[u8]) -> bool {
-    let mut pos = 0;
-    for _ in 0..=MAX_NAME_LEN {
-        let Some(&len) = msg.get(offset) else { return false };
-        if len & 0xC0 == 0xC0 {
-            let Some(&low) = msg.get(offset + 1) else { return false };
-            offset = ((len as usize & 0x3F) << 8) | low as usize;
-            continue;
-        }
-        let len = len as usize;
-        if wire.get(pos) != Some(&(len as u8)) {
-            return false;
-        }
-        if len == 0 {
-            return true;
-        }
-        let (Some(a), Some(b)) = (msg.get(offset + 1..offset + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
-            return false;
-        };
-        if !a.eq_ignore_ascii_case(b) {
-            return false;
-        }
-        offset += 1 + len;
-        pos += 1 + len;
-    }
-    false
+        NameStep::Root { at } if followed => spans.read_through_pointer(segment, at + 1),
+        _ => {}
+    })?;
+    spans.push(offset, end);
+    Ok(end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::name_at_equals;
     use crate::{class, flag, Edns, Message, Name, Question, RData, Record};
     use std::net::Ipv4Addr;
 
@@ -430,11 +375,14 @@ mod tests {
     fn compares_compressed_names_without_case() {
         let s = samples();
         let asked = Name::from_ascii("WWW.example.ORG.").unwrap();
-        assert!(name_eq_ignore_case_at(&s[0], HEADER_LEN, asked.as_wire()));
-        assert!(!name_eq_ignore_case_at(&s[0], HEADER_LEN, Name::from_ascii("ww.example.org.").unwrap().as_wire()));
+        assert!(name_at_equals(&s[0], HEADER_LEN, asked.as_wire(), true));
+        assert!(!name_at_equals(&s[0], HEADER_LEN, asked.as_wire(), false), "exactly: the case differs");
+        let exact = Name::from_ascii("www.Example.org.").unwrap();
+        assert!(name_at_equals(&s[0], HEADER_LEN, exact.as_wire(), false));
+        assert!(!name_at_equals(&s[0], HEADER_LEN, Name::from_ascii("ww.example.org.").unwrap().as_wire(), true));
         // The first answer's owner is a pointer to the question.
-        let owner = name_end(&s[0], HEADER_LEN).unwrap() + 4;
+        let owner = check_message(&s[0]).unwrap().question_name_end.unwrap() + 4;
         assert_eq!(s[0][owner] & 0xC0, 0xC0);
-        assert!(name_eq_ignore_case_at(&s[0], owner, asked.as_wire()));
+        assert!(name_at_equals(&s[0], owner, asked.as_wire(), true));
     }
 }

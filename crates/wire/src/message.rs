@@ -1,6 +1,6 @@
 //! Owned DNS messages: decode with validation, encode with optional compression and truncation.
 
-use crate::name::{Name, MAX_NAME_LEN};
+use crate::name::Name;
 use crate::{class, rtype, WireError, HEADER_LEN};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -535,9 +535,11 @@ impl Encoder<'_> {
         self.buf.push(0);
     }
 
-    /// Finds an earlier occurrence of the uncompressed `suffix`, comparing case-insensitively.
+    /// Finds an earlier occurrence of the uncompressed `suffix`, byte for byte: a pointer to a
+    /// name spelled in another case would change the case a client sees (the case of owner
+    /// names is kept as the records carry it).
     fn find(&self, suffix: &[u8]) -> Option<u16> {
-        self.names.iter().copied().find(|&off| names_equal_at(self.buf, off as usize, suffix))
+        self.names.iter().copied().find(|&off| crate::name::name_at_equals(self.buf, off as usize, suffix, false))
     }
 
     fn record(&mut self, rr: &Record) {
@@ -606,45 +608,6 @@ impl Encoder<'_> {
             self.buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
             self.buf.extend_from_slice(data);
         }
-    }
-}
-
-/// Compares the (possibly compressed) name at `off` in `buf` with an uncompressed `wire` name.
-fn names_equal_at(buf: &[u8], mut off: usize, wire: &[u8]) -> bool {
-    let mut pos = 0;
-    let mut hops = 0;
-    loop {
-        let Some(&len) = buf.get(off) else {
-            return false;
-        };
-        if len & 0xC0 == 0xC0 {
-            hops += 1;
-            if hops > MAX_NAME_LEN {
-                return false;
-            }
-            let Some(&low) = buf.get(off + 1) else {
-                return false;
-            };
-            off = ((len as usize & 0x3F) << 8) | low as usize;
-            continue;
-        }
-        let len = len as usize;
-        if wire.get(pos) != Some(&(len as u8)) {
-            return false;
-        }
-        if len == 0 {
-            return true;
-        }
-        let (Some(a), Some(b)) = (buf.get(off + 1..off + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
-            return false;
-        };
-        // Exact bytes: a pointer to a name spelled in another case would change the case a
-        // client sees (the case of owner names is kept as the records carry it).
-        if a != b {
-            return false;
-        }
-        off += 1 + len;
-        pos += 1 + len;
     }
 }
 

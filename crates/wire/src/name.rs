@@ -227,26 +227,53 @@ fn write_text_to(wire: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
 /// documents. Returns the offset after the name in the message.
 fn read_wire(msg: &[u8], offset: usize, wire: &mut Vec<u8>) -> Result<usize, WireError> {
     wire.clear();
+    walk_name(msg, offset, |step| match step {
+        NameStep::Label(label) => {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        NameStep::Root { .. } => wire.push(0),
+        NameStep::Pointer { .. } => {}
+    })
+}
+
+/// One step of [`walk_name`].
+pub(crate) enum NameStep<'a> {
+    /// A label's bytes (without its length octet).
+    Label(&'a [u8]),
+    /// The compression pointer at `at`, followed to `target`.
+    Pointer { at: usize, target: usize },
+    /// The root label that ends the name, at `at`.
+    Root { at: usize },
+}
+
+/// Walks the possibly compressed name at `offset` by the decoder's rules — known label types,
+/// pointers strictly backwards (which bounds the work to the message length), at most 255
+/// octets decompressed — telling `visit` each step. Returns the offset after the name in its
+/// original position. The decoder and the in-place check (`check_message`) both read names
+/// through this, so they cannot disagree on what a name is.
+pub(crate) fn walk_name(msg: &[u8], offset: usize, mut visit: impl FnMut(NameStep<'_>)) -> Result<usize, WireError> {
     let mut pos = offset;
     let mut end_after: Option<usize> = None;
     let mut lowest_pointer_origin = offset;
+    let mut total = 0usize;
     loop {
         let len = *msg.get(pos).ok_or(WireError::Short)? as usize;
         match len & 0xC0 {
             0x00 => {
                 if len == 0 {
-                    wire.push(0);
-                    if wire.len() > MAX_NAME_LEN {
+                    if total + 1 > MAX_NAME_LEN {
                         return Err(WireError::NameTooLong);
                     }
+                    visit(NameStep::Root { at: pos });
                     return Ok(end_after.unwrap_or(pos + 1));
                 }
                 let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Short)?;
-                wire.push(len as u8);
-                wire.extend_from_slice(label);
-                if wire.len() + 1 > MAX_NAME_LEN {
+                total += 1 + len;
+                if total + 1 > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
+                visit(NameStep::Label(label));
                 pos += 1 + len;
             }
             0xC0 => {
@@ -258,12 +285,45 @@ fn read_wire(msg: &[u8], offset: usize, wire: &mut Vec<u8>) -> Result<usize, Wir
                 if end_after.is_none() {
                     end_after = Some(pos + 2);
                 }
+                visit(NameStep::Pointer { at: pos, target });
                 lowest_pointer_origin = target;
                 pos = target;
             }
             _ => return Err(WireError::BadLabelType),
         }
     }
+}
+
+/// Whether the (possibly compressed) name at `offset` of `msg` equals the uncompressed `wire`
+/// name, exactly or ignoring ASCII case. Bounded for any input; false for anything malformed.
+pub fn name_at_equals(msg: &[u8], mut offset: usize, wire: &[u8], ignore_case: bool) -> bool {
+    let mut pos = 0;
+    // A bound, so a pointer loop in unchecked bytes ends: room for the at most 127 labels of a
+    // name that could match, each reached through a pointer.
+    for _ in 0..2 * MAX_NAME_LEN {
+        let Some(&len) = msg.get(offset) else { return false };
+        if len & 0xC0 == 0xC0 {
+            let Some(&low) = msg.get(offset + 1) else { return false };
+            offset = ((len as usize & 0x3F) << 8) | low as usize;
+            continue;
+        }
+        let len = len as usize;
+        if wire.get(pos) != Some(&(len as u8)) {
+            return false;
+        }
+        if len == 0 {
+            return true;
+        }
+        let (Some(a), Some(b)) = (msg.get(offset + 1..offset + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
+            return false;
+        };
+        if if ignore_case { !a.eq_ignore_ascii_case(b) } else { a != b } {
+            return false;
+        }
+        offset += 1 + len;
+        pos += 1 + len;
+    }
+    false
 }
 
 pub struct Labels<'a> {

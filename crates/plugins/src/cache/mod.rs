@@ -305,68 +305,59 @@ fn disabled(list: &[Name], qname: &Name) -> bool {
     list.iter().any(|z| qname.is_subdomain_of(z))
 }
 
+/// What [`Inner::file`] decides on, read from a reply in either form.
+struct Classified {
+    kind: ResponseType,
+    /// The smallest TTL of its records (`minimal_ttl`).
+    msg_ttl: Duration,
+    truncated: bool,
+    /// One question, the one that was asked.
+    answers_question: bool,
+}
+
 /// The stale TTL CoreDNS writes by default (RFC 8767 would want 30).
 const STALE_TTL: u32 = 0;
 
 impl Inner {
     /// Stores what the rest of the chain answered (a miss, a prefetch or a stale refresh) and
-    /// rewrites the reply's TTLs and AD bit the way CoreDNS's cache writer does.
+    /// rewrites the reply's TTLs and AD bit the way CoreDNS's cache writer does. A forwarded
+    /// reply still in wire form is classified and patched as bytes; anything else (or bytes that
+    /// do not walk) as a message.
     fn store(&self, server: &str, key: Key, asked: (&Name, u16, u16), wants_ad: bool, reply: &mut Reply) {
         if !reply.written {
             return;
         }
         let stats = self.stats(server);
-        let key = match reply.body_mut() {
-            Body::Wire(bytes) => match self.store_wire(&stats, key, asked, wants_ad, bytes) {
-                None => return,
-                Some(key) => key,
-            },
-            Body::Message(_) => key,
-        };
-        let msg = reply.msg();
-        let kind = typify(msg);
-        let msg_ttl = minimal_ttl(msg, kind);
-        let s = &self.settings;
-        let duration = match kind {
-            ResponseType::NameError | ResponseType::NoData => compute_ttl(msg_ttl, s.denial_min, s.denial_max),
-            ResponseType::ServerError => s.servfail,
-            _ => compute_ttl(msg_ttl, s.success_min, s.success_max),
-        };
-        let cacheable =
-            !msg.has(flag::TC) && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
-        let secs = duration.as_secs() as u32;
-        if cacheable && secs > 0 {
-            let (qname, qtype, qclass) = asked;
-            let matches = msg.questions.len() == 1
-                && msg.questions[0].qtype == qtype
-                && msg.questions[0].qclass == qclass
-                && msg.questions[0].name.eq_ignore_case(qname);
-            if !matches {
-                stats.drops.inc();
-            } else {
-                let (store, off, evict_metric, entries_metric) = match kind {
-                    ResponseType::NoError | ResponseType::Delegation => (
-                        &self.success,
-                        disabled(&s.disable_success, qname),
-                        &stats.evictions_success,
-                        &stats.entries_success,
-                    ),
-                    _ => (
-                        &self.denial,
-                        disabled(&s.disable_denial, qname),
-                        &stats.evictions_denial,
-                        &stats.entries_denial,
-                    ),
+        if let Body::Wire(bytes) = reply.body_mut() {
+            if let Some((kind, msg_ttl)) = typify_wire(bytes) {
+                let reply = Classified {
+                    kind,
+                    msg_ttl,
+                    truncated: bytes[2] & (flag::TC >> 8) as u8 != 0,
+                    answers_question: key.is_question_of(bytes),
                 };
-                if !off {
-                    if let Some(entry) = Entry::new(msg, &key, Instant::now(), secs) {
-                        let evicted = store.insert(key, entry);
-                        evict_metric.add(evicted as u64);
-                        entries_metric.set(store.len() as f64);
-                    }
+                let secs = self
+                    .file(&stats, reply, asked.0, key, |key, secs| Entry::from_reply(bytes, key, Instant::now(), secs));
+                kdns_cache::set_ttls(bytes, secs);
+                if !wants_ad {
+                    bytes[3] &= !(flag::AD as u8);
                 }
+                return;
             }
         }
+        let msg = reply.msg();
+        let kind = typify(msg);
+        let (qname, qtype, qclass) = asked;
+        let classified = Classified {
+            kind,
+            msg_ttl: minimal_ttl(msg, kind),
+            truncated: msg.has(flag::TC),
+            answers_question: msg.questions.len() == 1
+                && msg.questions[0].qtype == qtype
+                && msg.questions[0].qclass == qclass
+                && msg.questions[0].name.eq_ignore_case(qname),
+        };
+        let secs = self.file(&stats, classified, qname, key, |key, secs| Entry::new(msg, key, Instant::now(), secs));
         for rr in msg.answers.iter_mut().chain(msg.authority.iter_mut()).chain(msg.additional.iter_mut()) {
             rr.ttl = secs;
         }
@@ -375,63 +366,48 @@ impl Inner {
         }
     }
 
-    /// [`Inner::store`] for a reply still in wire form (a forwarded answer): the same
-    /// decisions from a walk over its records, TTLs and AD patched in place. Hands the key back
-    /// when the bytes do not walk (the caller then takes the decoding path).
-    fn store_wire(
+    /// CoreDNS's storage decision for a classified reply: how long it lives, whether it is
+    /// stored and in which cache (the entry is built by `build` only then; a reply that does not
+    /// answer the question asked is counted as a drop). Returns the TTL every record of the
+    /// reply gets.
+    fn file(
         &self,
         stats: &Stats,
+        reply: Classified,
+        qname: &Name,
         key: Key,
-        asked: (&Name, u16, u16),
-        wants_ad: bool,
-        bytes: &mut [u8],
-    ) -> Option<Key> {
-        let Some((kind, msg_ttl)) = typify_wire(bytes) else { return Some(key) };
+        build: impl FnOnce(&Key, u32) -> Option<Entry>,
+    ) -> u32 {
+        let Classified { kind, msg_ttl, truncated, answers_question } = reply;
         let s = &self.settings;
         let duration = match kind {
             ResponseType::NameError | ResponseType::NoData => compute_ttl(msg_ttl, s.denial_min, s.denial_max),
             ResponseType::ServerError => s.servfail,
             _ => compute_ttl(msg_ttl, s.success_min, s.success_max),
         };
-        let truncated = bytes[2] & (flag::TC >> 8) as u8 != 0;
+        let secs = duration.as_secs() as u32;
         let cacheable =
             !truncated && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
-        let secs = duration.as_secs() as u32;
-        let now = Instant::now();
-        let entry = if cacheable && secs > 0 {
-            // Built only when the reply's question is the key's (the question asked, name
-            // compared without case): anything else is counted as a drop, as on the decoding path.
-            let entry = Entry::from_reply(bytes, &key, now, secs);
-            if entry.is_none() {
-                stats.drops.inc();
+        if !cacheable || secs == 0 {
+            return secs;
+        }
+        if !answers_question {
+            stats.drops.inc();
+            return secs;
+        }
+        let (store, disable, evictions, entries) = match kind {
+            ResponseType::NoError | ResponseType::Delegation => {
+                (&self.success, &s.disable_success, &stats.evictions_success, &stats.entries_success)
             }
-            entry
-        } else {
-            None
+            _ => (&self.denial, &s.disable_denial, &stats.evictions_denial, &stats.entries_denial),
         };
-        if let Some(entry) = entry {
-            let (store, off, evict_metric, entries_metric) = match kind {
-                ResponseType::NoError | ResponseType::Delegation => (
-                    &self.success,
-                    disabled(&s.disable_success, asked.0),
-                    &stats.evictions_success,
-                    &stats.entries_success,
-                ),
-                _ => {
-                    (&self.denial, disabled(&s.disable_denial, asked.0), &stats.evictions_denial, &stats.entries_denial)
-                }
-            };
-            if !off {
-                let evicted = store.insert(key, entry);
-                evict_metric.add(evicted as u64);
-                entries_metric.set(store.len() as f64);
+        if !disabled(disable, qname) {
+            if let Some(entry) = build(&key, secs) {
+                evictions.add(store.insert(key, entry) as u64);
+                entries.set(store.len() as f64);
             }
         }
-        kdns_cache::set_ttls(bytes, secs);
-        if !wants_ad {
-            bytes[3] &= !(flag::AD as u8);
-        }
-        None
+        secs
     }
 
     /// Runs the rest of the chain for `query` in the background and stores the answer.

@@ -373,11 +373,11 @@ pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
     if !header.has(flag::QR) || header.id != id || header.qdcount != 1 {
         return None;
     }
-    let qname_end = kdns_wire::check::name_end(&bytes, HEADER_LEN).ok()?;
+    let qname_end = checked.question_name_end?;
     let fixed = &bytes[qname_end..qname_end + 4];
     if u16::from_be_bytes([fixed[0], fixed[1]]) != asked.qtype
         || u16::from_be_bytes([fixed[2], fixed[3]]) != asked.qclass
-        || !kdns_wire::check::name_eq_ignore_case_at(&bytes, HEADER_LEN, asked.name.as_wire())
+        || !kdns_wire::name::name_at_equals(&bytes, HEADER_LEN, asked.name.as_wire(), true)
     {
         return None;
     }
@@ -773,7 +773,7 @@ mod accept_tests {
             assert!(accept(ok[..cut].to_vec(), 99, &q).is_none(), "cut at {cut}");
         }
         let mut bad_pointer = ok.clone();
-        let owner = kdns_wire::check::name_end(&ok, HEADER_LEN).unwrap() + 4;
+        let owner = check_message(&ok).unwrap().question_name_end.unwrap() + 4;
         bad_pointer[owner + 1] = 0xFF; // a pointer forward, past the end
         assert!(accept(bad_pointer, 99, &q).is_none(), "bad compression pointer");
     }
