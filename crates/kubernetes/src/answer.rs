@@ -12,8 +12,8 @@ use std::net::IpAddr;
 /// Schema version of the Kubernetes DNS specification we implement.
 pub const DNS_SCHEMA_VERSION: &str = "1.1.0";
 const DNS_VERSION_TTL: u32 = 28800;
-/// CoreDNS stops following CNAMEs after this many.
-const MAX_CNAME_CHAIN: usize = 8;
+/// CoreDNS stops following CNAMEs once the chain is longer than this (`maxCnameChainLength`).
+const MAX_CNAME_CHAIN: usize = 10;
 
 mod external;
 pub use external::ExternalAnswer;
@@ -83,6 +83,11 @@ struct Entry {
 }
 
 struct NotFound;
+
+/// The zone part of `qname` in the case it was asked in.
+pub fn asked_zone(qname: &Name, zone: &Name) -> Name {
+    qname.suffix(zone.label_count())
+}
 
 /// Lower-cased labels of `qname` below `zone`, left to right.
 fn relative_labels(qname: &Name, zone: &Name) -> Vec<String> {
@@ -206,35 +211,62 @@ impl Engine<'_> {
     fn lookup_chain(&self, zone: &Name, qname: &Name, qtype: u16, depth: usize) -> Outcome {
         let labels = relative_labels(qname, zone);
         let apex = labels.is_empty();
+        // CoreDNS keeps the zone part of the query in the case it was asked in: SOA owners and
+        // the targets it builds (SRV, pod names) carry it, and a few of its checks compare that
+        // asked-case zone with the lower-cased query name, so they only match a lower-case zone.
+        let asked = asked_zone(qname, zone);
+        let lower_zone = asked.as_wire() == zone.as_wire();
+        let default_ns = labels == ["ns", "dns"] && lower_zone;
         let ttl = self.settings.ttl;
         match qtype {
             rtype::AXFR | rtype::IXFR => Outcome::Refused,
-            rtype::SOA if apex => Outcome::records(vec![self.soa(&qname.clone())]),
+            rtype::SOA if apex => Outcome::records(vec![self.soa(&asked)]),
+            // Below the apex SOA is NODATA whether the name exists or not (CoreDNS's handler).
             rtype::SOA => Outcome::nodata(),
-            rtype::NS if apex => self.ns(zone, qname),
-            rtype::TXT if labels == ["dns-version"] => Outcome::records(vec![Record::new(
-                qname.clone(),
-                DNS_VERSION_TTL,
-                RData::Txt(vec![DNS_SCHEMA_VERSION.as_bytes().to_vec()]),
-            )]),
-            rtype::A | rtype::AAAA if labels == ["ns", "dns"] => Outcome::records(
+            rtype::NS if apex && lower_zone => self.ns(zone, qname),
+            rtype::A | rtype::AAAA if default_ns => Outcome::records(
                 self.ns_addresses(zone)
                     .into_iter()
                     .filter(|(_, ip)| family_matches(qtype, ip))
                     .map(|(_, ip)| address_record(qname.clone(), ttl, ip))
                     .collect(),
             ),
-            rtype::PTR => self.ptr(zone, qname),
-            rtype::A | rtype::AAAA | rtype::TXT => match self.find(zone, &labels) {
+            rtype::A | rtype::AAAA => match self.find(&asked, &labels) {
                 Err(NotFound) => Outcome::NameError,
                 Ok(entries) => self.addresses(zone, qname, qtype, entries, depth),
             },
-            rtype::SRV => match self.find(zone, &labels) {
+            // TXT only ever answers `dns-version`; for other names it tells an existing name
+            // (NODATA) from everything else, and a name that exists without backends (the
+            // apex, `svc.<zone>`, `<ns>.svc.<zone>`) counts as missing.
+            rtype::TXT if labels == ["dns-version"] => Outcome::records(vec![Record::new(
+                qname.clone(),
+                DNS_VERSION_TTL,
+                RData::Txt(vec![DNS_SCHEMA_VERSION.as_bytes().to_vec()]),
+            )]),
+            rtype::TXT => match self.find(&asked, &labels) {
+                Ok(entries) if !entries.is_empty() => Outcome::nodata(),
+                _ => Outcome::NameError,
+            },
+            rtype::PTR => self.ptr(&asked, zone, qname),
+            _ if default_ns => Outcome::nodata(),
+            // CNAME: the first backend, when it is a name (an ExternalName service).
+            rtype::CNAME => match self.find(&asked, &labels) {
+                Err(NotFound) => Outcome::NameError,
+                Ok(entries) => match entries.into_iter().next().map(|e| e.host) {
+                    Some(Host::Name(target)) => match name(&target) {
+                        Some(target) => Outcome::records(vec![Record::new(qname.clone(), ttl, RData::Cname(target))]),
+                        None => Outcome::nodata(),
+                    },
+                    _ => Outcome::nodata(),
+                },
+            },
+            rtype::SRV => match self.find(&asked, &labels) {
                 Err(NotFound) => Outcome::NameError,
                 Ok(entries) => self.srv(qname, entries),
             },
-            // Every other type: the name's existence decides between NODATA and NXDOMAIN.
-            _ => match self.find(zone, &labels) {
+            // Every other type (MX included: no backend here is a mail host): the name's
+            // existence decides between NODATA and NXDOMAIN.
+            _ => match self.find(&asked, &labels) {
                 Err(NotFound) => Outcome::NameError,
                 Ok(_) => Outcome::nodata(),
             },
@@ -246,7 +278,8 @@ impl Engine<'_> {
         configured && self.index.namespace_exists(ns)
     }
 
-    /// CoreDNS's `Records`: the backends a name stands for. `Ok(empty)` is NODATA.
+    /// CoreDNS's `Records`: the backends a name stands for. `Ok(empty)` is NODATA. `zone` is the
+    /// query's zone in the case it was asked in (targets are built from it).
     fn find(&self, zone: &Name, labels: &[String]) -> Result<Vec<Entry>, NotFound> {
         if labels.is_empty() || labels == ["svc"] || labels == ["pod"] {
             return Ok(Vec::new());
@@ -270,25 +303,31 @@ impl Engine<'_> {
         if !self.exposed(ns) {
             return Err(NotFound);
         }
+        if kind == "pod" {
+            // Endpoint and port labels in front of a pod name are ignored, as in CoreDNS.
+            if self.settings.pods == PodMode::Disabled {
+                return Err(NotFound);
+            }
+            if service.is_empty() {
+                return Ok(Vec::new());
+            }
+            return self.find_pod(zone, ns, service);
+        }
         if service.is_empty() {
             return Ok(Vec::new());
-        }
-        if kind == "pod" {
-            return if n == 3 { self.find_pod(ns, service) } else { Err(NotFound) };
         }
         self.find_service(zone, ns, service, endpoint, port, proto)
     }
 
-    fn find_pod(&self, ns: &str, label: &str) -> Result<Vec<Entry>, NotFound> {
-        let ip = match self.settings.pods {
-            PodMode::Disabled => return Err(NotFound),
-            _ => pod_ip(label).ok_or(NotFound)?,
-        };
-        if self.settings.pods == PodMode::Verified && !self.index.pods_with_ip(&ip).iter().any(|(pns, _)| &**pns == ns)
-        {
-            return Err(NotFound);
+    /// A pod name's backend: its address, port 0, and the pod name itself as the SRV target.
+    fn find_pod(&self, zone: &Name, ns: &str, label: &str) -> Result<Vec<Entry>, NotFound> {
+        let ip = pod_ip(label).ok_or(NotFound)?;
+        let entry = || Entry { host: Host::Ip(ip), port: 0, target: format!("{label}.{ns}.pod.{zone}") };
+        if self.settings.pods == PodMode::Verified {
+            let count = self.index.pods_with_ip(&ip).iter().filter(|(pns, _)| &**pns == ns).count();
+            return if count == 0 { Err(NotFound) } else { Ok((0..count).map(|_| entry()).collect()) };
         }
-        Ok(vec![Entry { host: Host::Ip(ip), port: -1, target: String::new() }])
+        Ok(vec![entry()])
     }
 
     fn endpoint_name(&self, ep: &crate::object::Endpoint, ip: &IpAddr) -> String {
@@ -386,8 +425,8 @@ impl Engine<'_> {
                 Host::Ip(_) => {}
                 Host::Name(target) => {
                     let Some(target) = name(&target) else { continue };
-                    // A CNAME pointing at a name above the query would loop.
-                    if qname.is_subdomain_of(&target) || depth >= MAX_CNAME_CHAIN {
+                    // A target at or below the query name would loop (CoreDNS's "x CNAME x").
+                    if target.is_subdomain_of(qname) || depth > MAX_CNAME_CHAIN {
                         continue;
                     }
                     let cname = Record::new(qname.clone(), ttl, RData::Cname(target.clone()));
@@ -413,9 +452,12 @@ impl Engine<'_> {
 
     /// SRV as CoreDNS builds it: priority 0, weight ⌊100/n⌋ over all backends (at least 1),
     /// records deduplicated on (target, port), one address per (target, IP) in additional.
-    fn srv(&self, qname: &Name, entries: Vec<Entry>) -> Outcome {
+    /// ExternalName services have no SRV records (CoreDNS drops name backends for SRV).
+    fn srv(&self, qname: &Name, mut entries: Vec<Entry>) -> Outcome {
         let ttl = self.settings.ttl;
-        let weight = (100 / entries.len().max(1)).max(1) as u16;
+        entries.retain(|e| matches!(e.host, Host::Ip(_)));
+        // The same float steps as CoreDNS (100 / total weight × 100, floored).
+        let weight = ((100.0 / (100.0 * entries.len().max(1) as f64)) * 100.0).floor().max(1.0) as u16;
         let mut answer = Vec::new();
         let mut additional = Vec::new();
         let mut seen_srv = HashSet::new();
@@ -439,11 +481,7 @@ impl Engine<'_> {
                         additional.push(address_record(target, ttl, ip));
                     }
                 }
-                Host::Name(t) => {
-                    if let Some(target) = name(&t) {
-                        answer.push(Record::new(qname.clone(), ttl, RData::Srv { priority: 0, weight, port, target }));
-                    }
-                }
+                Host::Name(_) => {}
             }
         }
         Outcome::Answer { answer, additional, chase: None }
@@ -452,10 +490,10 @@ impl Engine<'_> {
     /// PTR: a cluster IP names its service (first match only); otherwise every endpoint with
     /// the address names `<endpoint>.<service>`; names that are not a full reverse address
     /// exist only as the apex.
-    fn ptr(&self, zone: &Name, qname: &Name) -> Outcome {
+    fn ptr(&self, asked: &Name, zone: &Name, qname: &Name) -> Outcome {
         let Some(ip) = reverse_ip(qname) else {
             let labels = relative_labels(qname, zone);
-            return match self.find(zone, &labels) {
+            return match self.find(asked, &labels) {
                 Err(NotFound) => Outcome::NameError,
                 Ok(_) => Outcome::nodata(),
             };
@@ -640,6 +678,173 @@ mod tests {
             panic!("A answers");
         };
         assert_eq!(answer[0].data, RData::A("198.51.100.7".parse().unwrap()));
+    }
+
+    /// The index above plus an ExternalName service and a headless service without endpoints.
+    fn sweep_index() -> Index {
+        let mut ix = index();
+        ix.init(crate::object::Kind::Service);
+        for svc in [
+            Service {
+                namespace: Arc::from("kube-system"),
+                name: Arc::from("kube-dns"),
+                kind: ServiceKind::ClusterIp,
+                ips: vec!["10.96.0.10".parse().unwrap()],
+                ports: vec![port("dns", 53)],
+                has_selector: true,
+                external: Vec::new(),
+            },
+            Service {
+                namespace: Arc::from("kube-system"),
+                name: Arc::from("ext"),
+                kind: ServiceKind::ExternalName("example.org".into()),
+                ips: vec![],
+                ports: vec![],
+                has_selector: false,
+                external: Vec::new(),
+            },
+            Service {
+                namespace: Arc::from("kube-system"),
+                name: Arc::from("empty"),
+                kind: ServiceKind::Headless,
+                ips: vec![],
+                ports: vec![],
+                has_selector: true,
+                external: Vec::new(),
+            },
+        ] {
+            ix.upsert(Object::Service(svc));
+        }
+        ix.init_done(crate::object::Kind::Service);
+        ix
+    }
+
+    /// What CoreDNS 1.14.7's kubernetes handler answers, per name kind and query type: `NX`,
+    /// `NODATA`, or the answer types in order (its `ServeDNS` type switch, `Services`'s TXT and
+    /// SRV rules, the fake A lookup for other types).
+    #[test]
+    fn every_query_type_against_every_name_kind() {
+        let ix = sweep_index();
+        let mut s = settings("198.51.100.7");
+        s.pods = PodMode::Insecure;
+        let e = Engine { index: &ix, settings: &s };
+        let zone = n("cluster.local.");
+        let show = |o: Outcome| match o {
+            Outcome::NameError => "NX".to_string(),
+            Outcome::Refused => "REFUSED".to_string(),
+            Outcome::Answer { answer, .. } if answer.is_empty() => "NODATA".to_string(),
+            Outcome::Answer { answer, .. } => {
+                answer.iter().map(|r| kdns_wire::rtype::name(r.rtype).to_string()).collect::<Vec<_>>().join(",")
+            }
+        };
+        let cases: &[(&str, &[(u16, &str)])] = &[
+            (
+                "ext.kube-system.svc.cluster.local.",
+                &[
+                    (rtype::CNAME, "CNAME"),
+                    (rtype::A, "CNAME"),
+                    (rtype::TXT, "NODATA"),
+                    (rtype::SRV, "NODATA"),
+                    (rtype::MX, "NODATA"),
+                    (rtype::HINFO, "NODATA"),
+                    (rtype::SOA, "NODATA"),
+                    (rtype::NS, "NODATA"),
+                    (rtype::PTR, "NODATA"),
+                ],
+            ),
+            (
+                "kube-dns.kube-system.svc.cluster.local.",
+                &[(rtype::CNAME, "NODATA"), (rtype::TXT, "NODATA"), (rtype::SRV, "SRV"), (rtype::AAAA, "NODATA")],
+            ),
+            (
+                "1-2-3-4.kube-system.pod.cluster.local.",
+                &[
+                    (rtype::A, "A"),
+                    (rtype::AAAA, "NODATA"),
+                    (rtype::SRV, "SRV"),
+                    (rtype::TXT, "NODATA"),
+                    (rtype::CNAME, "NODATA"),
+                    (rtype::MX, "NODATA"),
+                ],
+            ),
+            ("x.1-2-3-4.kube-system.pod.cluster.local.", &[(rtype::A, "A")]),
+            ("_a._b.1-2-3-4.kube-system.pod.cluster.local.", &[(rtype::A, "A")]),
+            ("1-2-3.kube-system.pod.cluster.local.", &[(rtype::A, "NX"), (rtype::TXT, "NX")]),
+            ("kube-system.pod.cluster.local.", &[(rtype::A, "NODATA"), (rtype::TXT, "NX")]),
+            (
+                "cluster.local.",
+                &[
+                    (rtype::TXT, "NX"),
+                    (rtype::A, "NODATA"),
+                    (rtype::CNAME, "NODATA"),
+                    (rtype::SOA, "SOA"),
+                    (rtype::NS, "NS"),
+                    (rtype::MX, "NODATA"),
+                    (rtype::PTR, "NODATA"),
+                ],
+            ),
+            ("svc.cluster.local.", &[(rtype::TXT, "NX"), (rtype::A, "NODATA")]),
+            ("kube-system.svc.cluster.local.", &[(rtype::TXT, "NX"), (rtype::A, "NODATA")]),
+            ("empty.kube-system.svc.cluster.local.", &[(rtype::A, "NX"), (rtype::TXT, "NX")]),
+            ("dns-version.cluster.local.", &[(rtype::TXT, "TXT"), (rtype::A, "NX")]),
+            (
+                "ns.dns.cluster.local.",
+                &[
+                    (rtype::A, "A"),
+                    (rtype::AAAA, "NODATA"),
+                    (rtype::TXT, "NX"),
+                    (rtype::PTR, "NX"),
+                    (rtype::SRV, "NODATA"),
+                    (rtype::MX, "NODATA"),
+                    (rtype::CNAME, "NODATA"),
+                    (rtype::HINFO, "NODATA"),
+                    (rtype::SOA, "NODATA"),
+                ],
+            ),
+            // The zone in upper case: CoreDNS's ns.dns and apex NS checks compare it with the
+            // lower-cased name, so they do not match.
+            ("ns.dns.CLUSTER.local.", &[(rtype::A, "NX"), (rtype::HINFO, "NX")]),
+            ("Cluster.Local.", &[(rtype::NS, "NODATA"), (rtype::SOA, "SOA")]),
+            ("nope.kube-system.svc.cluster.local.", &[(rtype::SOA, "NODATA"), (rtype::HINFO, "NX")]),
+            ("cluster.local.", &[(rtype::AXFR, "REFUSED")]),
+        ];
+        let mut wrong = Vec::new();
+        for (qname, types) in cases {
+            for (qtype, want) in *types {
+                let got = show(e.lookup(&zone, &n(qname), *qtype));
+                if got != *want {
+                    wrong.push(format!("{qname} {}: got {got}, want {want}", kdns_wire::rtype::name(*qtype)));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn pod_srv_and_soa_keep_the_asked_case_of_the_zone() {
+        let ix = sweep_index();
+        let mut s = settings("198.51.100.7");
+        s.pods = PodMode::Insecure;
+        let e = Engine { index: &ix, settings: &s };
+        let Outcome::Answer { answer, additional, .. } =
+            e.lookup(&n("cluster.local."), &n("1-2-3-4.Kube-System.pod.Cluster.Local."), rtype::SRV)
+        else {
+            panic!("SRV answers");
+        };
+        let target = n("1-2-3-4.kube-system.pod.Cluster.Local.");
+        assert_eq!(answer[0].data, RData::Srv { priority: 0, weight: 100, port: 0, target: target.clone() });
+        assert_eq!(additional, [Record::new(target, 5, RData::A("1.2.3.4".parse().unwrap()))]);
+        let Outcome::Answer { answer, .. } =
+            e.lookup(&n("cluster.local."), &n("ext.kube-system.svc.cluster.local."), rtype::CNAME)
+        else {
+            panic!("CNAME answers");
+        };
+        assert_eq!(answer[0].data, RData::Cname(n("example.org.")));
+        assert_eq!(asked_zone(&n("A.B.Cluster.LOCAL."), &n("cluster.local.")).to_string(), "Cluster.LOCAL.");
+        // Pods disabled: `<ns>.pod.<zone>` does not exist.
+        let s = settings("198.51.100.7");
+        let e = Engine { index: &ix, settings: &s };
+        assert_eq!(e.lookup(&n("cluster.local."), &n("kube-system.pod.cluster.local."), rtype::A), Outcome::NameError);
     }
 
     #[test]

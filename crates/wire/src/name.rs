@@ -119,6 +119,16 @@ impl Name {
         is_subdomain_wire(&self.wire, &zone.wire)
     }
 
+    /// The last `count` labels of the name, case kept (the whole name when it has fewer).
+    pub fn suffix(&self, count: usize) -> Name {
+        let skip = self.label_count().saturating_sub(count);
+        let mut at = 0;
+        for _ in 0..skip {
+            at += 1 + self.wire[at] as usize;
+        }
+        Name { wire: self.wire[at..].to_vec() }
+    }
+
     /// The name without its first label (`None` for the root).
     pub fn parent(&self) -> Option<Name> {
         let len = *self.wire.first()? as usize;

@@ -9,7 +9,7 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_kubernetes::answer::{Engine, Outcome, Settings};
+use kdns_kubernetes::answer::{asked_zone, Engine, Outcome, Settings};
 use kdns_kubernetes::source::{Observer, Shared};
 use kdns_server::metrics::Kind;
 use kdns_server::plugin::{AutoPather, Plugin, Readiness, Reply, Request, Step};
@@ -115,10 +115,10 @@ impl Plugin for Kubernetes {
                     return Step::Next;
                 }
                 let code = if index.synced() { rcode::NXDOMAIN } else { rcode::SERVFAIL };
-                Step::Reply(negative(req.msg, code, engine.soa(zone)))
+                Step::Reply(negative(req.msg, code, engine.soa(&asked_zone(qname, zone))))
             }
             Outcome::Answer { answer, .. } if answer.is_empty() => {
-                Step::Reply(negative(req.msg, rcode::NOERROR, engine.soa(zone)))
+                Step::Reply(negative(req.msg, rcode::NOERROR, engine.soa(&asked_zone(qname, zone))))
             }
             Outcome::Answer { answer, additional, chase } => {
                 let mut m = Message::reply_to(req.msg);
