@@ -64,8 +64,12 @@ grep -q "cluster.local. on 169.254.20.10:53" "$work/Corefile.2.out"
 echo "deploy: image layout"
 bin=$(realpath "$kdns")
 sh deploy/image/layout.sh "$work/root" "$bin"
-"$work/root/coredns" -version | grep -q "CoreDNS-.* compatible"
-"$work/root/coredns" -plugins | grep -q "dns.kubernetes"
+# Output captured first, then searched: `cmd | grep -q` under pipefail fails whenever grep
+# exits before the writer has finished.
+version=$("$work/root/coredns" -version)
+grep -q "CoreDNS-.* compatible" <<<"$version"
+plugins=$("$work/root/coredns" -plugins)
+grep -q "dns.kubernetes" <<<"$plugins"
 if "$work/root/node-cache" -localip "" >"$work/nc.out" 2>&1; then exit 1; fi
 grep -q 'invalid localip specified - ""' "$work/nc.out"
 grep -q 'ENTRYPOINT \["/coredns"\]' deploy/image/Containerfile

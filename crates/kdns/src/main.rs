@@ -32,6 +32,37 @@ extern "C" fn tune_allocator() {
 #[unsafe(link_section = ".init_array.00101")]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
+/// Writes to standard output the way a Go program does: when the reader is gone (`kdns
+/// -version | head -0`) the process dies of SIGPIPE, quietly, instead of Rust's panic on a
+/// failed `println!`.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+        std::process::exit(1);
+    }
+}
+
+/// Standard error, where a write that fails is dropped: nothing else can be told about it.
+fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+#[allow(unsafe_code)]
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restores the default disposition of one signal and raises it on this thread; the
+    // default action ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
 /// CoreDNS version whose behaviour this build follows.
 const COREDNS_COMPAT: &str = "1.14.7";
 
@@ -69,9 +100,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("check") => std::process::exit(check_command(&args[1..])),
         Some("version") => {
-            for l in version_lines() {
-                println!("{l}");
-            }
+            out(&(version_lines().join("\n") + "\n"));
             std::process::exit(0);
         }
         _ => {}
@@ -95,42 +124,41 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
     let parsed = match flags::parse(SPECS, args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
-            eprint!("{}", flags::usage(program, SPECS));
+            err(&format!("{e}\n"));
+            err(&flags::usage(program, SPECS));
             return 2;
         }
     };
     if parsed.help {
-        eprint!("{}", flags::usage(program, SPECS));
+        err(&flags::usage(program, SPECS));
         return 0;
     }
     if !parsed.rest.is_empty() {
-        eprintln!("extra command line arguments: {:?}", parsed.rest);
+        err(&format!("extra command line arguments: {:?}\n", parsed.rest));
         return 1;
     }
     if parsed.bool("version") {
-        for l in version_lines() {
-            println!("{l}");
-        }
+        out(&(version_lines().join("\n") + "\n"));
         return 0;
     }
     if parsed.bool("plugins") {
-        println!("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:");
+        let mut text = String::from("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n");
         for p in kdns_plugins::all() {
-            println!("  dns.{}", p.name);
+            text.push_str(&format!("  dns.{}\n", p.name));
         }
+        out(&text);
         return 0;
     }
     let port_text = parsed.get("dns.port").or(parsed.get("p")).unwrap_or("53");
     let Ok(dns_port) = port_text.parse::<u16>() else {
-        eprintln!("invalid port {port_text:?}");
+        err(&format!("invalid port {port_text:?}\n"));
         return 1;
     };
     let source = match parsed.get("conf") {
         Some("stdin") => {
             let mut text = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                eprintln!("cannot read Corefile from stdin: {e}");
+                err(&format!("cannot read Corefile from stdin: {e}\n"));
                 return 1;
             }
             Source::Text { name: "stdin".into(), text }
@@ -138,7 +166,7 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         Some(path) => {
             let p = PathBuf::from(path);
             if !p.exists() {
-                eprintln!("Corefile {path:?} does not exist");
+                err(&format!("Corefile {path:?} does not exist\n"));
                 return 1;
             }
             Source::File(p)
@@ -166,20 +194,20 @@ fn check_command(args: &[String]) -> i32 {
     let parsed = match flags::parse(SPECS, args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            err(&format!("{e}\n"));
             return 2;
         }
     };
     let port_text = parsed.get("dns.port").or(parsed.get("p")).unwrap_or("53");
     let Ok(dns_port) = port_text.parse::<u16>() else {
-        eprintln!("invalid port {port_text:?}");
+        err(&format!("invalid port {port_text:?}\n"));
         return 2;
     };
     let path = parsed.get("conf").or(parsed.rest.first().map(String::as_str)).unwrap_or("Corefile");
     let source = if path == "stdin" {
         let mut text = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-            eprintln!("cannot read Corefile from stdin: {e}");
+            err(&format!("cannot read Corefile from stdin: {e}\n"));
             return 1;
         }
         Source::Text { name: "stdin".into(), text }
@@ -188,11 +216,11 @@ fn check_command(args: &[String]) -> i32 {
     };
     match kdns_server::lifecycle::describe(&source, &kdns_plugins::all(), dns_port) {
         Ok(text) => {
-            print!("{text}");
+            out(&text);
             0
         }
         Err(e) => {
-            eprintln!("{e}");
+            err(&format!("{e}\n"));
             1
         }
     }
@@ -213,29 +241,27 @@ fn node_cache_mode(args: &[String]) -> i32 {
     let parsed = match flags::parse(&specs, args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
-            eprint!("{}", flags::usage("node-cache", &specs));
+            err(&format!("{e}\n"));
+            err(&flags::usage("node-cache", &specs));
             return 2;
         }
     };
     if parsed.help {
-        eprint!("{}", flags::usage("node-cache", &specs));
+        err(&flags::usage("node-cache", &specs));
         return 0;
     }
     if parsed.bool("version") {
-        for l in version_lines() {
-            println!("{l}");
-        }
+        out(&(version_lines().join("\n") + "\n"));
         return 0;
     }
     if !parsed.rest.is_empty() {
-        eprintln!("extra command line arguments: {:?}", parsed.rest);
+        err(&format!("extra command line arguments: {:?}\n", parsed.rest));
         return 1;
     }
     let settings = match kdns_nodecache::settings::Settings::from_flags(&|n| parsed.get(n).map(str::to_string)) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("node-cache: {e}");
+            err(&format!("node-cache: {e}\n"));
             return 2;
         }
     };
@@ -255,7 +281,7 @@ fn node_cache_mode(args: &[String]) -> i32 {
         Ok(a) => a,
         Err(e) => {
             kdns_server::log::flush();
-            eprintln!("node-cache: {e}");
+            err(&format!("node-cache: {e}\n"));
             return 1;
         }
     };

@@ -50,6 +50,42 @@ fn version_and_plugins() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Output to a pipe whose reader is gone (`kdns -version | head -0`): the process dies of
+/// SIGPIPE without a word, as CoreDNS does, never a panic message with exit 101.
+#[test]
+#[allow(unsafe_code)]
+fn closed_stdout_ends_quietly_by_sigpipe() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    let dir = temp_dir("pipe");
+    for args in [&["-version"][..], &["-plugins"], &["version"], &["check", "-conf", "stdin"]] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors that this test then owns.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(b".:1053 {\n    whoami\n}\n");
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn bad_corefiles_name_file_and_line() {
     let e = start_error(".:0 {\n    whoami\n    frobnicate\n}\n");

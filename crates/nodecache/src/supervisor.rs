@@ -41,7 +41,7 @@ pub fn run(settings: crate::settings::Settings, plugins: Vec<PluginDef>, args: V
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start runtime: {e}");
+            kdns_server::log::stderr_line(&format!("cannot start runtime: {e}"));
             return 1;
         }
     };
@@ -181,7 +181,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
     let mut probe = match Probe::new(&settings.local_ips, settings.dns_port, settings.probe_timeout) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("node-cache: probe socket: {e}");
+            kdns_server::log::stderr_line(&format!("node-cache: probe socket: {e}"));
             return 1;
         }
     };
@@ -193,14 +193,14 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
         Ok(a) => Arc::new(a),
         Err(e) => {
             kdns_server::log::flush();
-            eprintln!("node-cache: {e}");
+            kdns_server::log::stderr_line(&format!("node-cache: {e}"));
             return 1;
         }
     };
     let registration = match peers::register(&instance_prefix) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("node-cache: cannot register this instance: {e}");
+            kdns_server::log::stderr_line(&format!("node-cache: cannot register this instance: {e}"));
             return 1;
         }
     };
@@ -226,7 +226,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
     let mut child = match spawn_child(&args, &events_tx, &metrics_file) {
         Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("node-cache: cannot start the DNS server: {e}");
+            kdns_server::log::stderr_line(&format!("node-cache: cannot start the DNS server: {e}"));
             agent.shutdown().await;
             return 1;
         }
@@ -239,7 +239,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
         sig(SignalKind::user_defined1()),
         sig(SignalKind::hangup()),
     ) else {
-        eprintln!("node-cache: cannot install signal handlers");
+        kdns_server::log::stderr_line(&format!("node-cache: cannot install signal handlers"));
         return 1;
     };
     let start = tokio::time::Instant::now();

@@ -216,7 +216,7 @@ pub fn run(opts: Options) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start runtime: {e}");
+            crate::log::stderr_line(&format!("cannot start runtime: {e}"));
             return 1;
         }
     };
@@ -233,7 +233,7 @@ async fn run_async(opts: Options) -> i32 {
     let (corefile, hash, dir) = match parse(&opts.source) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("{e}");
+            crate::log::stderr_line(&format!("{e}"));
             return 1;
         }
     };
@@ -269,13 +269,13 @@ async fn run_async(opts: Options) -> i32 {
         }
         Err(e) => {
             crate::log::flush();
-            eprintln!("{e}");
+            crate::log::stderr_line(&format!("{e}"));
             return 1;
         }
     }
     if let Some(p) = &opts.pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            eprintln!("Could not write pidfile: {e}");
+            crate::log::stderr_line(&format!("Could not write pidfile: {e}"));
             return 1;
         }
     }

@@ -56,6 +56,13 @@ pub fn line(mut text: String) {
     }
 }
 
+/// One line on standard error, written at once (startup errors); a closed stderr is ignored
+/// where `eprintln!` would panic.
+pub fn stderr_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
+}
+
 /// Waits until every queued line is written (before exit).
 pub fn flush() {
     let (tx, rx) = sync_channel(1);
