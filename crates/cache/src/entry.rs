@@ -28,11 +28,13 @@ fn millis_since_epoch(t: Instant) -> u64 {
 
 /// A cached response. 48 bytes of header (64 with the `Arc` counts, one allocator size class)
 /// and one block of data; the cache key is not stored separately: the stored question (name
-/// lower-cased, type, class) and `key_flags` are the key, compared on every hit.
+/// compared case-insensitively, type, class) and `key_flags` are the key, compared on every hit.
 #[derive(Debug)]
 pub struct Entry {
-    /// The response without OPT (ID 0, every TTL set to `duration`, question at offset 12 with
-    /// its name in lower case), then each TTL field's offset (2 bytes, big-endian).
+    /// The response without OPT (ID 0, every TTL set to `duration`, question at offset 12 in the
+    /// case the first asker used: owner names compressed into it keep that case, as CoreDNS's
+    /// items keep the owners they were stored with), then each TTL field's offset (2 bytes,
+    /// big-endian).
     data: Box<[u8]>,
     /// When the entry was stored, in milliseconds after [`epoch`].
     stored_ms: u64,
@@ -80,7 +82,6 @@ impl Entry {
         let mut data = Vec::with_capacity(wire.len() + 2 * ttl_offsets.len());
         data.extend_from_slice(wire);
         data[0..2].copy_from_slice(&[0, 0]);
-        data[HEADER_LEN..HEADER_LEN + qname_len].make_ascii_lowercase();
         for &off in &ttl_offsets {
             if let Some(t) = set_ttl {
                 let at = off as usize;
@@ -122,7 +123,7 @@ impl Entry {
         Entry::build(wire, key, now, duration, Some(duration))
     }
 
-    /// The stored response bytes (ID 0, TTLs = `duration`, question name in lower case).
+    /// The stored response bytes (ID 0, TTLs = `duration`, question name as first asked).
     pub fn wire(&self) -> &[u8] {
         &self.data[..self.wire_len as usize]
     }
@@ -135,13 +136,13 @@ impl Entry {
     }
 
     /// Whether this is the entry for `key` (the store files entries by hash and checks this on
-    /// every hit): same DO/CD, same lower-cased name, type and class.
+    /// every hit): same DO/CD, same name (the key's is lower case), type and class.
     pub fn is_for(&self, key: &Key) -> bool {
         let k = key.as_bytes();
         let name_end = HEADER_LEN + self.qname_len as usize;
         k[0] == self.key_flags
             && k.len() == 5 + self.qname_len as usize
-            && self.data[HEADER_LEN..name_end] == k[5..]
+            && self.data[HEADER_LEN..name_end].eq_ignore_ascii_case(&k[5..])
             && self.data[name_end..name_end + 4] == k[1..5]
     }
 
@@ -152,6 +153,7 @@ impl Entry {
         k.push(self.key_flags);
         k.extend_from_slice(&self.data[name_end..name_end + 4]);
         k.extend_from_slice(&self.data[HEADER_LEN..name_end]);
+        k[5..].make_ascii_lowercase();
         k
     }
 
@@ -221,18 +223,20 @@ impl Entry {
     /// query's ID, opcode, RD and CD, AA always set, RA and the rcode from the item, AD only if
     /// the client asked with DO or AD, the client's question case, every TTL = `ttl`.
     pub fn write_hit(&self, query: &Message, query_wire_qname: &[u8], ttl: u32, out: &mut Vec<u8>) {
+        let qname_len = self.qname_len as usize;
+        let stored_qname = &self.wire()[HEADER_LEN..HEADER_LEN + qname_len];
+        if query_wire_qname.len() == qname_len && query_wire_qname != stored_qname {
+            // Asked in another case than stored: the question takes the query's case, every
+            // owner name keeps the stored one (names compressed into the stored question would
+            // follow a patched question, so the reply is built again).
+            if self.write_hit_recased(query, ttl, out) {
+                return;
+            }
+        }
         out.clear();
         out.extend_from_slice(self.wire());
         out[0..2].copy_from_slice(&query.id.to_be_bytes());
-        let stored = u16::from_be_bytes([out[2], out[3]]);
-        let wants_ad = query.has(flag::AD) || query.edns.as_ref().is_some_and(|e| e.dnssec_ok);
-        let mut flags = flag::QR | flag::AA | (query.flags & (0xF << 11 | flag::RD | flag::CD)) | (stored & flag::RA);
-        if wants_ad {
-            flags |= stored & flag::AD;
-        }
-        flags |= stored & 0xF;
-        out[2..4].copy_from_slice(&flags.to_be_bytes());
-        let qname_len = self.qname_len as usize;
+        out[2..4].copy_from_slice(&self.hit_flags(query).to_be_bytes());
         if query_wire_qname.len() == qname_len {
             out[HEADER_LEN..HEADER_LEN + qname_len].copy_from_slice(query_wire_qname);
         }
@@ -240,6 +244,36 @@ impl Entry {
         for off in self.ttl_offsets() {
             out[off..off + 4].copy_from_slice(&t);
         }
+    }
+
+    /// Header flags of a hit (with the stored rcode in the low four bits).
+    fn hit_flags(&self, query: &Message) -> u16 {
+        let stored = u16::from_be_bytes([self.data[2], self.data[3]]);
+        let wants_ad = query.has(flag::AD) || query.edns.as_ref().is_some_and(|e| e.dnssec_ok);
+        let mut flags = flag::QR | flag::AA | (query.flags & (0xF << 11 | flag::RD | flag::CD)) | (stored & flag::RA);
+        if wants_ad {
+            flags |= stored & flag::AD;
+        }
+        flags | (stored & 0xF)
+    }
+
+    /// [`Entry::write_hit`] by decoding the stored reply and encoding it again with the query's
+    /// question. False when the stored bytes do not decode (then the in-place path is taken).
+    fn write_hit_recased(&self, query: &Message, ttl: u32, out: &mut Vec<u8>) -> bool {
+        let (Ok(mut m), Some(q)) = (Message::decode(self.wire()), query.questions.first()) else {
+            return false;
+        };
+        let Some(first) = m.questions.first_mut() else { return false };
+        first.name = q.name.clone();
+        let flags = self.hit_flags(query);
+        m.id = query.id;
+        m.flags = flags & !0xF;
+        for rr in m.answers.iter_mut().chain(m.authority.iter_mut()).chain(m.additional.iter_mut()) {
+            rr.ttl = ttl;
+        }
+        out.clear();
+        m.encode_with(out, 65535, None);
+        true
     }
 }
 
@@ -266,6 +300,19 @@ pub(crate) fn walk_records(wire: &[u8], mut each: impl FnMut(u8, u16, usize)) ->
     Some(qname_len)
 }
 
+/// Walks the answer section of a message with one question: calls `each` with every answer's
+/// owner name offset, type and class. `None` when the message does not hold what it counts.
+pub(crate) fn walk_answers(wire: &[u8], mut each: impl FnMut(usize, u16, u16)) -> Option<()> {
+    let (_, mut records) = Records::start(wire)?;
+    while let Some(record) = records.next(wire)? {
+        if record.section == 0 {
+            let class_at = record.ttl_at - 2;
+            each(record.owner_at, record.rtype, u16::from_be_bytes([wire[class_at], wire[class_at + 1]]));
+        }
+    }
+    Some(())
+}
+
 /// Sets every record's TTL in a message with one question to `ttl`, in place (a forwarded
 /// reply the cache rewrites as CoreDNS does). Stops at the first record that does not walk.
 pub fn set_ttls(wire: &mut [u8], ttl: u32) {
@@ -279,6 +326,7 @@ pub fn set_ttls(wire: &mut [u8], ttl: u32) {
 struct Record {
     section: u8,
     rtype: u16,
+    owner_at: usize,
     ttl_at: usize,
 }
 
@@ -307,14 +355,20 @@ impl Records {
     fn next(&mut self, wire: &[u8]) -> Option<Option<Record>> {
         let Some(section) = self.left.iter().position(|&n| n > 0) else { return Some(None) };
         self.left[section] -= 1;
-        let at = skip_name(wire, self.pos)?;
+        let owner_at = self.pos;
+        let at = skip_name(wire, owner_at)?;
         let fixed = wire.get(at..at + 10)?;
         let end = at + 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         if end > wire.len() {
             return None;
         }
         self.pos = end;
-        Some(Some(Record { section: section as u8, rtype: u16::from_be_bytes([fixed[0], fixed[1]]), ttl_at: at + 4 }))
+        Some(Some(Record {
+            section: section as u8,
+            rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
+            owner_at,
+            ttl_at: at + 4,
+        }))
     }
 }
 
@@ -444,5 +498,38 @@ mod tests {
         q.flags |= flag::AD;
         e.write_hit(&q, asked.as_wire(), 18, &mut out);
         assert!(Message::decode(&out).unwrap().has(flag::AD));
+    }
+
+    /// CoreDNS keeps the owner names a reply was stored with: the first asker's case (the
+    /// upstream echoes it). A later query in another case gets its own case in the question
+    /// only, even when the stored owners were compressed into the stored question.
+    #[test]
+    fn hits_keep_the_stored_owner_case_and_give_the_question_the_askers_case() {
+        let now = Instant::now();
+        let first = Name::from_ascii("WWW.Example.ORG.").unwrap();
+        let mut m = answer();
+        m.questions[0].name = first.clone();
+        for rr in &mut m.answers {
+            rr.name = first.clone();
+        }
+        let e = Entry::new(&m, &key(), now, 30).unwrap();
+        assert!(e.is_for(&key()), "the key is lower case, the stored question is not");
+        assert_eq!(e.key_bytes(), key().as_bytes());
+        let asked = Name::from_ascii("www.example.org.").unwrap();
+        let mut q = Message { id: 5, flags: flag::RD, ..Default::default() };
+        q.questions.push(Question { name: asked.clone(), qtype: rtype::A, qclass: class::IN });
+        let mut out = Vec::new();
+        e.write_hit(&q, asked.as_wire(), 11, &mut out);
+        let hit = Message::decode(&out).unwrap();
+        assert_eq!(hit.questions[0].name.to_string(), "www.example.org.");
+        assert!(hit.answers.iter().all(|r| r.name.to_string() == "WWW.Example.ORG." && r.ttl == 11), "{hit:?}");
+        assert!(hit.has(flag::AA) && hit.has(flag::RD) && !hit.has(flag::AD));
+        assert_eq!(hit.id, 5);
+        // Asked exactly as stored: the in-place path gives the same message.
+        let mut q2 = q.clone();
+        q2.questions[0].name = first.clone();
+        e.write_hit(&q2, first.as_wire(), 11, &mut out);
+        let same = Message::decode(&out).unwrap();
+        assert_eq!(same.answers, hit.answers);
     }
 }

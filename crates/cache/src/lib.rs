@@ -15,11 +15,11 @@ mod typify;
 
 pub use entry::{set_ttls, Entry};
 pub use store::{Key, Store};
-pub use typify::{minimal_ttl, typify, typify_wire, ResponseType};
+pub use typify::{answers_question, minimal_ttl, soa_and_answering_wire, typify, typify_wire, ResponseType};
 
 use std::time::Duration;
 
 /// Clamps a message TTL into [min, max] as CoreDNS's `computeTTL`.
 pub fn compute_ttl(msg_ttl: Duration, min: Duration, max: Duration) -> Duration {
-    msg_ttl.clamp(min, max.max(min))
+    msg_ttl.max(min).min(max)
 }

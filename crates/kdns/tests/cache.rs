@@ -215,6 +215,10 @@ fn bad_cache_options_fail_with_file_and_line() {
         ),
         (".:0 {\n    cache 0\n}\n", "Corefile:2 - Error during parsing: plugin/cache: cache TTL can not be zero"),
         (
+            ".:0 {\n    cache -5\n}\n",
+            "Corefile:2 - Error during parsing: plugin/cache: cache TTL can not be zero or negative: -5",
+        ),
+        (
             ".:0 {\n    cache\n    cache\n}\n",
             "Corefile:3 - Error during parsing: plugin/cache: this plugin can only be used once",
         ),

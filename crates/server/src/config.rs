@@ -67,8 +67,8 @@ pub struct ZoneTable {
     zones: Zones,
     /// Metrics for queries refused before any block (zone label `dropped`).
     pub dropped: Arc<ZoneStats>,
-    /// A block on this listener has `chaos`: classes other than IN reach the chain (CoreDNS's
-    /// `classChaos`); otherwise they are refused.
+    /// A block on this listener has `chaos` or `forward`: classes other than IN reach the chain
+    /// (CoreDNS's `classChaos`); otherwise they are refused.
     pub chaos: bool,
 }
 
@@ -198,7 +198,10 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         .into_iter()
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
-            let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| p.name() == "chaos"));
+            // CoreDNS's `EnableChaos`: `chaos` or `forward` anywhere on the listener.
+            let chaos = zones
+                .values()
+                .any(|e| e.block.plugins.iter().any(|p| matches!(p.name(), "chaos" | "forward")));
             (k, Arc::new(ZoneTable { zones, dropped, chaos }))
         })
         .collect();

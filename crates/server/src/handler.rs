@@ -97,28 +97,32 @@ pub fn handle(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let start = Instant::now();
-    match check_query_into(packet, msg) {
-        Ok(()) => {}
+    let rejected = match check_query_into(packet, msg) {
+        Ok(()) => None,
         Err(Rejection::Drop) => return Outcome::Drop,
         Err(Rejection::Header(h, code)) => {
             error_reply(&h, code, out);
             return Outcome::Reply;
         }
-        Err(Rejection::Reply(reply)) => {
-            let limit = if proto == Proto::Tcp { 65535 } else { 512 };
-            reply.encode(out, limit);
-            return Outcome::Reply;
-        }
+        // A decoded query with a full rejection (BADVERS, a zone transfer).
+        Err(Rejection::Reply(reply)) => Some(reply),
     };
     let q = &msg.questions[0];
     // The node-cache supervisor's liveness probe: answered by the server core itself (no plugin,
     // no upstream, no metrics), so it measures only that this process receives and replies.
-    if q.qclass == class::CH && q.name.as_wire() == PROBE_NAME {
+    if rejected.is_none() && q.qclass == class::CH && q.name.as_wire() == PROBE_NAME {
         let header = kdns_wire::Header { id: msg.id, flags: msg.flags, ..Default::default() };
         error_reply(&header, rcode::NOERROR, out);
         return Outcome::Reply;
     }
-    let routed = if q.qclass != class::IN && !table.chaos { None } else { table.route(&q.name, q.qtype == rtype::DS) };
+    // CoreDNS refuses other classes before it looks at the EDNS version.
+    let class_refused = q.qclass != class::IN && !table.chaos;
+    if let Some(reply) = rejected.filter(|_| !class_refused) {
+        let limit = if proto == Proto::Tcp { 65535 } else { 512 };
+        reply.encode(out, limit);
+        return Outcome::Reply;
+    }
+    let routed = if class_refused { None } else { table.route(&q.name, q.qtype == rtype::DS) };
     let entry = routed.filter(|e| !e.block.plugins.is_empty());
     // `bufsize` acts on the request itself, as CoreDNS's does: later plugins, the upstream and the
     // reply's truncation all see the lowered size.
@@ -142,7 +146,13 @@ pub fn handle(
     };
     let Some(entry) = entry else {
         let mut reply = Reply::rcode(msg, rcode::REFUSED, None);
-        let size = write_reply(&req, reply.body_mut(), out);
+        let size = if class_refused {
+            // Written before CoreDNS wraps the writer in its scrubber: no OPT, even for an EDNS query.
+            let Body::Message(m) = reply.body_mut() else { unreachable!("rcode replies are messages") };
+            m.encode(out, 512).len
+        } else {
+            write_reply(&req, reply.body_mut(), out)
+        };
         report(&req, "", rcode::REFUSED, size);
         return Outcome::Reply;
     };
@@ -235,9 +245,14 @@ impl Rest {
 /// The way back: respond hooks, write, observe hooks (innermost first).
 fn finish_chain(block: &Block, index: usize, req: &Request<'_>, mut reply: Reply, out: &mut Vec<u8>) {
     let before = &block.plugins[..index.min(block.plugins.len())];
+    // A reply only an rcode stands for (chain end, no upstream, REFUSED) is written by the server
+    // core in CoreDNS, past every plugin's response writer: `header`, `nsid`, `minimal` and the
+    // cache never see it.
     let back = catch_unwind(AssertUnwindSafe(|| {
-        for p in before.iter().rev() {
-            p.respond(req, &mut reply);
+        if reply.written {
+            for p in before.iter().rev() {
+                p.respond(req, &mut reply);
+            }
         }
     }));
     if let Err(panic) = back {

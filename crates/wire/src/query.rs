@@ -56,7 +56,8 @@ pub fn check_query_into(packet: &[u8], msg: &mut Message) -> Result<(), Rejectio
         if edns.version > 0 {
             let mut reply = Message::reply_to(msg);
             reply.rcode = rcode::BADVERS;
-            reply.edns = Some(Edns { udp_size: edns.udp_size, ..Edns::default() });
+            // CoreDNS answers BADVERS with a bare OPT: version 0, buffer size 0, no DO, no options.
+            reply.edns = Some(Edns::default());
             return Err(Rejection::Reply(Box::new(reply)));
         }
     }

@@ -7,7 +7,10 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_cache::{compute_ttl, minimal_ttl, typify, typify_wire, Entry, Key, ResponseType, Store};
+use kdns_cache::{
+    answers_question, compute_ttl, minimal_ttl, soa_and_answering_wire, typify, typify_wire, Entry, Key, ResponseType,
+    Store,
+};
 use kdns_server::metrics::{Kind, Series};
 use kdns_server::plugin::{Body, Plugin, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Name};
@@ -312,7 +315,11 @@ struct Classified {
     msg_ttl: Duration,
     truncated: bool,
     /// One question, the one that was asked.
-    answers_question: bool,
+    matches_asked: bool,
+    /// An SOA in the authority section.
+    has_soa: bool,
+    /// Answer records that do not answer the question (a CNAME chain that stops short).
+    non_answer: bool,
 }
 
 /// The stale TTL CoreDNS writes by default (RFC 8767 would want 30).
@@ -329,12 +336,16 @@ impl Inner {
         }
         let stats = self.stats(server);
         if let Body::Wire(bytes) = reply.body_mut() {
-            if let Some((kind, msg_ttl)) = typify_wire(bytes) {
+            if let (Some((kind, msg_ttl)), Some((has_soa, answering))) =
+                (typify_wire(bytes), soa_and_answering_wire(bytes))
+            {
                 let reply = Classified {
                     kind,
                     msg_ttl,
                     truncated: bytes[2] & (flag::TC >> 8) as u8 != 0,
-                    answers_question: key.is_question_of(bytes),
+                    matches_asked: key.is_question_of(bytes),
+                    has_soa,
+                    non_answer: bytes[6..8] != [0, 0] && !answering,
                 };
                 let secs = self
                     .file(&stats, reply, asked.0, key, |key, secs| Entry::from_reply(bytes, key, Instant::now(), secs));
@@ -352,7 +363,9 @@ impl Inner {
             kind,
             msg_ttl: minimal_ttl(msg, kind),
             truncated: msg.has(flag::TC),
-            answers_question: msg.questions.len() == 1
+            has_soa: msg.authority.iter().any(|r| r.rtype == kdns_wire::rtype::SOA),
+            non_answer: !msg.answers.is_empty() && !answers_question(msg),
+            matches_asked: msg.questions.len() == 1
                 && msg.questions[0].qtype == qtype
                 && msg.questions[0].qclass == qclass
                 && msg.questions[0].name.eq_ignore_case(qname),
@@ -378,7 +391,11 @@ impl Inner {
         key: Key,
         build: impl FnOnce(&Key, u32) -> Option<Entry>,
     ) -> u32 {
-        let Classified { kind, msg_ttl, truncated, answers_question } = reply;
+        let Classified { mut kind, msg_ttl, truncated, matches_asked, has_soa, non_answer } = reply;
+        // CoreDNS 1.14's cacheResponseType: answers that do not answer, with an SOA, are NODATA.
+        if kind == ResponseType::NoError && has_soa && non_answer {
+            kind = ResponseType::NoData;
+        }
         let s = &self.settings;
         let duration = match kind {
             ResponseType::NameError | ResponseType::NoData => compute_ttl(msg_ttl, s.denial_min, s.denial_max),
@@ -386,12 +403,16 @@ impl Inner {
             _ => compute_ttl(msg_ttl, s.success_min, s.success_max),
         };
         let secs = duration.as_secs() as u32;
-        let cacheable =
-            !truncated && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
+        // CoreDNS 1.14's `key`: no truncated replies, no errors, no denial without an SOA to
+        // bound it (NXDOMAIN, or an answer section that does not answer the question).
+        let cacheable = !truncated
+            && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update)
+            && !(kind == ResponseType::NameError && !has_soa)
+            && !(kind == ResponseType::NoError && !has_soa && non_answer);
         if !cacheable || secs == 0 {
             return secs;
         }
-        if !answers_question {
+        if !matches_asked {
             stats.drops.inc();
             return secs;
         }

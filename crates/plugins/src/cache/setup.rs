@@ -34,12 +34,13 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let mut s = Settings::default();
     let mut args = d.args().into_iter().peekable();
     if let Some(first) = args.peek() {
-        if let Ok(ttl) = first.text.parse::<u64>() {
-            if ttl == 0 {
-                return Err(Error::at(first, "plugin/cache: cache TTL can not be zero"));
+        // Any integer is a TTL (Go's Atoi: a sign is allowed), so `-5` is an error, not a zone.
+        if let Ok(ttl) = first.text.parse::<i64>() {
+            if ttl <= 0 {
+                return Err(Error::at(first, format!("plugin/cache: cache TTL can not be zero or negative: {ttl}")));
             }
-            s.success_max = Duration::from_secs(ttl);
-            s.denial_max = Duration::from_secs(ttl);
+            s.success_max = Duration::from_secs(ttl as u64);
+            s.denial_max = Duration::from_secs(ttl as u64);
             args.next();
         }
     }

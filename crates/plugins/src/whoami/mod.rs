@@ -20,7 +20,8 @@ impl Plugin for Whoami {
     fn serve(&self, req: &Request<'_>) -> Step {
         let mut m = Message::reply_to(req.msg);
         m.set(flag::AA, true);
-        let qname = req.qname().to_lowercase();
+        // Owner names in the case the name was asked in, as CoreDNS writes them.
+        let qname = req.qname().clone();
         let data = match req.remote.ip() {
             IpAddr::V4(v4) => RData::A(v4),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

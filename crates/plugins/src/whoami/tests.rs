@@ -11,8 +11,9 @@ fn answers_with_client_address_in_additional() {
     assert!(r.as_message().has(flag::AA));
     assert!(r.as_message().answers.is_empty());
     assert_eq!(r.as_message().additional[0].data, RData::A("10.1.2.3".parse().unwrap()));
-    assert_eq!(r.as_message().additional[0].name.to_string(), "example.org.");
-    assert_eq!(r.as_message().additional[1].name.to_string(), "_udp.example.org.");
+    // The asked case, as CoreDNS writes it (it does not lower-case the owner).
+    assert_eq!(r.as_message().additional[0].name.to_string(), "Example.ORG.");
+    assert_eq!(r.as_message().additional[1].name.to_string(), "_udp.Example.ORG.");
     assert!(matches!(r.as_message().additional[1].data, RData::Srv { port: 4444, .. }));
 }
 
