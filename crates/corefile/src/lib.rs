@@ -255,10 +255,9 @@ fn parse_blocks(tokens: &[Token], file: &Arc<str>) -> Result<Vec<ServerBlock>, E
         let mut key_file = tokens[i].file.clone();
         let mut continued = false;
         while i < tokens.len() && !tokens[i].is("{") {
+            // A `}` where a key is expected is a key, as in CoreDNS's parser (a stray brace
+            // becomes the zone `}.`, which the startup banner warns about).
             let t = &tokens[i];
-            if t.is("}") {
-                return Err(Error::at(t, "Unexpected '}' because no matching opening brace"));
-            }
             if t.line != line || t.file != key_file {
                 if !continued {
                     break;
@@ -285,17 +284,24 @@ fn parse_blocks(tokens: &[Token], file: &Arc<str>) -> Result<Vec<ServerBlock>, E
             let end = matching_brace(tokens, i)?;
             body = &tokens[i + 1..end];
             i = end + 1;
-        } else if blocks.is_empty() {
-            // A single server block may omit its braces: the rest of the file is its body.
-            body = &tokens[i..];
-            if body.iter().any(|t| t.is("}")) && !body.iter().any(|t| t.is("{")) {
-                let t = body.iter().find(|t| t.is("}")).unwrap_or(&keys[0]);
-                return Err(Error::at(t, "Unexpected '}' because no matching opening brace"));
-            }
-            i = tokens.len();
         } else {
-            let t = tokens.get(i).unwrap_or(&keys[0]);
-            return Err(Error::at(t, "expected '{' to open the server block"));
+            // Without an opening brace the block's directives run to the next `}` of their own
+            // depth (which closes it) or to the end of the file, as in CoreDNS's parser.
+            let mut depth = 0usize;
+            let mut end = i;
+            while end < tokens.len() {
+                if tokens[end].is("{") {
+                    depth += 1;
+                } else if tokens[end].is("}") {
+                    if depth == 0 {
+                        break;
+                    }
+                    depth -= 1;
+                }
+                end += 1;
+            }
+            body = &tokens[i..end];
+            i = if end < tokens.len() { end + 1 } else { end };
         }
         let directives = parse_directives(body)?;
         blocks.push(ServerBlock { keys, directives });

@@ -187,6 +187,9 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
                 for p in &chain.plugins {
                     enabled.push((lk.label(), zone.clone(), p.name()));
                 }
+                if !preferred_syntax(zone) {
+                    banner.push(format!("Warning: Domain {zone:?} does not follow RFC1035 preferred syntax"));
+                }
                 banner.push(match host {
                     None => format!("{zone}:{port}"),
                     Some(h) => format!("{zone}:{port} on {h}"),
@@ -206,4 +209,35 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         })
         .collect();
     Ok(Instance { listeners, contrib, enabled, banner })
+}
+
+/// CoreDNS's startup check of a zone against RFC 1035's preferred name syntax (letters, digits
+/// and inner hyphens, a letter first); the root and reverse zones pass.
+fn preferred_syntax(zone: &str) -> bool {
+    let lower = zone.to_ascii_lowercase();
+    if zone == "." || lower.ends_with("in-addr.arpa.") || lower.ends_with("ip6.arpa.") {
+        return true;
+    }
+    let Some(body) = zone.strip_suffix('.') else { return false };
+    !body.is_empty()
+        && body.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphabetic()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+#[cfg(test)]
+mod preferred_syntax_tests {
+    #[test]
+    fn rfc1035_preferred_syntax_as_coredns_checks_it() {
+        for ok in [".", "cluster.local.", "a.", "a-1.b2.", "10.in-addr.arpa.", "0.0.ip6.arpa."] {
+            assert!(super::preferred_syntax(ok), "{ok}");
+        }
+        for bad in ["}.", "_tcp.service.", "-leadingdash.com.", "1abc.", "a-.", "invalid-zone"] {
+            assert!(!super::preferred_syntax(bad), "{bad}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::metrics::Kind;
-use kdns_server::plugin::{once, AutoPathCell, Plugin, Reply, Request, Rest, SetupCtx, Step};
+use kdns_server::plugin::{AutoPathCell, Plugin, Reply, Request, Rest, SetupCtx, Step};
 use kdns_wire::{class, rcode, Message, Name, RData, Record};
 use std::sync::Arc;
 
@@ -121,7 +121,8 @@ fn static_path(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
 }
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("autopath", ds)?;
+    // Given twice, CoreDNS parses every occurrence and the last one wins.
+    let ds = &ds[ds.len() - 1..];
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let Some((resolv, zone_args)) = args.split_last() else {

@@ -5,13 +5,13 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, SetupCtx};
+use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::Arc;
 
 pub const DEFAULT_SIZE: u16 = 1232;
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("bufsize", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     let d = Dispenser::new(ds[0]);
     let size = match d.args().as_slice() {
         [] => DEFAULT_SIZE,

@@ -4,7 +4,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, Reply, Request, SetupCtx, Step};
+use kdns_server::plugin::{Plugin, Reply, Request, SetupCtx, Step};
 use kdns_wire::{class, rtype, Message, RData, Record};
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ impl Plugin for Chaos {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("chaos", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let version = args.first().map_or_else(|| format!("kdns-{}", env!("CARGO_PKG_VERSION")), |t| t.text.clone());

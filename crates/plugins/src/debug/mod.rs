@@ -1,14 +1,15 @@
 //! `debug`: turns off panic recovery and prints `[DEBUG]` lines.
 
 use kdns_corefile::{Directive, Error};
-use kdns_server::plugin::{once, Plugin, SetupCtx};
+use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::Arc;
 
 #[cfg(test)]
 mod tests;
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("debug", ds)?;
+    // Given twice, CoreDNS parses every occurrence and the last one wins.
+    let ds = &ds[ds.len() - 1..];
     if let Some(extra) = ds[0].args.first() {
         return Err(Error::at(extra, "plugin/debug: this plugin takes no arguments"));
     }

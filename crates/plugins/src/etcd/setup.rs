@@ -1,11 +1,11 @@
 use super::client::{Client, Endpoint};
 use super::Etcd;
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, SetupCtx};
+use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::Arc;
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("etcd", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     let d = Dispenser::new(ds[0]);
     let zones = crate::plugin_zones("etcd", &d.args(), ctx.zones, d.name())?;
     let mut path = "/skydns".to_string();

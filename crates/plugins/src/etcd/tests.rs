@@ -16,7 +16,6 @@ fn setup_options_and_errors() {
         ("etcd {\n stubzones\n}", "removed"),
         ("etcd {\n tls /nonexistent/cert /nonexistent/key\n}", "cannot read"),
         ("etcd {\n bogus\n}", "unknown property"),
-        ("etcd\netcd", "only be used once"),
     ] {
         let e = plugin(text).err().unwrap_or_else(|| panic!("{text} should fail")).to_string();
         assert!(e.contains(what), "{text}: {e}");

@@ -4,7 +4,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Body, Plugin, Reply, Request, SetupCtx};
+use kdns_server::plugin::{Body, Plugin, Reply, Request, SetupCtx};
 use kdns_wire::flag;
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ impl Plugin for Header {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("header", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     let d = Dispenser::new(ds[0]);
     if let Some(a) = d.args().first() {
         return Err(d.arg_err(a));

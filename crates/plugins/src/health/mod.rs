@@ -4,31 +4,43 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, parse_duration, Plugin, SetupCtx};
+use kdns_server::plugin::{parse_duration, Plugin, SetupCtx};
 use kdns_server::{admin, metrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_ADDRESS: &str = ":8080";
 
+/// `health` may be given more than once in a block, as in CoreDNS: every occurrence is parsed,
+/// the last address given wins and so does the last `lameduck`.
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("health", ds)?;
-    let d = Dispenser::new(ds[0]);
-    let addr = crate::listen_address("health", &d, DEFAULT_ADDRESS)?;
-    let resolved = admin::resolve(&addr).map_err(|e| Error::at(d.name(), e.to_string()))?;
-    for (prop, vals) in d.block() {
-        match prop.text.as_str() {
-            "lameduck" => {
-                let [v] = vals.as_slice() else {
-                    return Err(d.arg_err(prop));
-                };
-                let dur = parse_duration(&v.text).ok_or_else(|| {
-                    Error::at(v, format!("plugin/health: unable to parse lameduck duration {:?}", v.text))
-                })?;
-                ctx.contrib.lameduck = Some(ctx.contrib.lameduck.map_or(dur, |l| l.max(dur)));
-            }
-            other => return Err(Error::at(prop, format!("plugin/health: unknown property {other:?}"))),
+    let mut addr: Option<String> = None;
+    let mut lameduck = None;
+    let mut at = ds[0];
+    for directive in ds {
+        let d = Dispenser::new(directive);
+        if !d.args().is_empty() {
+            addr = Some(crate::listen_address("health", &d, DEFAULT_ADDRESS)?);
+            at = directive;
         }
+        for (prop, vals) in d.block() {
+            match prop.text.as_str() {
+                "lameduck" => {
+                    let [v] = vals.as_slice() else {
+                        return Err(d.arg_err(prop));
+                    };
+                    lameduck = Some(parse_duration(&v.text).ok_or_else(|| {
+                        Error::at(v, format!("plugin/health: unable to parse lameduck duration {:?}", v.text))
+                    })?);
+                }
+                other => return Err(Error::at(prop, format!("plugin/health: unknown property {other:?}"))),
+            }
+        }
+    }
+    let addr = addr.unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
+    let resolved = admin::resolve(&addr).map_err(|e| Error::at(&at.name, e.to_string()))?;
+    if let Some(dur) = lameduck {
+        ctx.contrib.lameduck = Some(ctx.contrib.lameduck.map_or(dur, |l| l.max(dur)));
     }
     ctx.contrib.routes.push((addr, "/health".into(), Arc::new(|| (200, "OK".into()))));
     ctx.contrib.tasks.push(Box::pin(self_check(resolved)));
@@ -37,7 +49,9 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
 
 /// Every second, GET our own /health and record how long it took (an overload signal).
 async fn self_check(addr: std::net::SocketAddr) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The first check one second after start, as CoreDNS's ticker: an immediate one could run
+    // before the admin listener accepts and warn about a failure that is not one.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     loop {
         tick.tick().await;
         let start = Instant::now();

@@ -1,10 +1,11 @@
 use super::{K8sExternal, SourceCell, LINK};
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Plugin, SetupCtx};
+use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::{Arc, OnceLock};
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("k8s_external", ds)?;
+    // Given twice, CoreDNS parses every occurrence and the last one wins.
+    let ds = &ds[ds.len() - 1..];
     let d = Dispenser::new(ds[0]);
     let zones = crate::plugin_zones("k8s_external", &d.args(), ctx.zones, d.name())?;
     let mut apex = "dns".to_string();

@@ -15,7 +15,6 @@ fn setup_options_and_errors() {
         ("k8s_external example.org {\n ttl\n }", "Wrong argument count"),
         ("k8s_external example.org {\n headless yes\n }", "unknown property"),
         ("k8s_external example.org {\n bogus\n }", "unknown property"),
-        ("k8s_external a.org\n k8s_external b.org", "only be used once"),
     ] {
         let (r, _, _) = testutil::run_setup(setup, "k8s_external", &format!(".:53 {{\n{text}\n}}"));
         let e = r.err().unwrap_or_else(|| panic!("{text} should fail")).to_string();

@@ -4,7 +4,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, Body, Plugin, Reply, Request, SetupCtx};
+use kdns_server::plugin::{Body, Plugin, Reply, Request, SetupCtx};
 use kdns_wire::{rcode, rtype, RData, Record};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -97,7 +97,8 @@ pub fn round_robin(rrs: &mut Vec<Record>) {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("loadbalance", ds)?;
+    // Given twice, CoreDNS parses every occurrence and the last one wins.
+    let ds = &ds[ds.len() - 1..];
     let d = Dispenser::new(ds[0]);
     match d.args().as_slice() {
         [] => {}

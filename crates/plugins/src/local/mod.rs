@@ -6,7 +6,7 @@ mod tests;
 
 use kdns_corefile::{Directive, Error};
 use kdns_server::metrics::Kind;
-use kdns_server::plugin::{once, Plugin, Reply, Request, SetupCtx, Step};
+use kdns_server::plugin::{Plugin, Reply, Request, SetupCtx, Step};
 use kdns_wire::{rcode, rtype, Message, Name, RData, Record};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -98,7 +98,8 @@ impl Plugin for Local {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("local", ds)?;
+    // Given twice, CoreDNS parses every occurrence and the last one wins.
+    let ds = &ds[ds.len() - 1..];
     if let Some(a) = ds[0].args.first() {
         return Err(Error::at(a, "plugin/local: this plugin takes no arguments"));
     }

@@ -5,7 +5,7 @@ mod tests;
 
 use kdns_cache::{typify, ResponseType};
 use kdns_corefile::{Directive, Error};
-use kdns_server::plugin::{once, Body, Plugin, Reply, Request, SetupCtx};
+use kdns_server::plugin::{Body, Plugin, Reply, Request, SetupCtx};
 use std::sync::Arc;
 
 pub struct Minimal;
@@ -34,7 +34,7 @@ impl Plugin for Minimal {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("minimal", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     if let Some(a) = ds[0].args.first() {
         return Err(Error::at(a, "plugin/minimal: this plugin takes no arguments"));
     }

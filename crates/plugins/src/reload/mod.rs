@@ -5,7 +5,7 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::plugin::{once, parse_duration, Plugin, ReloadSettings, SetupCtx};
+use kdns_server::plugin::{parse_duration, Plugin, ReloadSettings, SetupCtx};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ const MIN_INTERVAL: Duration = Duration::from_secs(2);
 const MIN_JITTER: Duration = Duration::from_secs(1);
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    once("reload", ds)?;
+    // Given twice, CoreDNS reads the first occurrence only.
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     if args.len() > 2 {

@@ -61,7 +61,8 @@ fn substitute(re: &Regex, template: &str, name: &str) -> Option<String> {
 /// How answers are rewritten back after a name rewrite.
 #[derive(Clone, Debug)]
 pub enum Answer {
-    /// Owner names equal to the rewritten name go back to the asked name.
+    /// Owner names and name values equal to the rewritten name, or below it, go back to the
+    /// asked name (CoreDNS's remap; `exact` rules always have it).
     Auto,
     /// Owner names matching the regex are rewritten with the template.
     Name(Regex, String),
@@ -140,11 +141,19 @@ pub struct Rewrite {
     pub rules: Vec<Rule>,
 }
 
+/// One per-record rule of the way back.
+enum Response {
+    /// An answer rewrite of a name rule: (how, the name before the rule, the name after it).
+    Answer(Arc<Answer>, String, String),
+    /// A `ttl` rule's range.
+    Ttl(u32, u32),
+}
+
 /// What a query became and what to do on the way back.
 struct Plan {
     msg: Message,
-    answers: Vec<(Arc<Answer>, String, String)>,
-    ttls: Vec<(u32, u32)>,
+    /// Per-record rules for the way back, in the order the rules applied (run in reverse).
+    responses: Vec<Response>,
     rcodes: Vec<(u16, u16)>,
     cnames: Vec<Arc<(Match, String)>>,
 }
@@ -160,8 +169,7 @@ impl Rewrite {
         let (mut name, mut qtype, mut qclass) = (None::<Name>, asked.qtype, asked.qclass);
         // The current name as lower-case text, made once and only for rules that need it.
         let mut text: Option<String> = None;
-        let mut answers = Vec::new();
-        let mut ttls = Vec::new();
+        let mut responses = Vec::new();
         let mut changed = false;
         for rule in &self.rules {
             let applied = match &rule.field {
@@ -170,7 +178,8 @@ impl Rewrite {
                     match matcher.apply(cur, to).and_then(|n| Name::from_ascii(&n).ok().map(|parsed| (n, parsed))) {
                         Some((new_text, parsed)) => {
                             let before = std::mem::replace(cur, new_text.to_ascii_lowercase());
-                            answers.extend(a.iter().map(|x| (x.clone(), before.clone(), cur.clone())));
+                            responses
+                                .extend(a.iter().map(|x| Response::Answer(x.clone(), before.clone(), cur.clone())));
                             name = Some(parsed);
                             true
                         }
@@ -186,7 +195,10 @@ impl Rewrite {
                     true
                 }
                 Field::Ttl { matcher, min, max } => {
-                    matcher.matches(current(&mut text, &asked.name)).then(|| ttls.push((*min, *max))).is_some()
+                    matcher
+                        .matches(current(&mut text, &asked.name))
+                        .then(|| responses.push(Response::Ttl(*min, *max)))
+                        .is_some()
                 }
                 Field::Rcode { matcher, from, to } => {
                     matcher.matches(current(&mut text, &asked.name)).then(|| rcodes.push((*from, *to))).is_some()
@@ -233,7 +245,7 @@ impl Rewrite {
                 }
             }
         }
-        Some(Plan { msg, answers, ttls, rcodes, cnames })
+        Some(Plan { msg, responses, rcodes, cnames })
     }
 }
 
@@ -295,7 +307,8 @@ fn current<'t>(text: &'t mut Option<String>, asked: &Name) -> &'t mut String {
 }
 
 fn regex_rewrite(re: &Regex, template: &str, name: &Name) -> Option<Name> {
-    let text = name.to_string().to_ascii_lowercase();
+    // Matched against the name as it stands, as CoreDNS's answer rules do.
+    let text = name.to_string();
     substitute(re, template, &text).and_then(|n| Name::from_ascii(&n).ok())
 }
 
@@ -304,12 +317,12 @@ fn value_name(data: &mut RData) -> Option<&mut Name> {
         RData::Cname(n) | RData::Ns(n) | RData::Ptr(n) => Some(n),
         RData::Mx { exchange, .. } => Some(exchange),
         RData::Srv { target, .. } => Some(target),
+        RData::Soa { mname, .. } => Some(mname),
         _ => None,
     }
 }
 
 fn restore(reply: &mut Reply, original: &Message, plan: &Plan) {
-    let (answers, ttls) = (&plan.answers, &plan.ttls);
     let m = reply.msg();
     m.id = original.id;
     m.questions = original.questions.clone();
@@ -318,37 +331,55 @@ fn restore(reply: &mut Reply, original: &Message, plan: &Plan) {
             m.rcode = *to;
         }
     }
-    // The question matched a ttl rule: every answer TTL goes into its range.
-    for (min, max) in ttls {
-        for rr in m.answers.iter_mut() {
-            rr.ttl = rr.ttl.clamp(*min, *max);
-        }
-    }
-    for rr in m.answers.iter_mut() {
-        for (how, asked, rewritten) in answers {
-            match &**how {
-                Answer::Auto => {
-                    if rr.name.to_string().eq_ignore_ascii_case(rewritten) {
-                        if let Ok(n) = Name::from_ascii(asked) {
+    // CoreDNS's ResponseReverter: every record of every section, the rules in reverse order.
+    for rr in m.authority.iter_mut().chain(m.answers.iter_mut()).chain(m.additional.iter_mut()) {
+        for response in plan.responses.iter().rev() {
+            match response {
+                Response::Ttl(min, max) => {
+                    if rr.ttl < *min {
+                        rr.ttl = *min;
+                    } else if rr.ttl > *max {
+                        rr.ttl = *max;
+                    }
+                }
+                Response::Answer(how, before, rewritten) => match &**how {
+                    Answer::Auto => {
+                        if let Some(n) = remap(&rr.name, rewritten, before) {
+                            rr.name = n;
+                        }
+                        if let Some(v) = value_name(&mut rr.data) {
+                            if let Some(n) = remap(v, rewritten, before) {
+                                *v = n;
+                            }
+                        }
+                    }
+                    Answer::Name(re, t) => {
+                        if let Some(n) = regex_rewrite(re, t, &rr.name) {
                             rr.name = n;
                         }
                     }
-                }
-                Answer::Name(re, t) => {
-                    if let Some(n) = regex_rewrite(re, t, &rr.name) {
-                        rr.name = n;
-                    }
-                }
-                Answer::Value(re, t) => {
-                    if let Some(v) = value_name(&mut rr.data) {
-                        if let Some(n) = regex_rewrite(re, t, v) {
-                            *v = n;
+                    Answer::Value(re, t) => {
+                        if let Some(v) = value_name(&mut rr.data) {
+                            if let Some(n) = regex_rewrite(re, t, v) {
+                                *v = n;
+                            }
                         }
                     }
-                }
+                },
             }
         }
     }
+}
+
+/// CoreDNS's remap of a name: `from` itself, or a name ending in `.from`, gets `to` in place of
+/// that suffix. The comparison is on the text as it stands (case-sensitive), as in CoreDNS.
+fn remap(name: &Name, from: &str, to: &str) -> Option<Name> {
+    let text = name.to_string();
+    if text == from {
+        return Name::from_ascii(to).ok();
+    }
+    let head = text.strip_suffix(from).filter(|h| h.ends_with('.'))?;
+    Name::from_ascii(&format!("{head}{to}")).ok()
 }
 
 impl Plugin for Rewrite {

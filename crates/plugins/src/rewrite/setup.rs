@@ -176,6 +176,11 @@ pub(super) fn rule(d: &Directive) -> Result<Rule, Error> {
                     other => return Err(err(what, format!("unknown answer rewrite {other:?}"))),
                 }
             }
+            // CoreDNS's exact rules always map answers back (its `auto`), with or without
+            // `answer auto` given.
+            if kind == "exact" && !answers.iter().any(|a| matches!(**a, Answer::Auto)) {
+                answers.insert(0, Arc::new(Answer::Auto));
+            }
             Field::Name { matcher: m, to: to_text, answers }
         }
         "type" | "class" => {

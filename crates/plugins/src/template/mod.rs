@@ -101,8 +101,9 @@ impl RrTemplate {
 enum Outcome {
     /// Class, type or zone do not apply: the next template (or plugin) gets the query.
     Skip,
-    /// No regex matched and no fallthrough: NXDOMAIN.
-    NoMatch,
+    /// No regex matched and no fallthrough, `rcode SERVFAIL`, or a template that did not
+    /// render: SERVFAIL written by the server (CoreDNS returns the rcode without a reply).
+    Fail,
     Reply(Message),
 }
 
@@ -116,12 +117,15 @@ impl Templates {
         if t.qtype != rtype::ANY && q.qtype != rtype::ANY && q.qtype != t.qtype {
             return Outcome::Skip;
         }
-        let name = q.name.to_string();
+        // Regexes see the lower-cased name, as `.Name` does (CoreDNS's `state.Name()`).
+        let name = q.name.to_string().to_ascii_lowercase();
         for re in &t.regexes {
             let Some(caps) = re.captures(&name) else { continue };
-            // Label and template values, made only for a query a template answers.
+            // Label and template values, made only for a query a template answers. A query of
+            // class or type ANY takes the template's own.
             let zone_text = zone.to_string();
-            let (class_text, type_text) = (class::name(q.qclass).into_owned(), rtype::name(q.qtype).into_owned());
+            let class_text = class::name(if q.qclass == class::ANY { t.qclass } else { q.qclass }).into_owned();
+            let type_text = rtype::name(if q.qtype == rtype::ANY { t.qtype } else { q.qtype }).into_owned();
             let labels = |section: &str, tpl: &str| {
                 [
                     req.server.to_string(),
@@ -134,6 +138,9 @@ impl Templates {
                 ]
             };
             matches().with(&[req.server, &zone_text, "", &class_text, &type_text]).inc();
+            if t.rcode == rcode::SERVFAIL {
+                return Outcome::Fail;
+            }
             let d = Data {
                 name: name.clone(),
                 zone: zone_text.clone(),
@@ -152,7 +159,7 @@ impl Templates {
                         let l = labels(section, &tpl.source);
                         let l: Vec<&str> = l.iter().map(String::as_str).collect();
                         family().with(&l).inc();
-                        Outcome::Reply(servfail(req.msg))
+                        Outcome::Fail
                     };
                     let Ok(text) = tpl.render(&d) else { return fail(template_failures) };
                     let Ok(rr) = kdns_wire::text::parse_rr(&text) else { return fail(rr_failures) };
@@ -168,15 +175,9 @@ impl Templates {
         if t.fallthrough.through(&q.name) {
             Outcome::Skip
         } else {
-            Outcome::NoMatch
+            Outcome::Fail
         }
     }
-}
-
-fn servfail(q: &Message) -> Message {
-    let mut m = Message::reply_to(q);
-    m.rcode = rcode::SERVFAIL;
-    m
 }
 
 impl Plugin for Templates {
@@ -191,7 +192,7 @@ impl Plugin for Templates {
         for t in &self.templates {
             match self.answer(t, req) {
                 Outcome::Skip => continue,
-                Outcome::NoMatch => return Step::Reply(Reply::rcode(req.msg, rcode::NXDOMAIN, None)),
+                Outcome::Fail => return Step::Reply(Reply::rcode(req.msg, rcode::SERVFAIL, None)),
                 Outcome::Reply(m) => return Step::Reply(Reply::message(m, "template")),
             }
         }
