@@ -58,5 +58,6 @@ pub fn request<'a>(msg: &'a Message, remote: SocketAddr) -> kdns_server::Request
         zone: ".",
         start: Instant::now(),
         chain: None,
+        upstream_ad: Default::default(),
     }
 }

@@ -13,8 +13,33 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// EDNS options CoreDNS reflects back (`plugin/pkg/edns` SupportedOption); others are dropped.
-const SUPPORTED_OPTIONS: [u16; 11] = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12];
+/// EDNS options CoreDNS reflects back to the client (NSID, EXPIRE, COOKIE, TCP keepalive,
+/// padding: `request.supportedOptions`); others are dropped unless registered with
+/// [`support_option`].
+const SUPPORTED_OPTIONS: [u16; 5] = [3, 9, 10, 11, 12];
+
+/// Option codes registered by plugin setup (CoreDNS's `edns.SetSupportedOption`, called by
+/// `rewrite … edns0 local`), stored as code + 1 (0: free slot). Process-wide and never cleared,
+/// as in CoreDNS; the first 32 registered count.
+static EXTRA_OPTIONS: [std::sync::atomic::AtomicU32; 32] = [const { std::sync::atomic::AtomicU32::new(0) }; 32];
+
+/// Makes `code` an option the server reflects back to clients.
+pub fn support_option(code: u16) {
+    use std::sync::atomic::Ordering;
+    let want = code as u32 + 1;
+    for slot in &EXTRA_OPTIONS {
+        match slot.compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(held) if held == want => return,
+            Err(_) => {}
+        }
+    }
+}
+
+fn supported_option(code: u16) -> bool {
+    SUPPORTED_OPTIONS.contains(&code)
+        || EXTRA_OPTIONS.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == code as u32 + 1)
+}
 
 pub enum Outcome {
     /// `out` holds the reply.
@@ -66,6 +91,7 @@ impl Origin {
             stats: &self.stats,
             start,
             chain,
+            upstream_ad: Default::default(),
         }
     }
 
@@ -143,6 +169,7 @@ pub fn handle(
         stats,
         start,
         chain: cursor.as_ref(),
+        upstream_ad: Default::default(),
     };
     let Some(entry) = entry else {
         let mut reply = Reply::rcode(msg, rcode::REFUSED, None);
@@ -314,7 +341,7 @@ pub fn write_reply(req: &Request<'_>, body: &mut Body, out: &mut Vec<u8>) -> usi
 }
 
 fn reflected_options(q: &Edns) -> Vec<(u16, Vec<u8>)> {
-    q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c)).cloned().collect()
+    q.options.iter().filter(|(c, _)| supported_option(*c)).cloned().collect()
 }
 
 /// Wire bodies (cache hits): copy, append the client's OPT, done — no parse. False when the
@@ -328,7 +355,7 @@ fn write_wire(req: &Request<'_>, bytes: &[u8], limit: usize, out: &mut Vec<u8>) 
     out[0..2].copy_from_slice(&req.msg.id.to_be_bytes());
     out[2] |= 0x80;
     if let Some(q) = &req.msg.edns {
-        let options = || q.options.iter().filter(|(c, _)| SUPPORTED_OPTIONS.contains(c));
+        let options = || q.options.iter().filter(|(c, _)| supported_option(*c));
         out.push(0);
         out.extend_from_slice(&kdns_wire::rtype::OPT.to_be_bytes());
         out.extend_from_slice(&q.udp_size.to_be_bytes());

@@ -46,6 +46,9 @@ pub struct Request<'a> {
     pub start: Instant,
     /// Where this request is in its chain (absent in unit tests that call a plugin directly).
     pub chain: Option<&'a ChainCursor<'a>>,
+    /// Set by a cache that missed: the plugins after it ask their upstream with AD set, as
+    /// CoreDNS 1.14's cache does (`authenticatedRefreshState`).
+    pub upstream_ad: std::cell::Cell<bool>,
 }
 
 /// The position of a request in its chain: set by the server before each `serve` call, so the

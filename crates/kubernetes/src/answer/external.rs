@@ -12,7 +12,8 @@ use std::net::IpAddr;
 /// What an external-zone query produced.
 pub struct ExternalAnswer {
     pub outcome: Outcome,
-    /// False for the apex and the `dns` subdomain (CoreDNS does not set AA there).
+    /// Always true: CoreDNS 1.14.7 sets AA on every reply of this plugin, apex and `dns`
+    /// subdomain included.
     pub authoritative: bool,
 }
 
@@ -63,27 +64,28 @@ impl Engine<'_> {
         let n = labels.len();
         let soa_only = |authoritative| ExternalAnswer { outcome: Outcome::nodata(), authoritative };
         if n == 0 {
+            // Records of the apex are owned by the configured zone; the nameserver's addresses
+            // by `ns1.<apex>.` and the name as asked (CoreDNS's `serveApex`).
             let outcome = match qtype {
-                rtype::SOA => Outcome::records(vec![self.external_soa(qname, apex)]),
+                rtype::SOA => Outcome::records(vec![self.external_soa(zone, apex)]),
                 rtype::NS => {
                     let target = name(&format!("ns1.{apex}.{zone}")).unwrap_or_else(Name::root);
-                    let additional = self
-                        .external_ns_addresses()
-                        .into_iter()
-                        .map(|ip| super::address_record(target.clone(), ttl, ip));
+                    let glue = name(&format!("ns1.{apex}.{qname}")).unwrap_or_else(|| target.clone());
+                    let additional =
+                        self.external_ns_addresses().into_iter().map(|ip| super::address_record(glue.clone(), ttl, ip));
                     Outcome::Answer {
-                        answer: vec![Record::new(qname.clone(), ttl, RData::Ns(target.clone()))],
+                        answer: vec![Record::new(zone.clone(), ttl, RData::Ns(target.clone()))],
                         additional: additional.collect(),
                         chase: None,
                     }
                 }
                 _ => Outcome::nodata(),
             };
-            return ExternalAnswer { outcome, authoritative: false };
+            return ExternalAnswer { outcome, authoritative: true };
         }
         if labels[n - 1] == apex {
             return match n {
-                1 => soa_only(false),
+                1 => soa_only(true),
                 2 if labels[0] == "ns1" => {
                     let answer = self
                         .external_ns_addresses()
@@ -91,9 +93,9 @@ impl Engine<'_> {
                         .filter(|ip| family_matches(qtype, ip))
                         .map(|ip| super::address_record(qname.clone(), ttl, ip))
                         .collect();
-                    ExternalAnswer { outcome: Outcome::records(answer), authoritative: false }
+                    ExternalAnswer { outcome: Outcome::records(answer), authoritative: true }
                 }
-                _ => ExternalAnswer { outcome: Outcome::NameError, authoritative: false },
+                _ => ExternalAnswer { outcome: Outcome::NameError, authoritative: true },
             };
         }
         let (entries, found) = self.external_entries(zone, &labels, headless);

@@ -438,10 +438,11 @@ impl Inner {
             return;
         };
         let inner = self.clone();
-        let query = req.msg.clone();
+        let mut query = req.msg.clone();
         let server = req.server.to_string();
         let key = Cache::key(req);
         let wants_ad = req.do_bit() || req.msg.has(flag::AD);
+        query.set(flag::AD, true);
         // On the main runtime: a refresh must finish (and end the entry's refresh state) even if
         // the UDP worker that saw the hit goes away.
         kdns_server::background::spawn(async move {
@@ -506,7 +507,8 @@ impl Plugin for Cache {
             // (or, with a client timer, takes longer than it).
             let Some(rest) = req.rest() else { continue };
             let inner = c.clone();
-            let query = req.msg.clone();
+            let mut query = req.msg.clone();
+            query.set(flag::AD, true);
             let server = req.server.to_string();
             let wants_ad = req.do_bit() || req.msg.has(flag::AD);
             let stale_stats = stats.clone();
@@ -538,6 +540,8 @@ impl Plugin for Cache {
             }));
         }
         stats.misses.inc();
+        // CoreDNS 1.14 asks the rest of the chain with AD set on a miss.
+        req.upstream_ad.set(true);
         Step::Next
     }
 

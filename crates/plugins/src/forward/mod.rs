@@ -197,10 +197,13 @@ impl Plugin for Forward {
         let later: Vec<Arc<Forwarder>> =
             self.forwarders[first + 1..].iter().filter(|g| g.matches(qname)).cloned().collect();
         let proto = req.proto;
-        if f.opts.next.is_empty() || later.is_empty() {
-            return Step::Pending(Box::pin(f.clone().resolve(slot, req.msg.clone(), proto)));
+        let mut msg = req.msg.clone();
+        if req.upstream_ad.get() {
+            msg.set(flag::AD, true);
         }
-        let msg = req.msg.clone();
+        if f.opts.next.is_empty() || later.is_empty() {
+            return Step::Pending(Box::pin(f.clone().resolve(slot, msg, proto)));
+        }
         let fut = f.clone().resolve(slot, msg.clone(), proto);
         let mut moves_on = f.opts.next.clone();
         Step::Pending(Box::pin(async move {

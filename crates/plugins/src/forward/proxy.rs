@@ -208,10 +208,14 @@ impl Upstream {
                 return Ok(Reply::message(tc, "forward"));
             }
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
-            if let Some(reply) = accept(bytes, id, q) {
-                return Ok(reply);
+            match accept(bytes, id, q) {
+                Ok(reply) => return Ok(reply),
+                Err(Rejected::WrongQuestion) => {
+                    mismatched_replies().with(&[&self.label]).inc();
+                    return Ok(wrong_reply(q));
+                }
+                Err(Rejected::Foreign) => mismatched_replies().with(&[&self.label]).inc(),
             }
-            mismatched_replies().with(&[&self.label]).inc();
             waiting.rearm();
         }
     }
@@ -267,10 +271,18 @@ impl Upstream {
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
         match tokio::time::timeout(timeout, &mut waiting.rx).await {
-            Ok(Ok(reply)) => accept(reply, id, q).ok_or_else(|| {
-                mismatched_replies().with(&[&self.label]).inc();
-                ExchangeError { message: format!("read tcp {}: reply does not match the question", self.addr) }
-            }),
+            Ok(Ok(reply)) => match accept(reply, id, q) {
+                Ok(reply) => Ok(reply),
+                Err(rejected) => {
+                    mismatched_replies().with(&[&self.label]).inc();
+                    match rejected {
+                        Rejected::WrongQuestion => Ok(wrong_reply(q)),
+                        Rejected::Foreign => Err(ExchangeError {
+                            message: format!("read tcp {}: reply does not match the question", self.addr),
+                        }),
+                    }
+                }
+            },
             Ok(Err(_)) if reused => {
                 Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
             }
@@ -359,6 +371,24 @@ pub struct HealthCheck {
     pub transport: Transport,
 }
 
+/// Why an upstream datagram is not the answer to a query.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not well-formed, or another query's ID: not ours, keep waiting (UDP).
+    Foreign,
+    /// Our ID, but not a reply to our question (QR clear, no single question, another name,
+    /// type or class): CoreDNS answers the client FORMERR.
+    WrongQuestion,
+}
+
+/// What the client gets for an upstream reply to the wrong question: FORMERR with the question,
+/// as CoreDNS's forward writes it (`state.Match` failed).
+fn wrong_reply(q: &Message) -> Reply {
+    let mut m = Message::reply_to(q);
+    m.rcode = kdns_wire::rcode::FORMERR;
+    Reply::message(m, "forward")
+}
+
 /// Accepts `bytes` only as the answer to `q` sent with `id`: QR set, same ID, one question
 /// equal to ours (name case-insensitively, type and class; RFC 5452 §9.1), and the whole message
 /// well-formed by the decoder's rules ([`check_message`]). The reply is returned with the
@@ -366,20 +396,23 @@ pub struct HealthCheck {
 /// It stays in wire form, records as the upstream sent them and anything after the last one
 /// cut, unless its OPT is not the last record or carries an extended rcode, or a name is read
 /// through a pointer to bytes that are not an earlier name's: those are decoded.
-pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
-    let checked = check_message(&bytes).ok()?;
-    let header = Header::parse(&bytes).ok()?;
-    let asked = q.questions.first()?;
-    if !header.has(flag::QR) || header.id != id || header.qdcount != 1 {
-        return None;
+pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Result<Reply, Rejected> {
+    let checked = check_message(&bytes).map_err(|_| Rejected::Foreign)?;
+    let header = Header::parse(&bytes).map_err(|_| Rejected::Foreign)?;
+    let asked = q.questions.first().ok_or(Rejected::Foreign)?;
+    if header.id != id {
+        return Err(Rejected::Foreign);
     }
-    let qname_end = checked.question_name_end?;
+    if !header.has(flag::QR) || header.qdcount != 1 {
+        return Err(Rejected::WrongQuestion);
+    }
+    let qname_end = checked.question_name_end.ok_or(Rejected::WrongQuestion)?;
     let fixed = &bytes[qname_end..qname_end + 4];
     if u16::from_be_bytes([fixed[0], fixed[1]]) != asked.qtype
         || u16::from_be_bytes([fixed[2], fixed[3]]) != asked.qclass
         || !kdns_wire::name::name_at_equals(&bytes, HEADER_LEN, asked.name.as_wire(), true)
     {
-        return None;
+        return Err(Rejected::WrongQuestion);
     }
     match checked.opt_at {
         // Names read through pointers into the header or a TTL would change with the patches
@@ -394,15 +427,15 @@ pub fn accept(mut bytes: Vec<u8>, id: u16, q: &Message) -> Option<Reply> {
         Some(_) => return decoded(&bytes, q),
     }
     bytes[0..2].copy_from_slice(&q.id.to_be_bytes());
-    Some(Reply::wire(bytes, "forward"))
+    Ok(Reply::wire(bytes, "forward"))
 }
 
 /// The decoding path of [`accept`]: the reply as a message, with the query's ID and no OPT.
-fn decoded(bytes: &[u8], q: &Message) -> Option<Reply> {
-    let mut m = Message::decode(bytes).ok()?;
+fn decoded(bytes: &[u8], q: &Message) -> Result<Reply, Rejected> {
+    let mut m = Message::decode(bytes).map_err(|_| Rejected::Foreign)?;
     m.id = q.id;
     m.edns = None;
-    Some(Reply::message(m, "forward"))
+    Ok(Reply::message(m, "forward"))
 }
 
 /// Where and how to reach a DNS-over-TLS upstream.
@@ -756,26 +789,26 @@ mod accept_tests {
     fn anything_not_the_answer_to_this_query_is_refused() {
         let q = query();
         let ok = answer().to_vec();
-        assert!(accept(ok.clone(), 98, &q).is_none(), "another ID");
+        assert_eq!(accept(ok.clone(), 98, &q).err(), Some(Rejected::Foreign), "another ID");
         let mut not_reply = answer();
         not_reply.flags &= !flag::QR;
-        assert!(accept(not_reply.to_vec(), 99, &q).is_none(), "QR clear");
+        assert_eq!(accept(not_reply.to_vec(), 99, &q).err(), Some(Rejected::WrongQuestion), "QR clear");
         let mut other_type = answer();
         other_type.questions[0].qtype = rtype::AAAA;
-        assert!(accept(other_type.to_vec(), 99, &q).is_none(), "another type");
+        assert_eq!(accept(other_type.to_vec(), 99, &q).err(), Some(Rejected::WrongQuestion), "another type");
         let mut other_name = answer();
         other_name.questions[0].name = Name::from_ascii("ww.example.org.").unwrap();
-        assert!(accept(other_name.to_vec(), 99, &q).is_none(), "another name");
+        assert_eq!(accept(other_name.to_vec(), 99, &q).err(), Some(Rejected::WrongQuestion), "another name");
         let mut two = answer();
         two.questions.push(two.questions[0].clone());
-        assert!(accept(two.to_vec(), 99, &q).is_none(), "two questions");
+        assert_eq!(accept(two.to_vec(), 99, &q).err(), Some(Rejected::WrongQuestion), "two questions");
         for cut in [11, 20, ok.len() - 1] {
-            assert!(accept(ok[..cut].to_vec(), 99, &q).is_none(), "cut at {cut}");
+            assert_eq!(accept(ok[..cut].to_vec(), 99, &q).err(), Some(Rejected::Foreign), "cut at {cut}");
         }
         let mut bad_pointer = ok.clone();
         let owner = check_message(&ok).unwrap().question_name_end.unwrap() + 4;
         bad_pointer[owner + 1] = 0xFF; // a pointer forward, past the end
-        assert!(accept(bad_pointer, 99, &q).is_none(), "bad compression pointer");
+        assert_eq!(accept(bad_pointer, 99, &q).err(), Some(Rejected::Foreign), "bad compression pointer");
     }
 }
 #[cfg(test)]

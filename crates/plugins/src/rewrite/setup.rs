@@ -94,6 +94,8 @@ fn edns0(field: &Token, rest: &[&Token]) -> Result<Field, Error> {
                     }
                     _ => return Err(err(kind, "edns0 local needs CODE and DATA (unset: CODE only)")),
                 };
+                // As CoreDNS: the code becomes one the server reflects back to clients.
+                kdns_server::handler::support_option(code);
                 (code, EdnsData::Local(data))
             }
             "nsid" => {
