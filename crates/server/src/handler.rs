@@ -143,7 +143,10 @@ pub fn handle(
     }
     // CoreDNS refuses other classes before it looks at the EDNS version.
     let class_refused = q.qclass != class::IN && !table.chaos;
-    if let Some(reply) = rejected.filter(|_| !class_refused) {
+    // A zone transfer (no transfer plugin is built) is refused as CoreDNS's chain refuses it:
+    // after routing, counted and logged by the block's plugins like any refused query.
+    let transfer = rejected.as_ref().is_some_and(|r| r.rcode == rcode::REFUSED);
+    if let Some(reply) = rejected.filter(|_| !class_refused && !transfer) {
         let limit = if proto == Proto::Tcp { 65535 } else { 512 };
         reply.encode(out, limit);
         return Outcome::Reply;
@@ -184,6 +187,11 @@ pub fn handle(
         return Outcome::Reply;
     };
     let block = &entry.block;
+    if transfer {
+        let refused = Reply::rcode(msg, rcode::REFUSED, None);
+        finish_chain(block, block.plugins.len(), &req, refused, out);
+        return Outcome::Reply;
+    }
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, 0, &req)));
     let (index, step) = match run {
         Ok(v) => v,

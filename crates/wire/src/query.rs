@@ -43,7 +43,7 @@ pub fn check_query_into(packet: &[u8], msg: &mut Message) -> Result<(), Rejectio
     if header.qdcount != 1 || header.ancount > 1 || header.nscount > 1 || header.arcount > 2 {
         return Err(Rejection::Header(header, rcode::FORMERR));
     }
-    if msg.decode_into(packet).is_err() {
+    if msg.decode_into(packet).is_err() && !short_question(packet, &header, msg) {
         return Err(Rejection::Header(header, rcode::FORMERR));
     }
     if let Some(edns) = &msg.edns {
@@ -71,6 +71,25 @@ pub fn check_query_into(packet: &[u8], msg: &mut Message) -> Result<(), Rejectio
         }
         _ => Ok(()),
     }
+}
+
+/// miekg/dns reads a question that ends after its name (or after its type) as type and class 0
+/// (class 0), and CoreDNS then handles it like any query (REFUSED for the class, in a block
+/// without `forward` or `chaos`). Only when no record follows: a count it cannot read is an
+/// error there too. Fills `msg` with that question and returns true when `packet` is one.
+fn short_question(packet: &[u8], header: &Header, msg: &mut Message) -> bool {
+    if header.ancount != 0 || header.nscount != 0 || header.arcount != 0 {
+        return false;
+    }
+    let Ok((name, end)) = crate::Name::read(packet, HEADER_LEN) else { return false };
+    let qtype = match packet.len() - end {
+        0 => 0,
+        2 => u16::from_be_bytes([packet[end], packet[end + 1]]),
+        _ => return false,
+    };
+    *msg = Message { id: header.id, flags: header.flags, ..Message::default() };
+    msg.questions.push(crate::Question { name, qtype, qclass: 0 });
+    true
 }
 
 /// Header-only reply as miekg/dns builds it for rejected queries: ID and RD/CD kept, QR set,
@@ -136,6 +155,34 @@ mod tests {
         let mut v1 = query(rtype::A);
         v1.edns = Some(Edns { udp_size: 4096, version: 1, ..Default::default() });
         assert_eq!(rcode_of(check_query(&v1.to_vec())), Some(rcode::BADVERS));
+    }
+
+    /// The edges miekg/dns decides for CoreDNS: a question cut after its name or its type is a
+    /// query of class 0; cut inside the type, or with a record count it cannot read, FORMERR.
+    #[test]
+    fn short_questions_and_missing_records() {
+        let ok = query(rtype::AAAA).to_vec();
+        let name_end = ok.len() - 4;
+        let q = check_query(&ok[..name_end]).expect("name only is a query");
+        assert_eq!((q.questions[0].qtype, q.questions[0].qclass), (0, 0));
+        assert_eq!(q.questions[0].name.to_string(), "example.org.");
+        let q = check_query(&ok[..name_end + 2]).expect("name and type is a query");
+        assert_eq!((q.questions[0].qtype, q.questions[0].qclass), (rtype::AAAA, 0));
+        assert_eq!(rcode_of(check_query(&ok[..name_end + 1])), Some(rcode::FORMERR));
+        assert_eq!(rcode_of(check_query(&ok[..name_end + 3])), Some(rcode::FORMERR));
+        let mut ar1 = ok.clone();
+        ar1[11] = 1;
+        assert_eq!(rcode_of(check_query(&ar1)), Some(rcode::FORMERR), "ARCOUNT 1 without a record");
+        let mut cut_ar1 = ok[..name_end].to_vec();
+        cut_ar1[11] = 1;
+        assert_eq!(rcode_of(check_query(&cut_ar1)), Some(rcode::FORMERR));
+        // A question name that is a pointer into the header reads the header bytes as a name,
+        // as miekg/dns does (the pointer goes backwards).
+        let mut ptr = ok[..12].to_vec();
+        ptr[4..6].copy_from_slice(&[0, 1]);
+        ptr.extend_from_slice(&[0xC0, 5, 0, 1, 0, 1]);
+        let q = check_query(&ptr).expect("a pointer into the header");
+        assert_eq!(q.questions[0].name.as_wire(), &[1, 0, 0]);
     }
 
     #[test]
