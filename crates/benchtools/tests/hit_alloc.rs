@@ -1,7 +1,9 @@
 //! The cache-hit path allocates nothing: a counting global allocator watches `handler::handle`
 //! answer queries from the cache, through the chain a node cache runs (prometheus, errors,
-//! cache in front of an answering plugin), with and without EDNS, in mixed case. The fixture is
-//! the one `bench/callgrind.sh` counts instructions on.
+//! cache in front of an answering plugin), with and without EDNS, asked in the case the entry
+//! was stored with (another case rebuilds the reply so owners keep the stored case, as CoreDNS
+//! does, and that path allocates). The fixture is the one `bench/callgrind.sh` counts
+//! instructions on.
 
 use kdns_benchtools::Hits;
 use kdns_wire::{rcode, Message};

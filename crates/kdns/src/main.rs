@@ -142,7 +142,8 @@ fn cluster_dns(program: &str, args: &[String]) -> i32 {
         return 0;
     }
     if parsed.bool("plugins") {
-        let mut text = String::from("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n");
+        let mut text =
+            String::from("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n");
         for p in kdns_plugins::all() {
             text.push_str(&format!("  dns.{}\n", p.name));
         }

@@ -16,7 +16,6 @@ use std::time::Duration;
 fn broken_corefiles_fail_with_file_and_line() {
     let dir = temp_dir("badcore");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("stray closing brace", b".:53 {\n    whoami\n}\n}\n".to_vec(), "Corefile:4"),
         ("unclosed block", b".:53 {\n    whoami\n".to_vec(), "Corefile"),
         ("invalid UTF-8", b".:53 {\n    forward . \xff\xfe\n}\n".to_vec(), "Corefile:2"),
         ("plugin twice", b".:53 {\n    cache\n    cache\n}\n".to_vec(), "Corefile:3"),

@@ -96,7 +96,10 @@ fn mismatched_and_garbage_replies_are_never_accepted() {
         assert!(r.answers.is_empty(), "{name}: nothing from the bad reply reaches the client");
     }
     // Our ID but another question: CoreDNS's forward answers FORMERR at once, over UDP and TCP.
-    for r in [udp(k.addr(), &query("badq.example.org.", RecordType::A)), tcp(k.addr(), &query("badq.example.org.", RecordType::A))] {
+    for r in [
+        udp(k.addr(), &query("badq.example.org.", RecordType::A)),
+        tcp(k.addr(), &query("badq.example.org.", RecordType::A)),
+    ] {
         assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
         assert!(r.answers.is_empty(), "nothing from the bad reply reaches the client");
         assert_eq!(r.queries[0].name().to_string(), "badq.example.org.", "the question is kept");

@@ -847,6 +847,26 @@ mod tests {
         assert_eq!(e.lookup(&n("cluster.local."), &n("kube-system.pod.cluster.local."), rtype::A), Outcome::NameError);
     }
 
+    /// CoreDNS 1.14.7's k8s_external sets AA everywhere, apex and `dns` subdomain included; the
+    /// apex records are owned by the configured zone whatever the case asked.
+    #[test]
+    fn external_apex_is_authoritative_and_owned_by_the_zone() {
+        let ix = sweep_index();
+        let s = settings("198.51.100.7");
+        let e = Engine { index: &ix, settings: &s };
+        let zone = n("example.com.");
+        for (qname, qtype) in [("EXAMPLE.com.", rtype::SOA), ("example.com.", rtype::NS), ("example.com.", rtype::A)] {
+            let a = e.external(&zone, &n(qname), qtype, "dns", false);
+            assert!(a.authoritative, "{qname} {qtype}");
+            if let Outcome::Answer { answer, .. } = &a.outcome {
+                assert!(answer.iter().all(|r| r.name == zone), "{answer:?}");
+            }
+        }
+        for qname in ["dns.example.com.", "ns1.dns.example.com.", "x.y.dns.example.com."] {
+            assert!(e.external(&zone, &n(qname), rtype::A, "dns", false).authoritative, "{qname}");
+        }
+    }
+
     #[test]
     fn soa_fields_follow_the_ttl() {
         let ix = index();

@@ -239,7 +239,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
         sig(SignalKind::user_defined1()),
         sig(SignalKind::hangup()),
     ) else {
-        kdns_server::log::stderr_line(&format!("node-cache: cannot install signal handlers"));
+        kdns_server::log::stderr_line("node-cache: cannot install signal handlers");
         return 1;
     };
     let start = tokio::time::Instant::now();

@@ -202,9 +202,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
             // CoreDNS's `EnableChaos`: `chaos` or `forward` anywhere on the listener.
-            let chaos = zones
-                .values()
-                .any(|e| e.block.plugins.iter().any(|p| matches!(p.name(), "chaos" | "forward")));
+            let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| matches!(p.name(), "chaos" | "forward")));
             (k, Arc::new(ZoneTable { zones, dropped, chaos }))
         })
         .collect();

@@ -233,7 +233,7 @@ async fn run_async(opts: Options) -> i32 {
     let (corefile, hash, dir) = match parse(&opts.source) {
         Ok(v) => v,
         Err(e) => {
-            crate::log::stderr_line(&format!("{e}"));
+            crate::log::stderr_line(&e.to_string());
             return 1;
         }
     };
@@ -269,7 +269,7 @@ async fn run_async(opts: Options) -> i32 {
         }
         Err(e) => {
             crate::log::flush();
-            crate::log::stderr_line(&format!("{e}"));
+            crate::log::stderr_line(&e.to_string());
             return 1;
         }
     }

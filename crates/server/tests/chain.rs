@@ -95,7 +95,8 @@ fn plugin_order_follows_plugin_cfg_and_way_back_runs() {
     ));
     let m = Message::decode(&out).unwrap();
     assert_eq!(m.rcode, rcode::SERVFAIL, "chain end without an answer");
-    assert!(m.has(flag::RA), "respond hook ran");
+    // CoreDNS writes this error past every plugin's response writer: no respond hook sees it.
+    assert!(!m.has(flag::RA), "respond hook skipped for a server-written error");
     assert_eq!(OBSERVED.load(Ordering::SeqCst), before + 1);
 }
 

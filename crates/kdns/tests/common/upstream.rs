@@ -16,6 +16,7 @@
 //! | `reset` | TCP: closes the connection without answering; UDP: drops |
 //! | `big` | 60 A records |
 //! | `ad` | the answer with AD set and an OPT record of its own (4096, an NSID option) |
+//! | `cnameonly` | a CNAME to `gone.example.` and nothing for the target, no SOA |
 #![allow(dead_code)]
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -36,6 +37,9 @@ pub struct Seen {
     pub qtype: RecordType,
     pub src: SocketAddr,
     pub edns_options: usize,
+    /// The query's AD and CD bits.
+    pub ad: bool,
+    pub cd: bool,
 }
 
 pub struct Upstream {
@@ -190,6 +194,8 @@ fn record(seen: &Mutex<Vec<Seen>>, q: &Message, tcp: bool, src: SocketAddr) {
         qtype: query.query_type(),
         src,
         edns_options: q.edns.as_ref().map_or(0, |e| e.options().as_ref().len()),
+        ad: q.metadata.authentic_data,
+        cd: q.metadata.checking_disabled,
     });
 }
 
@@ -209,6 +215,7 @@ fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
     let query = q.queries.first()?.clone();
     let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
     r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.checking_disabled = q.metadata.checking_disabled;
     r.metadata.recursion_available = true;
     r.add_query(query.clone());
     let a =
@@ -253,6 +260,11 @@ fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
             e.options_mut().insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(3, b"upstream-nsid".to_vec()));
             r.set_edns(e);
         }
+        "cnameonly" => r.answers.push(Record::from_rdata(
+            query.name().clone(),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_str("gone.example.").unwrap())),
+        )),
         _ => r.answers.push(a([192, 0, 2, 1])),
     }
     r.to_vec().ok()

@@ -405,10 +405,11 @@ impl Inner {
         let secs = duration.as_secs() as u32;
         // CoreDNS 1.14's `key`: no truncated replies, no errors, no denial without an SOA to
         // bound it (NXDOMAIN, or an answer section that does not answer the question).
+        let denial_without_soa =
+            !has_soa && (kind == ResponseType::NameError || (kind == ResponseType::NoError && non_answer));
         let cacheable = !truncated
-            && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update)
-            && !(kind == ResponseType::NameError && !has_soa)
-            && !(kind == ResponseType::NoError && !has_soa && non_answer);
+            && !denial_without_soa
+            && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
         if !cacheable || secs == 0 {
             return secs;
         }

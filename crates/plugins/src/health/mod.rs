@@ -51,7 +51,8 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
 async fn self_check(addr: std::net::SocketAddr) {
     // The first check one second after start, as CoreDNS's ticker: an immediate one could run
     // before the admin listener accepts and warn about a failure that is not one.
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     loop {
         tick.tick().await;
         let start = Instant::now();

@@ -194,12 +194,10 @@ impl Rewrite {
                     qclass = *to;
                     true
                 }
-                Field::Ttl { matcher, min, max } => {
-                    matcher
-                        .matches(current(&mut text, &asked.name))
-                        .then(|| responses.push(Response::Ttl(*min, *max)))
-                        .is_some()
-                }
+                Field::Ttl { matcher, min, max } => matcher
+                    .matches(current(&mut text, &asked.name))
+                    .then(|| responses.push(Response::Ttl(*min, *max)))
+                    .is_some(),
                 Field::Rcode { matcher, from, to } => {
                     matcher.matches(current(&mut text, &asked.name)).then(|| rcodes.push((*from, *to))).is_some()
                 }
