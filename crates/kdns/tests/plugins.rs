@@ -139,8 +139,11 @@ fn acl_allows_blocks_filters_and_drops_by_source_and_type() {
     let mx = ask("127.0.0.1", RecordType::MX).expect("filtered");
     assert_eq!(mx.metadata.response_code, ResponseCode::NoError);
     assert!(mx.answers.is_empty() && mx.additionals.is_empty(), "{mx:?}");
+    assert!(!mx.metadata.authoritative, "CoreDNS's filtered reply is not authoritative");
     assert!(ask("127.0.0.9", RecordType::A).is_none(), "dropped: no reply");
     let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    // acl writes its REFUSED itself: the response is acl's in the plugin label.
+    assert!(scrape.contains("coredns_dns_responses_total{plugin=\"acl\",rcode=\"REFUSED\""), "{scrape}");
     for (m, v) in [
         ("coredns_acl_blocked_requests_total{server=\"dns://127.0.0.1:", 1.0),
         ("coredns_acl_dropped_requests_total{server=\"dns://127.0.0.1:", 1.0),

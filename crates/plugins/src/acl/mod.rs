@@ -142,12 +142,14 @@ impl Plugin for Acl {
         self.count(req.server, origin, action);
         match action {
             Action::Allow => Step::Next,
-            Action::Block => Step::Reply(Reply::rcode(req.msg, rcode::REFUSED, None)),
-            Action::Filter => {
+            // Both written by the plugin itself (CoreDNS's `SetRcode`: no AA), so the way back
+            // and the `plugin` label see them as acl's.
+            Action::Block => {
                 let mut m = Message::reply_to(req.msg);
-                m.set(kdns_wire::flag::AA, true);
+                m.rcode = rcode::REFUSED;
                 Step::Reply(Reply::message(m, "acl"))
             }
+            Action::Filter => Step::Reply(Reply::message(Message::reply_to(req.msg), "acl")),
             Action::Drop => Step::Drop,
         }
     }
