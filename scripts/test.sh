@@ -13,13 +13,15 @@ if [ "$(id -u)" = 0 ]; then
   command -v dnsperf >/dev/null || need+=(dnsperf)
   command -v chromium >/dev/null || need+=(chromium)
   command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+  command -v umoci >/dev/null || need+=(umoci)
+  command -v strip >/dev/null || need+=(binutils)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} for the namespace, browser and etcd tests"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
-  # As root the namespace, browser and etcd tests must run, never quietly skip.
-  export KDNS_REQUIRE_NETNS=1 KDNS_REQUIRE_CHROMIUM=1 KDNS_REQUIRE_ETCD=1
+  # As root the namespace, browser, etcd and image tests must run, never quietly skip.
+  export KDNS_REQUIRE_NETNS=1 KDNS_REQUIRE_CHROMIUM=1 KDNS_REQUIRE_ETCD=1 KDNS_REQUIRE_IMAGE=1
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -29,6 +31,14 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ "$(id -u)" = 0 ]; then
+  # The runtime image (scripts/image.sh; reused while its inputs are unchanged) around the
+  # binary the tests build, for crates/kdns/tests/image.rs. The release image is
+  # `cargo build --release -p kdns && scripts/image.sh`.
+  cargo build --locked -p kdns
+  KDNS_IMAGE=$(./scripts/image.sh target/debug/kdns)
+  export KDNS_IMAGE
+fi
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 # deploy/: manifests and Helm chart against Kubernetes' schemas, their Corefiles through
 # `kdns check`, the image layout, the dashboard's metric names.

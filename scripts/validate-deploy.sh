@@ -73,7 +73,8 @@ grep -q "dns.kubernetes" <<<"$plugins"
 if "$work/root/node-cache" -localip "" >"$work/nc.out" 2>&1; then exit 1; fi
 grep -q 'invalid localip specified - ""' "$work/nc.out"
 grep -q 'ENTRYPOINT \["/coredns"\]' deploy/image/Containerfile
-grep -q "layout.sh / /usr/local/bin/kdns" deploy/image/Containerfile
+grep -q "rootfs.sh /out /kdns.bin" deploy/image/Containerfile
+grep -q "^FROM scratch" deploy/image/Containerfile
 
 echo "deploy: Grafana dashboard metric names"
 "$venv/bin/python" - deploy/grafana/kdns.json <<'PY'
