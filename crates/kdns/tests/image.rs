@@ -90,8 +90,11 @@ fn coredns_entry_point_serves_cluster_dns_from_the_image() {
     let (host, inside) = scratch(&root, "cdns");
     std::fs::create_dir_all(host.join("cluster")).unwrap();
     for f in ["namespaces.yaml", "services.yaml", "endpointslices.yaml"] {
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster").join(f), host.join("cluster").join(f))
-            .unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster").join(f),
+            host.join("cluster").join(f),
+        )
+        .unwrap();
     }
     let port = free_port();
     let corefile = format!(".:{port} {{\n    bind 127.0.0.1\n    kubernetes cluster.local {{\n        manifests {inside}/cluster\n    }}\n}}\n");
@@ -146,4 +149,51 @@ fn node_cache_entry_point_runs_the_agent_from_the_image() {
     assert!(rules.contains(SKIP), "the image's iptables installed the NOTRACK rules:\n{rules}");
     drop(nc);
     let _ = std::fs::remove_dir_all(host);
+}
+
+/// Where podman is installed, the OCI archive runs under it too: loaded with `podman load`, run
+/// with host networking. This sandbox needs three things a normal host does not (each a no-op
+/// elsewhere): a private mount namespace without the cgroup2 hierarchy mounted beside v1 (crun
+/// refuses hybrid mode), `--cgroups=disabled`, and deploy/image/crun-no-rlimits as the runtime
+/// (setrlimit of RLIMIT_NPROC is refused even at its current value).
+#[test]
+fn podman_runs_the_archive_where_installed() {
+    let Some(_root) = image_root() else { return };
+    if Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("podman not installed; the archive was run under chroot only");
+        return;
+    }
+    let dir = std::env::var("KDNS_IMAGE").unwrap();
+    let load = Command::new("podman").args(["load", "-q", "-i", &format!("{dir}/kdns.oci.tar")]).output().unwrap();
+    let loaded = String::from_utf8_lossy(&load.stdout).to_string();
+    assert!(load.status.success(), "{loaded} {}", String::from_utf8_lossy(&load.stderr));
+    let image = loaded.trim().rsplit(' ').next().unwrap().to_string();
+    let runtime_dir = temp_dir("podman-rt");
+    let runtime = runtime_dir.join("crun");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/image/crun-no-rlimits"), &runtime).unwrap();
+    let port = free_port();
+    let name = format!("kdns-image-test-{}", std::process::id());
+    let script = r#"set -e
+umount -l /sys/fs/cgroup/unified 2>/dev/null || true
+exec podman run --rm -i --name "$1" --runtime "$2" --cgroups=disabled --network host "$3" -conf stdin -dns.port "$4""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--fork", "--kill-child", "--", "sh", "-c", script, "sh"])
+        .arg(&name)
+        .arg(&runtime)
+        .arg(&image)
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::piped());
+    let mut k = Kdns::from_command(cmd, runtime_dir.clone(), runtime_dir.join("Corefile"));
+    {
+        use std::io::Write;
+        let mut stdin = k.child.stdin.take().unwrap();
+        stdin.write_all(b". {\n    bind 127.0.0.1\n    whoami\n}\n").unwrap();
+    }
+    k.port = port;
+    k.wait_for_line(&format!(".:{port} on 127.0.0.1"), Duration::from_secs(30));
+    let r = udp(k.addr(), &query("example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(!r.additionals.is_empty(), "whoami answered from the container");
+    let _ = Command::new("podman").args(["rm", "-f", &name]).output();
+    drop(k);
 }
