@@ -22,6 +22,55 @@ trap 'rm -rf "$work"' EXIT
 
 echo "deploy: schema validation (Kubernetes $K8S, strict)"
 validate deploy/cluster-dns.yaml deploy/node-local-dns.yaml
+# The eBPF manifest: its Kubernetes objects against the schemas, its CiliumLocalRedirectPolicy
+# (a CRD the validator has no schema for) against the fields Cilium's documentation defines.
+"$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true \
+  --set nodeCache.dataplane=ebpf >"$work/ebpf-chart.yaml"
+for m in deploy/node-local-dns-ebpf.yaml "$work/ebpf-chart.yaml"; do
+"$venv/bin/python" - "$m" "$work/ebpf-core.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+core = [d for d in docs if d["apiVersion"] != "cilium.io/v2"]
+lrp = [d for d in docs if d["kind"] == "CiliumLocalRedirectPolicy"]
+assert len(lrp) == 1 and lrp[0]["apiVersion"] == "cilium.io/v2", lrp
+p = lrp[0]
+assert p["metadata"]["namespace"] == "kube-system", p["metadata"]
+spec = p["spec"]
+assert set(spec) == {"redirectFrontend", "redirectBackend"}, spec.keys()
+front = spec["redirectFrontend"]
+assert set(front) == {"serviceMatcher"}, front
+sm = front["serviceMatcher"]
+assert sm["serviceName"] == "kube-dns" and sm["namespace"] == "kube-system", sm
+back = spec["redirectBackend"]
+assert set(back) == {"localEndpointSelector", "toPorts"}, back
+ports = lambda l: sorted((x["port"], x["protocol"], x["name"]) for x in l)
+for l in (sm["toPorts"], back["toPorts"]):
+    for x in l:
+        assert set(x) <= {"port", "protocol", "name"} and isinstance(x["port"], str), x
+        assert x["protocol"] in ("UDP", "TCP", "SCTP"), x
+assert ports(sm["toPorts"]) == ports(back["toPorts"]) == [("53", "TCP", "dns-tcp"), ("53", "UDP", "dns")]
+ds = [d for d in core if d["kind"] == "DaemonSet"][0]
+pod = ds["spec"]["template"]
+labels = back["localEndpointSelector"]["matchLabels"]
+assert all(pod["metadata"]["labels"].get(k) == v for k, v in labels.items()), (labels, pod["metadata"]["labels"])
+spec = pod["spec"]
+assert not spec.get("hostNetwork"), "no hostNetwork in the eBPF mode"
+c = spec["containers"][0]
+assert "-redirect" in c["args"] and "$(POD_IP)" in c["args"], c["args"]
+assert not c.get("securityContext", {}).get("capabilities"), "no NET_ADMIN needed"
+assert c["readinessProbe"]["httpGet"]["path"] == "/ready" and c["readinessProbe"]["httpGet"]["port"] == 9353
+# The kube-dns Service must not select the cache pods (its upstream would then be itself).
+assert pod["metadata"]["labels"].get("k8s-app") != "kube-dns"
+yaml.safe_dump_all(core, open(sys.argv[2], "w"))
+PY
+validate "$work/ebpf-core.yaml"
+done
+# Calico eBPF: the same mode without the Cilium object.
+"$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true \
+  --set nodeCache.dataplane=ebpf --set nodeCache.ciliumLocalRedirectPolicy=false >"$work/calico.yaml"
+validate "$work/calico.yaml"
+grep -q -- "- -redirect" "$work/calico.yaml"
+if grep -q "CiliumLocalRedirectPolicy" "$work/calico.yaml"; then exit 1; fi
 "$helm" lint --quiet deploy/helm/kdns >/dev/null
 "$helm" template kdns deploy/helm/kdns -n kube-system >"$work/default.yaml"
 "$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true >"$work/nodecache.yaml"
@@ -38,7 +87,7 @@ grep -q "kind: DaemonSet" "$work/nodecache.yaml" && ! grep -q "kind: DaemonSet" 
 grep -q '"169.254.20.10"' "$work/ipvs.yaml" && ! grep -q "kind: Deployment" "$work/ipvs.yaml"
 
 echo "deploy: Corefiles through kdns check"
-"$venv/bin/python" - "$work" deploy/cluster-dns.yaml deploy/node-local-dns.yaml "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml" <<'PY'
+"$venv/bin/python" - "$work" deploy/cluster-dns.yaml deploy/node-local-dns.yaml deploy/node-local-dns-ebpf.yaml "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml" "$work/calico.yaml" <<'PY'
 import sys, yaml, pathlib
 out = pathlib.Path(sys.argv[1])
 n = 0
@@ -53,7 +102,7 @@ for f in sys.argv[2:]:
                 text = text.replace(k, v)
             n += 1
             (out / f"Corefile.{n}").write_text(text)
-assert n == 6, n
+assert n == 9, n
 PY
 for f in "$work"/Corefile.*; do
   "$kdns" check -conf "$f" >"$f.out" || { cat "$f.out"; exit 1; }

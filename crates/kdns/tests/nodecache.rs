@@ -293,3 +293,45 @@ fn legacy_iptables_is_used_when_kubelet_uses_it_and_an_existing_interface_is_kep
     assert_eq!(nc.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(saved_rules(&node, "iptables-legacy-save").is_empty());
 }
+
+/// eBPF dataplanes (Cilium's local redirect policy, Calico eBPF): with `-redirect` the agent sets
+/// up no interface and no firewall rule, listens on the pod's own address, and `/ready` follows
+/// the server: ready once it answers, unready at SIGTERM while the server still answers through
+/// its lameduck, then a clean exit.
+#[test]
+fn redirect_mode_touches_nothing_and_readiness_follows_the_server() {
+    if !can_run() {
+        return;
+    }
+    let (node, _cluster, upstream) = lab("redir");
+    let mut nc = start(&node, &ebpf_template("2s"), "10.200.0.1", &["-redirect"]);
+    let pod: SocketAddr = "10.200.0.1:53".parse().unwrap();
+    wait_until("/ready 200", Duration::from_secs(15), || {
+        http_status_in(&node, "127.0.0.1:9353", "/ready") == Some(200)
+    });
+    let r = ask(&node, pod, "web.default.svc.cluster.local.", false, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no answer on the pod address; output:\n{}", nc.lines().join("\n")));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        upstream.seen().iter().any(|s| s.qname == "web.default.svc.cluster.local." && s.tcp),
+        "a miss goes upstream"
+    );
+    // Nothing on the node was touched: no interface, no iptables rule, no nftables table.
+    let (exists, _) = node.try_run(&["ip", "link", "show", "nodelocaldns"]);
+    assert!(!exists, "no interface in redirect mode");
+    for save in ["iptables-save", "ip6tables-save"] {
+        assert!(saved_rules(&node, save).is_empty(), "{save}: {:?}", saved_rules(&node, save));
+    }
+    let (_, tables) = node.try_run(&["nft", "list", "tables"]);
+    assert!(!tables.contains("node") && !tables.contains("kdns"), "{tables}");
+    assert_eq!(metric(&http_in(&node, "127.0.0.1:9353", "/metrics"), "coredns_nodecache_rules_expected"), Some(0.0));
+    // SIGTERM: unready at once, answers through the lameduck, then exit 0.
+    nc.signal(libc::SIGTERM);
+    wait_until("/ready unready", Duration::from_secs(2), || {
+        http_status_in(&node, "127.0.0.1:9353", "/ready") != Some(200)
+    });
+    let r = ask(&node, pod, "other.default.svc.cluster.local.", false, Duration::from_millis(1500))
+        .expect("still answering during the lameduck");
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(nc.wait_exit(Duration::from_secs(20)), Some(0), "{}", nc.lines().join("\n"));
+}

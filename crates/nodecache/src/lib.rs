@@ -68,6 +68,9 @@ pub struct Agent {
     state: tokio::sync::Mutex<State>,
     failed_open: std::sync::atomic::AtomicBool,
     manage: std::sync::atomic::AtomicBool,
+    /// `/ready` on the metrics port: the DNS server answered the last probe and no stop has
+    /// begun (supervisor only; what a redirecting dataplane's readiness follows).
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -120,6 +123,7 @@ impl Agent {
             state: tokio::sync::Mutex::new(State::default()),
             failed_open: std::sync::atomic::AtomicBool::new(role == Role::Supervisor),
             manage: std::sync::atomic::AtomicBool::new(true),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         if role != Role::Child {
             let mut state = agent.state.try_lock().map_err(|_| "agent state busy".to_string())?;
@@ -396,6 +400,11 @@ impl Agent {
         self.state.lock().await.torn_down = true;
     }
 
+    /// What `/ready` says from now on (see [`Agent`]'s `ready`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
     pub fn is_failed_open(&self) -> bool {
         self.failed_open.load(Ordering::Acquire)
     }
@@ -460,7 +469,18 @@ impl Agent {
         };
         let routes = kdns_server::admin::Routes::default();
         let render: kdns_server::plugin::Route = Arc::new(|| (200, kdns_server::metrics::registry().render()));
-        routes.write().unwrap_or_else(|e| e.into_inner()).insert("/metrics".into(), render);
+        let ready = self.ready.clone();
+        let readiness: kdns_server::plugin::Route = Arc::new(move || match ready.load(Ordering::Acquire) {
+            true => (200, "OK".into()),
+            false => (503, "not ready".into()),
+        });
+        {
+            let mut table = routes.write().unwrap_or_else(|e| e.into_inner());
+            table.insert("/metrics".into(), render);
+            if self.role == Role::Supervisor {
+                table.insert("/ready".into(), readiness);
+            }
+        }
         match kdns_server::admin::start(addr, routes) {
             Ok(l) => self.state.lock().await.metrics_listener = Some(l),
             // As node-cache: the DNS cache matters more than its own metrics port.

@@ -51,6 +51,10 @@ pub struct Settings {
     pub serve_stale: Option<Duration>,
     /// Where the cache is saved on exit (and every 30 s) and loaded from at start.
     pub cache_snapshot: Option<PathBuf>,
+    /// `-redirect`: the dataplane (Cilium's local redirect policy, Calico eBPF) brings DNS to
+    /// this pod; no interface, no firewall rules, nothing torn down, `-localip` are the pod's
+    /// own addresses.
+    pub redirect: bool,
 }
 
 /// The flags node-cache accepts, with its defaults, in the order of its `-help`.
@@ -93,6 +97,7 @@ pub const FLAGS: &[(&str, bool, &str, &str)] = &[
     ("probefailures", false, "2", "failed probe rounds in a row after which the server is declared hung"),
     ("servestale", false, "1h", "serve expired cache entries (RFC 8767: after 1.8 s without upstream answer, TTL 30) up to this age; 0 turns it off"),
     ("cachesnapshot", false, "/tmp/kdns-node-cache.snapshot", "file the cache is saved to on exit and loaded from at start (empty: off)"),
+    ("redirect", true, "false", "eBPF dataplanes (Cilium local redirect policy, Calico eBPF): the dataplane redirects DNS to this pod, so no interface and no firewall rules are set up or torn down; -localip are the pod's own addresses"),
 ];
 
 impl Settings {
@@ -176,7 +181,9 @@ impl Settings {
             ),
         };
         let cache_snapshot = Some(value("cachesnapshot")).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let redirect = boolean("redirect");
         Ok(Settings {
+            redirect,
             supervise: boolean("supervise"),
             probe_interval,
             probe_timeout,
@@ -190,9 +197,9 @@ impl Settings {
             upstream_svc,
             health_port,
             dns_port,
-            setup_interface: boolean("setupinterface"),
-            setup_iptables: boolean("setupiptables"),
-            skip_teardown: boolean("skipteardown"),
+            setup_interface: boolean("setupinterface") && !redirect,
+            setup_iptables: boolean("setupiptables") && !redirect,
+            skip_teardown: boolean("skipteardown") || redirect,
             sync_interval,
             config_sync_interval,
             interface_name,

@@ -265,6 +265,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
             Some(Event::Exited(pid, status)) = events.recv() => {
                 if child.as_ref().is_some_and(|c| c.pid == pid) {
                     child = None;
+                    agent.set_ready(false);
                     error!("DNS server (pid {pid}) exited: {status}");
                     if !agent.is_failed_open() {
                         agent.fail_open("exited").await;
@@ -314,6 +315,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                         agent.sync().await;
                     }
                 }
+                agent.set_ready(answered == Some(true));
                 let Some(c) = child.as_mut() else { continue };
                 if answered == Some(true) {
                     failures = 0;
@@ -357,6 +359,9 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
         }
     };
 
+    // Unready at once: a redirecting dataplane (and a Service) moves DNS away while the server
+    // still answers through its lameduck.
+    agent.set_ready(false);
     // Last one out tears down; with another instance running, it keeps serving what we leave.
     let others = peers::others(&instance_prefix, &registration.me);
     if others.is_empty() {

@@ -138,6 +138,24 @@ pub fn stock_template(local: &str, kube_dns: &str) -> String {
         .replace("__PILLAR__DNS__SERVER__", kube_dns)
 }
 
+/// The ConfigMap Corefile of deploy/node-local-dns-ebpf.yaml (eBPF dataplanes, `-redirect`)
+/// with the cluster domain filled in and the lameduck shortened to `lameduck`.
+pub fn ebpf_template(lameduck: &str) -> String {
+    let manifest = include_str!("../../../../deploy/node-local-dns-ebpf.yaml");
+    let start = manifest.find("  Corefile: |\n").expect("Corefile in the manifest") + "  Corefile: |\n".len();
+    let template: String = manifest[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    template.replace("__PILLAR__DNS__DOMAIN__", "cluster.local").replace("lameduck 5s", &format!("lameduck {lameduck}"))
+}
+
+/// An HTTP GET from inside `ns`: the status code, or `None` when nothing answers.
+pub fn http_status_in(ns: &Netns, addr: &'static str, path: &'static str) -> Option<u16> {
+    ns.enter(move || http_get(addr, path).map(|(status, _)| status))
+}
+
 /// Starts `kdns node-cache` in `node` with the template in a fresh directory; `args` are added
 /// after the stock manifest's (`-localip … -conf … -upstreamsvc kube-dns-upstream`).
 pub fn start(node: &Netns, template: &str, local_ips: &str, args: &[&str]) -> Kdns {
