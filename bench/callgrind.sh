@@ -3,7 +3,7 @@
 # regression on the hit path shows up as a number that moved. Runs `kdns-bench hits N` twice
 # and divides the difference in instructions by the difference in hits (startup cancels out).
 # The chain is the node cache's (prometheus, errors, cache) in front of hosts; queries cycle
-# through plain, mixed-case, EDNS and EDNS+cookie forms. User-space instructions only: the
+# through plain, RD-clear, EDNS and EDNS+cookie forms (all in the stored case). User-space instructions only: the
 # kernel's receive and send are not in it (bench/peers.sh measures those).
 # Usage: bench/callgrind.sh [HITS]        (installs valgrind)
 set -euo pipefail
