@@ -30,16 +30,20 @@ fuzz_target!(|data: &[u8]| {
 
 /// The forwarded-reply path: bytes `check_message` accepts and calls relayable (without OPT, as
 /// forward relays them)
-/// become an entry with `Entry::from_reply`, are classified by `typify_wire` and rewritten by
-/// `set_ttls` without panicking, and what they give decodes.
+/// become an entry with `Entry::from_reply`, are classified by `classify_wire` exactly as their
+/// decoded message is by `classify_reply`, are rewritten by `set_ttls` without panicking, and
+/// what they give decodes.
 fn forwarded_bytes(data: &[u8]) {
     let Ok(checked) = kdns_wire::check_message(data) else { return };
     if checked.opt_at.is_some() || !checked.relayable {
         return;
     }
     let mut bytes = data[..checked.end].to_vec();
-    let _ = kdns_cache::typify_wire(&bytes);
+    let class = kdns_cache::classify_wire(&bytes);
     let Ok(m) = Message::decode(&bytes) else { panic!("checked bytes decode") };
+    if let Some(class) = class {
+        assert_eq!(class, kdns_cache::classify_reply(&m), "wire and message classify alike");
+    }
     if m.questions.len() == 1 {
         let q = &m.questions[0];
         let key = Key::new(&q.name, q.qtype, q.qclass, false, false);

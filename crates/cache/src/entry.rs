@@ -280,37 +280,12 @@ impl Entry {
 /// Finds the question name's length and every RR's TTL offset in a message kdns encoded or
 /// checked.
 fn walk(wire: &[u8]) -> Option<(usize, Vec<u16>)> {
-    let mut offsets = Vec::new();
-    let mut fits = true;
-    let qname_len = walk_records(wire, |_, _, ttl_at| match u16::try_from(ttl_at) {
-        Ok(at) => offsets.push(at),
-        Err(_) => fits = false,
-    })?;
-    fits.then_some((qname_len, offsets))
-}
-
-/// Walks a message with one question: returns the question name's length and calls `each` with
-/// every record's section (0 answer, 1 authority, 2 additional), type and TTL field offset.
-/// `None` when the message does not hold what its header counts.
-pub(crate) fn walk_records(wire: &[u8], mut each: impl FnMut(u8, u16, usize)) -> Option<usize> {
     let (qname_len, mut records) = Records::start(wire)?;
+    let mut offsets = Vec::new();
     while let Some(record) = records.next(wire)? {
-        each(record.section, record.rtype, record.ttl_at);
+        offsets.push(u16::try_from(record.ttl_at).ok()?);
     }
-    Some(qname_len)
-}
-
-/// Walks the answer section of a message with one question: calls `each` with every answer's
-/// owner name offset, type and class. `None` when the message does not hold what it counts.
-pub(crate) fn walk_answers(wire: &[u8], mut each: impl FnMut(usize, u16, u16)) -> Option<()> {
-    let (_, mut records) = Records::start(wire)?;
-    while let Some(record) = records.next(wire)? {
-        if record.section == 0 {
-            let class_at = record.ttl_at - 2;
-            each(record.owner_at, record.rtype, u16::from_be_bytes([wire[class_at], wire[class_at + 1]]));
-        }
-    }
-    Some(())
+    Some((qname_len, offsets))
 }
 
 /// Sets every record's TTL in a message with one question to `ttl`, in place (a forwarded
@@ -323,16 +298,19 @@ pub fn set_ttls(wire: &mut [u8], ttl: u32) {
 }
 
 /// One record found by [`Records`].
-struct Record {
-    section: u8,
-    rtype: u16,
-    owner_at: usize,
-    ttl_at: usize,
+pub(crate) struct Record {
+    /// 0 answer, 1 authority, 2 additional.
+    pub(crate) section: u8,
+    pub(crate) rtype: u16,
+    pub(crate) class: u16,
+    /// Where the owner name starts (possibly a compression pointer).
+    pub(crate) owner_at: usize,
+    pub(crate) ttl_at: usize,
 }
 
 /// The records of a message with one question, in order. It borrows the message only for
 /// each step, so a caller may patch what it has been shown.
-struct Records {
+pub(crate) struct Records {
     pos: usize,
     /// Records left in each section.
     left: [u16; 3],
@@ -341,7 +319,7 @@ struct Records {
 impl Records {
     /// The question name's length and a walk over the records after the question; `None` when
     /// there is not exactly one question or it is cut short.
-    fn start(wire: &[u8]) -> Option<(usize, Records)> {
+    pub(crate) fn start(wire: &[u8]) -> Option<(usize, Records)> {
         let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]);
         if wire.len() < HEADER_LEN || count(4) != 1 {
             return None;
@@ -352,7 +330,7 @@ impl Records {
     }
 
     /// The next whole record: `Some(None)` after the last one, `None` when one is cut short.
-    fn next(&mut self, wire: &[u8]) -> Option<Option<Record>> {
+    pub(crate) fn next(&mut self, wire: &[u8]) -> Option<Option<Record>> {
         let Some(section) = self.left.iter().position(|&n| n > 0) else { return Some(None) };
         self.left[section] -= 1;
         let owner_at = self.pos;
@@ -366,6 +344,7 @@ impl Records {
         Some(Some(Record {
             section: section as u8,
             rtype: u16::from_be_bytes([fixed[0], fixed[1]]),
+            class: u16::from_be_bytes([fixed[2], fixed[3]]),
             owner_at,
             ttl_at: at + 4,
         }))

@@ -15,7 +15,7 @@ mod typify;
 
 pub use entry::{set_ttls, Entry};
 pub use store::{Key, Store};
-pub use typify::{answers_question, minimal_ttl, soa_and_answering_wire, typify, typify_wire, ResponseType};
+pub use typify::{classify_reply, classify_wire, typify, Classification, ResponseType};
 
 use std::time::Duration;
 

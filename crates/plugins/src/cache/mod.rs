@@ -7,10 +7,7 @@ mod tests;
 
 pub use setup::setup;
 
-use kdns_cache::{
-    answers_question, compute_ttl, minimal_ttl, soa_and_answering_wire, typify, typify_wire, Entry, Key, ResponseType,
-    Store,
-};
+use kdns_cache::{classify_reply, classify_wire, compute_ttl, Classification, Entry, Key, ResponseType, Store};
 use kdns_server::metrics::{Kind, Series};
 use kdns_server::plugin::{Body, Plugin, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Name};
@@ -308,20 +305,6 @@ fn disabled(list: &[Name], qname: &Name) -> bool {
     list.iter().any(|z| qname.is_subdomain_of(z))
 }
 
-/// What [`Inner::file`] decides on, read from a reply in either form.
-struct Classified {
-    kind: ResponseType,
-    /// The smallest TTL of its records (`minimal_ttl`).
-    msg_ttl: Duration,
-    truncated: bool,
-    /// One question, the one that was asked.
-    matches_asked: bool,
-    /// An SOA in the authority section.
-    has_soa: bool,
-    /// Answer records that do not answer the question (a CNAME chain that stops short).
-    non_answer: bool,
-}
-
 /// The stale TTL CoreDNS writes by default (RFC 8767 would want 30).
 const STALE_TTL: u32 = 0;
 
@@ -336,19 +319,11 @@ impl Inner {
         }
         let stats = self.stats(server);
         if let Body::Wire(bytes) = reply.body_mut() {
-            if let (Some((kind, msg_ttl)), Some((has_soa, answering))) =
-                (typify_wire(bytes), soa_and_answering_wire(bytes))
-            {
-                let reply = Classified {
-                    kind,
-                    msg_ttl,
-                    truncated: bytes[2] & (flag::TC >> 8) as u8 != 0,
-                    matches_asked: key.is_question_of(bytes),
-                    has_soa,
-                    non_answer: bytes[6..8] != [0, 0] && !answering,
-                };
-                let secs = self
-                    .file(&stats, reply, asked.0, key, |key, secs| Entry::from_reply(bytes, key, Instant::now(), secs));
+            if let Some(class) = classify_wire(bytes) {
+                let matches_asked = key.is_question_of(bytes);
+                let secs = self.file(&stats, class, matches_asked, asked.0, key, |key, secs| {
+                    Entry::from_reply(bytes, key, Instant::now(), secs)
+                });
                 kdns_cache::set_ttls(bytes, secs);
                 if !wants_ad {
                     bytes[3] &= !(flag::AD as u8);
@@ -357,20 +332,14 @@ impl Inner {
             }
         }
         let msg = reply.msg();
-        let kind = typify(msg);
         let (qname, qtype, qclass) = asked;
-        let classified = Classified {
-            kind,
-            msg_ttl: minimal_ttl(msg, kind),
-            truncated: msg.has(flag::TC),
-            has_soa: msg.authority.iter().any(|r| r.rtype == kdns_wire::rtype::SOA),
-            non_answer: !msg.answers.is_empty() && !answers_question(msg),
-            matches_asked: msg.questions.len() == 1
-                && msg.questions[0].qtype == qtype
-                && msg.questions[0].qclass == qclass
-                && msg.questions[0].name.eq_ignore_case(qname),
-        };
-        let secs = self.file(&stats, classified, qname, key, |key, secs| Entry::new(msg, key, Instant::now(), secs));
+        let matches_asked = msg.questions.len() == 1
+            && msg.questions[0].qtype == qtype
+            && msg.questions[0].qclass == qclass
+            && msg.questions[0].name.eq_ignore_case(qname);
+        let class = classify_reply(msg);
+        let secs =
+            self.file(&stats, class, matches_asked, qname, key, |key, secs| Entry::new(msg, key, Instant::now(), secs));
         for rr in msg.answers.iter_mut().chain(msg.authority.iter_mut()).chain(msg.additional.iter_mut()) {
             rr.ttl = secs;
         }
@@ -380,22 +349,18 @@ impl Inner {
     }
 
     /// CoreDNS's storage decision for a classified reply: how long it lives, whether it is
-    /// stored and in which cache (the entry is built by `build` only then; a reply that does not
-    /// answer the question asked is counted as a drop). Returns the TTL every record of the
-    /// reply gets.
+    /// stored and in which cache (the entry is built by `build` only then; a reply whose question
+    /// is not the one asked is counted as a drop). Returns the TTL every record of the reply gets.
     fn file(
         &self,
         stats: &Stats,
-        reply: Classified,
+        class: Classification,
+        matches_asked: bool,
         qname: &Name,
         key: Key,
         build: impl FnOnce(&Key, u32) -> Option<Entry>,
     ) -> u32 {
-        let Classified { mut kind, msg_ttl, truncated, matches_asked, has_soa, non_answer } = reply;
-        // CoreDNS 1.14's cacheResponseType: answers that do not answer, with an SOA, are NODATA.
-        if kind == ResponseType::NoError && has_soa && non_answer {
-            kind = ResponseType::NoData;
-        }
+        let Classification { kind, msg_ttl, storable } = class;
         let s = &self.settings;
         let duration = match kind {
             ResponseType::NameError | ResponseType::NoData => compute_ttl(msg_ttl, s.denial_min, s.denial_max),
@@ -403,14 +368,7 @@ impl Inner {
             _ => compute_ttl(msg_ttl, s.success_min, s.success_max),
         };
         let secs = duration.as_secs() as u32;
-        // CoreDNS 1.14's `key`: no truncated replies, no errors, no denial without an SOA to
-        // bound it (NXDOMAIN, or an answer section that does not answer the question).
-        let denial_without_soa =
-            !has_soa && (kind == ResponseType::NameError || (kind == ResponseType::NoError && non_answer));
-        let cacheable = !truncated
-            && !denial_without_soa
-            && !matches!(kind, ResponseType::OtherError | ResponseType::Meta | ResponseType::Update);
-        if !cacheable || secs == 0 {
+        if !storable || secs == 0 {
             return secs;
         }
         if !matches_asked {
