@@ -123,30 +123,27 @@ pub fn handle(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let start = Instant::now();
-    let rejected = match check_query_into(packet, msg) {
+    // A decoded query may still be rejected whole (BADVERS), but CoreDNS refuses other classes
+    // before it looks at the EDNS version, so that reply waits for the class check.
+    let badvers = match check_query_into(packet, msg) {
         Ok(()) => None,
         Err(Rejection::Drop) => return Outcome::Drop,
         Err(Rejection::Header(h, code)) => {
             error_reply(&h, code, out);
             return Outcome::Reply;
         }
-        // A decoded query with a full rejection (BADVERS, a zone transfer).
         Err(Rejection::Reply(reply)) => Some(reply),
     };
     let q = &msg.questions[0];
     // The node-cache supervisor's liveness probe: answered by the server core itself (no plugin,
     // no upstream, no metrics), so it measures only that this process receives and replies.
-    if rejected.is_none() && q.qclass == class::CH && q.name.as_wire() == PROBE_NAME {
+    if badvers.is_none() && q.qclass == class::CH && q.name.as_wire() == PROBE_NAME {
         let header = kdns_wire::Header { id: msg.id, flags: msg.flags, ..Default::default() };
         error_reply(&header, rcode::NOERROR, out);
         return Outcome::Reply;
     }
-    // CoreDNS refuses other classes before it looks at the EDNS version.
     let class_refused = q.qclass != class::IN && !table.chaos;
-    // A zone transfer (no transfer plugin is built) is refused as CoreDNS's chain refuses it:
-    // after routing, counted and logged by the block's plugins like any refused query.
-    let transfer = rejected.as_ref().is_some_and(|r| r.rcode == rcode::REFUSED);
-    if let Some(reply) = rejected.filter(|_| !class_refused && !transfer) {
+    if let Some(reply) = badvers.filter(|_| !class_refused) {
         let limit = if proto == Proto::Tcp { 65535 } else { 512 };
         reply.encode(out, limit);
         return Outcome::Reply;
@@ -175,21 +172,22 @@ pub fn handle(
         upstream_ad: Default::default(),
     };
     let Some(entry) = entry else {
-        let mut reply = Reply::rcode(msg, rcode::REFUSED, None);
         let size = if class_refused {
             // Written before CoreDNS wraps the writer in its scrubber: no OPT, even for an EDNS query.
-            let Body::Message(m) = reply.body_mut() else { unreachable!("rcode replies are messages") };
-            m.encode(out, 512).len
+            let mut refused = Message::reply_to(msg);
+            refused.rcode = rcode::REFUSED;
+            refused.encode_with(out, 512, None).len
         } else {
-            write_reply(&req, reply.body_mut(), out)
+            write_reply(&req, Reply::rcode(msg, rcode::REFUSED, None).body_mut(), out)
         };
         report(&req, "", rcode::REFUSED, size);
         return Outcome::Reply;
     };
     let block = &entry.block;
-    if transfer {
-        let refused = Reply::rcode(msg, rcode::REFUSED, None);
-        finish_chain(block, block.plugins.len(), &req, refused, out);
+    // A zone transfer (no transfer plugin is built) is refused as CoreDNS's chain refuses it:
+    // after routing, seen by the block's observers like any refused query.
+    if matches!(msg.questions[0].qtype, rtype::AXFR | rtype::IXFR) {
+        finish_chain(block, block.plugins.len(), &req, Reply::rcode(msg, rcode::REFUSED, None), out);
         return Outcome::Reply;
     }
     let run = catch_unwind(AssertUnwindSafe(|| run_chain(block, 0, &req)));

@@ -11,7 +11,7 @@ pub enum Rejection {
     Drop,
     /// A header-only reply with this rcode (FORMERR, NOTIMP), built by [`error_reply`].
     Header(Header, u16),
-    /// A full reply (BADVERS carries the question and an OPT record; REFUSED for meta types).
+    /// A full reply (BADVERS carries the question and an OPT record).
     Reply(Box<Message>),
 }
 
@@ -19,8 +19,9 @@ pub enum Rejection {
 /// QUERY → NOTIMP; QDCOUNT ≠ 1, ANCOUNT > 1, NSCOUNT > 1, ARCOUNT > 2 → FORMERR; unpack error →
 /// FORMERR) plus the stricter RFC rules the reliability reference recommends: two OPT records,
 /// an OPT owner other than the root or outside the additional section → FORMERR; EDNS version
-/// above 0 → BADVERS; QTYPE OPT → FORMERR; TSIG/TKEY/MAILA/MAILB → NOTIMP; AXFR/IXFR → REFUSED
-/// (no transfer plugin is built). Trailing bytes after the message are ignored, as CoreDNS does.
+/// above 0 → BADVERS; QTYPE OPT → FORMERR; TSIG/TKEY/MAILA/MAILB → NOTIMP. Zone transfers are
+/// queries here: the server refuses them after routing (no transfer plugin is built). Trailing
+/// bytes after the message are ignored, as CoreDNS does.
 pub fn check_query(packet: &[u8]) -> Result<Message, Rejection> {
     let mut msg = Message::default();
     check_query_into(packet, &mut msg)?;
@@ -64,11 +65,6 @@ pub fn check_query_into(packet: &[u8], msg: &mut Message) -> Result<(), Rejectio
     match msg.questions[0].qtype {
         rtype::OPT => Err(Rejection::Header(header, rcode::FORMERR)),
         rtype::TSIG | rtype::TKEY | rtype::MAILA | rtype::MAILB => Err(Rejection::Header(header, rcode::NOTIMP)),
-        rtype::AXFR | rtype::IXFR => {
-            let mut reply = Message::reply_to(msg);
-            reply.rcode = rcode::REFUSED;
-            Err(Rejection::Reply(Box::new(reply)))
-        }
         _ => Ok(()),
     }
 }
@@ -151,7 +147,7 @@ mod tests {
         garbage.extend_from_slice(b"trailing");
         assert_eq!(rcode_of(check_query(&garbage)), None);
         assert_eq!(rcode_of(check_query(&query(rtype::OPT).to_vec())), Some(rcode::FORMERR));
-        assert_eq!(rcode_of(check_query(&query(rtype::AXFR).to_vec())), Some(rcode::REFUSED));
+        assert_eq!(rcode_of(check_query(&query(rtype::AXFR).to_vec())), None, "refused by the server, after routing");
         let mut v1 = query(rtype::A);
         v1.edns = Some(Edns { udp_size: 4096, version: 1, ..Default::default() });
         assert_eq!(rcode_of(check_query(&v1.to_vec())), Some(rcode::BADVERS));
