@@ -225,19 +225,19 @@ impl Entry {
     pub fn write_hit(&self, query: &Message, query_wire_qname: &[u8], ttl: u32, out: &mut Vec<u8>) {
         let qname_len = self.qname_len as usize;
         let stored_qname = &self.wire()[HEADER_LEN..HEADER_LEN + qname_len];
-        if query_wire_qname.len() == qname_len && query_wire_qname != stored_qname {
-            // Asked in another case than stored: the question takes the query's case, every
-            // owner name keeps the stored one (names compressed into the stored question would
-            // follow a patched question, so the reply is built again).
-            if self.write_hit_recased(query, ttl, out) {
-                return;
-            }
+        // Asked in another case than stored: the question takes the query's case, every owner
+        // name keeps the stored one (names compressed into the stored question would follow a
+        // patched question, so the reply is built again).
+        let recased = query_wire_qname.len() == qname_len && query_wire_qname != stored_qname;
+        if recased && self.write_hit_recased(query, ttl, out) {
+            return;
         }
         out.clear();
         out.extend_from_slice(self.wire());
         out[0..2].copy_from_slice(&query.id.to_be_bytes());
         out[2..4].copy_from_slice(&self.hit_flags(query).to_be_bytes());
-        if query_wire_qname.len() == qname_len {
+        if recased {
+            // Stored bytes that do not decode (a damaged snapshot): the question patched in place.
             out[HEADER_LEN..HEADER_LEN + qname_len].copy_from_slice(query_wire_qname);
         }
         let t = ttl.to_be_bytes();

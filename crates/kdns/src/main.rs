@@ -6,6 +6,7 @@ mod flags;
 
 use flags::{FlagSpec, Kind};
 use kdns_server::lifecycle::{run, Options, Source};
+use kdns_server::log::stderr as err;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -44,12 +45,6 @@ fn out(text: &str) {
         }
         std::process::exit(1);
     }
-}
-
-/// Standard error, where a write that fails is dropped: nothing else can be told about it.
-fn err(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 #[allow(unsafe_code)]

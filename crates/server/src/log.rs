@@ -56,11 +56,15 @@ pub fn line(mut text: String) {
     }
 }
 
-/// One line on standard error, written at once (startup errors); a closed stderr is ignored
-/// where `eprintln!` would panic.
+/// Text on standard error, written at once (startup errors, usage); a closed stderr is ignored
+/// where `eprint!` would panic.
+pub fn stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// [`stderr`] with a newline.
 pub fn stderr_line(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes()).and_then(|()| err.write_all(b"\n"));
+    stderr(&format!("{text}\n"));
 }
 
 /// Waits until every queued line is written (before exit).

@@ -368,6 +368,13 @@ pub fn once(name: &str, directives: &[&Directive]) -> Result<(), Error> {
     }
 }
 
+/// The directive that counts for a plugin CoreDNS lets a block give more than once and reads
+/// occurrence by occurrence, the last one winning (`debug`, `local`, `loadbalance`, `autopath`,
+/// `k8s_external`); plugins that read only the first occurrence use `ds[0]`.
+pub fn last_given<'a, 'b>(directives: &'a [&'b Directive]) -> &'a [&'b Directive] {
+    &directives[directives.len().saturating_sub(1)..]
+}
+
 /// Parses a Go duration (`5s`, `1m30s`, `250ms`, `1h`); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     if let Ok(n) = s.parse::<u64>() {

@@ -125,30 +125,28 @@ pub fn link(node: &Netns, cluster: &Netns) {
 /// link-local IP and kube-dns IP filled in; `__PILLAR__CLUSTER__DNS__` and
 /// `__PILLAR__UPSTREAM__SERVERS__` are left for node-cache.
 pub fn stock_template(local: &str, kube_dns: &str) -> String {
-    let manifest = include_str!("../../../../deploy/node-local-dns.yaml");
-    let start = manifest.find("  Corefile: |\n").expect("Corefile in the manifest") + "  Corefile: |\n".len();
-    let template: String = manifest[start..]
-        .lines()
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
-    template
+    manifest_corefile(include_str!("../../../../deploy/node-local-dns.yaml"))
         .replace("__PILLAR__DNS__DOMAIN__", "cluster.local")
         .replace("__PILLAR__LOCAL__DNS__", local)
         .replace("__PILLAR__DNS__SERVER__", kube_dns)
 }
 
-/// The ConfigMap Corefile of deploy/node-local-dns-ebpf.yaml (eBPF dataplanes, `-redirect`)
-/// with the cluster domain filled in and the lameduck shortened to `lameduck`.
-pub fn ebpf_template(lameduck: &str) -> String {
-    let manifest = include_str!("../../../../deploy/node-local-dns-ebpf.yaml");
+/// The `Corefile` of a manifest's ConfigMap, unindented.
+fn manifest_corefile(manifest: &str) -> String {
     let start = manifest.find("  Corefile: |\n").expect("Corefile in the manifest") + "  Corefile: |\n".len();
-    let template: String = manifest[start..]
+    manifest[start..]
         .lines()
         .take_while(|l| l.starts_with("    ") || l.is_empty())
         .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
-    template.replace("__PILLAR__DNS__DOMAIN__", "cluster.local").replace("lameduck 5s", &format!("lameduck {lameduck}"))
+        .collect()
+}
+
+/// The ConfigMap Corefile of deploy/node-local-dns-ebpf.yaml (eBPF dataplanes, `-redirect`)
+/// with the cluster domain filled in and the lameduck shortened to `lameduck`.
+pub fn ebpf_template(lameduck: &str) -> String {
+    manifest_corefile(include_str!("../../../../deploy/node-local-dns-ebpf.yaml"))
+        .replace("__PILLAR__DNS__DOMAIN__", "cluster.local")
+        .replace("lameduck 5s", &format!("lameduck {lameduck}"))
 }
 
 /// An HTTP GET from inside `ns`: the status code, or `None` when nothing answers.

@@ -121,8 +121,7 @@ fn static_path(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
 }
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    // Given twice, CoreDNS parses every occurrence and the last one wins.
-    let ds = &ds[ds.len() - 1..];
+    let ds = kdns_server::plugin::last_given(ds);
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let Some((resolv, zone_args)) = args.split_last() else {

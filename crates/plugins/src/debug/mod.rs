@@ -8,8 +8,7 @@ use std::sync::Arc;
 mod tests;
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    // Given twice, CoreDNS parses every occurrence and the last one wins.
-    let ds = &ds[ds.len() - 1..];
+    let ds = kdns_server::plugin::last_given(ds);
     if let Some(extra) = ds[0].args.first() {
         return Err(Error::at(extra, "plugin/debug: this plugin takes no arguments"));
     }

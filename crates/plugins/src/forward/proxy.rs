@@ -210,11 +210,12 @@ impl Upstream {
             // Out-of-order or spoofed replies are skipped (and counted); keep waiting for ours.
             match accept(bytes, id, q) {
                 Ok(reply) => return Ok(reply),
-                Err(Rejected::WrongQuestion) => {
+                Err(rejected) => {
                     mismatched_replies().with(&[&self.label]).inc();
-                    return Ok(wrong_reply(q));
+                    if rejected == Rejected::WrongQuestion {
+                        return Ok(wrong_reply(q));
+                    }
                 }
-                Err(Rejected::Foreign) => mismatched_replies().with(&[&self.label]).inc(),
             }
             waiting.rearm();
         }
@@ -271,18 +272,19 @@ impl Upstream {
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
         match tokio::time::timeout(timeout, &mut waiting.rx).await {
-            Ok(Ok(reply)) => match accept(reply, id, q) {
-                Ok(reply) => Ok(reply),
-                Err(rejected) => {
+            Ok(Ok(reply)) => {
+                let accepted = accept(reply, id, q);
+                if accepted.is_err() {
                     mismatched_replies().with(&[&self.label]).inc();
-                    match rejected {
-                        Rejected::WrongQuestion => Ok(wrong_reply(q)),
-                        Rejected::Foreign => Err(ExchangeError {
-                            message: format!("read tcp {}: reply does not match the question", self.addr),
-                        }),
-                    }
                 }
-            },
+                match accepted {
+                    Ok(reply) => Ok(reply),
+                    Err(Rejected::WrongQuestion) => Ok(wrong_reply(q)),
+                    Err(Rejected::Foreign) => Err(ExchangeError {
+                        message: format!("read tcp {}: reply does not match the question", self.addr),
+                    }),
+                }
+            }
             Ok(Err(_)) if reused => {
                 Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
             }

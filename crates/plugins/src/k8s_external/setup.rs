@@ -4,8 +4,7 @@ use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::{Arc, OnceLock};
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    // Given twice, CoreDNS parses every occurrence and the last one wins.
-    let ds = &ds[ds.len() - 1..];
+    let ds = kdns_server::plugin::last_given(ds);
     let d = Dispenser::new(ds[0]);
     let zones = crate::plugin_zones("k8s_external", &d.args(), ctx.zones, d.name())?;
     let mut apex = "dns".to_string();

@@ -97,8 +97,7 @@ pub fn round_robin(rrs: &mut Vec<Record>) {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    // Given twice, CoreDNS parses every occurrence and the last one wins.
-    let ds = &ds[ds.len() - 1..];
+    let ds = kdns_server::plugin::last_given(ds);
     let d = Dispenser::new(ds[0]);
     match d.args().as_slice() {
         [] => {}

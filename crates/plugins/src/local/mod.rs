@@ -98,8 +98,7 @@ impl Plugin for Local {
 }
 
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
-    // Given twice, CoreDNS parses every occurrence and the last one wins.
-    let ds = &ds[ds.len() - 1..];
+    let ds = kdns_server::plugin::last_given(ds);
     if let Some(a) = ds[0].args.first() {
         return Err(Error::at(a, "plugin/local: this plugin takes no arguments"));
     }
