@@ -15,22 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/release/kdns}")
-packages=(iptables nftables)
 for tool in umoci dpkg apt-get; do
   command -v "$tool" >/dev/null || { echo "image: $tool is needed (apt-get install umoci)" >&2; exit 1; }
 done
 
-# The packages and everything they depend on (pre-depends included; recommends not).
-closure() {
-  apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-    --no-enhances "${packages[@]}" libc6 libgcc-s1 2>/dev/null | grep -v '^ ' | grep -v '^<' | sort -u
-}
-deps=$(closure)
-if [ -z "$deps" ] || ! apt-cache policy iptables | grep -q 'Candidate: [0-9]'; then
+versions=$(sh deploy/image/rootfs.sh --packages)
+if ! grep -q '^iptables=[0-9]' <<<"$versions"; then
   apt-get update -qq >/dev/null
-  deps=$(closure)
+  versions=$(sh deploy/image/rootfs.sh --packages)
 fi
-versions=$(for p in $deps; do echo "$p=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')"; done)
 key=$( (sha256sum "$bin" scripts/image.sh deploy/image/rootfs.sh deploy/image/layout.sh | cut -d' ' -f1; echo "$versions") \
   | sha256sum | cut -c1-16)
 out=$PWD/target/kdns-image/$key

@@ -1,20 +1,31 @@
 #!/bin/sh
 # The image's root filesystem, made from Debian's packages without a package manager in it:
 #   rootfs.sh ROOT BINARY [PACKAGE=VERSION ...]
+#   rootfs.sh --packages           (the PACKAGE=VERSION list it would unpack, one a line)
 # iptables (legacy and nft) and nftables, which node-cache mode runs, with everything they depend
-# on (the list is computed with apt-cache unless given), are unpacked with `dpkg -x`: no
-# maintainer scripts, no dpkg database, no shell. Then the kdns binary (stripped when `strip` is
-# there) at /usr/local/bin/kdns with its entry points (layout.sh), Debian's CA bundle (for
-# `forward tls://`), nsswitch/passwd/group, and placeholders for the files the container
-# runtime mounts (/etc/resolv.conf, /etc/hosts). Used by scripts/image.sh and the Containerfile.
+# on (pre-depends included, recommends not; computed with apt-cache unless given), are unpacked
+# with `dpkg -x`: no maintainer scripts, no dpkg database, no shell. Then the kdns binary
+# (stripped when `strip` is there) at /usr/local/bin/kdns with its entry points (layout.sh),
+# Debian's CA bundle (for `forward tls://`), nsswitch/passwd/group, and placeholders for the
+# files the container runtime mounts (/etc/resolv.conf, /etc/hosts). Used by scripts/image.sh
+# (which keys its cache on the package list) and the Containerfile.
 set -eu
+packages() {
+  for p in $(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances iptables nftables libc6 libgcc-s1 2>/dev/null | grep -v '^ ' | grep -v '^<' | sort -u); do
+    echo "$p=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')"
+  done
+}
+if [ "${1:-}" = --packages ]; then
+  packages
+  exit 0
+fi
 root=$1
 binary=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -eq 0 ]; then
-  set -- $(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-    --no-enhances iptables nftables libc6 libgcc-s1 2>/dev/null | grep -v '^ ' | grep -v '^<' | sort -u)
+  set -- $(packages)
 fi
 debs=$(mktemp -d)
 (cd "$debs" && apt-get download "$@" >/dev/null 2>&1) || {
