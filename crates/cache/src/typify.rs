@@ -247,7 +247,7 @@ mod tests {
         nx.authority.push(Record::new(zone.clone(), 60, soa.clone()));
         cases.push(nx);
         let mut nodata = base(rcode::NOERROR, rtype::AAAA);
-        nodata.authority.push(Record::new(zone.clone(), 7200, soa));
+        nodata.authority.push(Record::new(zone.clone(), 7200, soa.clone()));
         cases.push(nodata);
         let mut delegation = base(rcode::NOERROR, rtype::A);
         delegation.authority.push(Record::new(zone.clone(), 60, RData::Ns(zone.clone())));
@@ -266,19 +266,7 @@ mod tests {
         short_chain.answers.push(Record::new(n.clone(), 300, RData::Cname(target.clone())));
         cases.push(short_chain.clone());
         let mut bounded = short_chain.clone();
-        bounded.authority.push(Record::new(
-            zone.clone(),
-            60,
-            RData::Soa {
-                mname: zone.clone(),
-                rname: zone.clone(),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum: 5,
-            },
-        ));
+        bounded.authority.push(Record::new(zone.clone(), 60, soa));
         cases.push(bounded.clone());
         let mut complete = short_chain.clone();
         complete.answers.push(Record::new(target, 30, RData::A(Ipv4Addr::LOCALHOST)));
