@@ -298,6 +298,10 @@ fn watch(
     let (mut events, last, interval, generation) = {
         let mut st = inner.lock();
         *st.watches.entry(kind).or_default() += 1;
+        if initial {
+            // A streaming list is a list too (what `lists` counts: full reads of a kind).
+            *st.lists.entry(kind).or_default() += 1;
+        }
         let events = inner.events.subscribe();
         match from {
             Some(rv) if rv != 0 && !initial => {

@@ -3,10 +3,13 @@
 //!
 //! Relists follow the watcher's Init / InitApply / InitDone protocol without a second copy:
 //! objects are upserted as they arrive and, at InitDone, every object of that kind not seen since
-//! Init is removed (the deletions that happened while we were not watching).
+//! Init is removed (the deletions that happened while we were not watching). "Seen" is a list
+//! generation stamped on each entry, so a relist allocates nothing per object.
+//!
+//! Namespace names are stored once: every object's namespace is the `Arc` that keys its entry.
 
 use crate::object::{Kind, Namespace, Object, Pod, Service, Slice};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +29,8 @@ pub enum IpOwner {
 #[derive(Default, Debug)]
 pub struct ServiceEntry {
     pub service: Option<Service>,
+    /// The list generation that last saw the Service.
+    seen: u32,
     /// Slice name → slice.
     pub slices: HashMap<Arc<str>, Slice>,
 }
@@ -34,11 +39,13 @@ pub struct ServiceEntry {
 pub struct NamespaceEntry {
     /// A Namespace object (matching `namespace_labels`) exists.
     pub exists: bool,
+    seen: u32,
     pub services: HashMap<Arc<str>, ServiceEntry>,
-    /// Slice name → service name, to find a slice again on update and delete.
-    slice_owner: HashMap<Arc<str>, Arc<str>>,
-    /// Pod name → IP (only with `pods verified`).
-    pods: HashMap<Arc<str>, Option<IpAddr>>,
+    /// Slice name → (service name, list generation that last saw it), to find a slice again on
+    /// update and delete.
+    slice_owner: HashMap<Arc<str>, (Arc<str>, u32)>,
+    /// Pod name → (IP, list generation that last saw it) (only with `pods verified`).
+    pods: HashMap<Arc<str>, (Option<IpAddr>, u32)>,
 }
 
 /// What applying one event changed, for the SOA serial and the programming-latency metric.
@@ -54,8 +61,8 @@ pub struct Index {
     namespaces: HashMap<Arc<str>, NamespaceEntry>,
     by_ip: HashMap<IpAddr, Vec<IpOwner>>,
     pods_by_ip: HashMap<IpAddr, Vec<Key>>,
-    /// Kinds being relisted: the keys seen since their Init.
-    relisting: [Option<HashSet<Key>>; 4],
+    /// Per kind, the generation of the current (or last) list: bumped by `init`.
+    generation: [u32; 4],
     synced: [bool; 4],
     /// Kinds that must be synced before the index counts as synced.
     required: [bool; 4],
@@ -73,7 +80,7 @@ impl Index {
             namespaces: HashMap::new(),
             by_ip: HashMap::new(),
             pods_by_ip: HashMap::new(),
-            relisting: Default::default(),
+            generation: [0; 4],
             synced: [false; 4],
             required: [true, slices, true, pods],
             serial: unix_now(),
@@ -83,6 +90,11 @@ impl Index {
     /// Every required kind has completed its initial list (CoreDNS's `HasSynced`).
     pub fn synced(&self) -> bool {
         Kind::ALL.iter().all(|k| !self.required[*k as usize] || self.synced[*k as usize])
+    }
+
+    /// `kind` has completed a list at least once.
+    pub fn kind_synced(&self, kind: Kind) -> bool {
+        self.synced[kind as usize]
     }
 
     /// The SOA serial: Unix time of the last DNS-visible change.
@@ -105,7 +117,7 @@ impl Index {
     /// The slice (namespace, name) → (service name, slice).
     pub fn slice(&self, ns: &str, name: &str) -> Option<&Slice> {
         let entry = self.namespaces.get(ns)?;
-        let svc = entry.slice_owner.get(name)?;
+        let (svc, _) = entry.slice_owner.get(name)?;
         entry.services.get(svc)?.slices.get(name)
     }
 
@@ -116,30 +128,29 @@ impl Index {
 
     /// A (re)list of `kind` starts.
     pub fn init(&mut self, kind: Kind) {
-        self.relisting[kind as usize] = Some(HashSet::new());
+        self.generation[kind as usize] = self.generation[kind as usize].wrapping_add(1);
     }
 
     /// The (re)list of `kind` is complete: objects not seen since `init` are gone.
     pub fn init_done(&mut self, kind: Kind) -> Applied {
-        let seen = self.relisting[kind as usize].take().unwrap_or_default();
+        let gen = self.generation[kind as usize];
         let mut stale = Vec::new();
         for (ns, entry) in &self.namespaces {
-            let mut check = |name: &Arc<str>| {
-                if !seen.contains(&(ns.clone(), name.clone())) {
+            let mut check = |name: &Arc<str>, seen: u32| {
+                if seen != gen {
                     stale.push((ns.clone(), name.clone()));
                 }
             };
             match kind {
-                Kind::Service => entry.services.iter().filter(|(_, e)| e.service.is_some()).for_each(|(n, _)| check(n)),
-                Kind::Slice => entry.slice_owner.keys().for_each(&mut check),
-                Kind::Pod => entry.pods.keys().for_each(&mut check),
-                Kind::Namespace => {}
-            }
-        }
-        if kind == Kind::Namespace {
-            for (name, entry) in &self.namespaces {
-                if entry.exists && !seen.contains(&(Arc::from(""), name.clone())) {
-                    stale.push((Arc::from(""), name.clone()));
+                Kind::Service => {
+                    entry.services.iter().filter(|(_, e)| e.service.is_some()).for_each(|(n, e)| check(n, e.seen))
+                }
+                Kind::Slice => entry.slice_owner.iter().for_each(|(n, (_, seen))| check(n, *seen)),
+                Kind::Pod => entry.pods.iter().for_each(|(n, (_, seen))| check(n, *seen)),
+                Kind::Namespace => {
+                    if entry.exists && entry.seen != gen {
+                        stale.push((Arc::from(""), ns.clone()));
+                    }
                 }
             }
         }
@@ -156,10 +167,6 @@ impl Index {
 
     /// An object was added or changed (also used for objects of an initial list).
     pub fn upsert(&mut self, obj: Object) -> Applied {
-        let kind = obj.kind();
-        if let Some(seen) = &mut self.relisting[kind as usize] {
-            seen.insert(obj.key());
-        }
         let applied = match obj {
             Object::Service(s) => self.upsert_service(s),
             Object::Slice(s) => self.upsert_slice(s),
@@ -187,9 +194,6 @@ impl Index {
 
     /// Removes an object known only by its key.
     pub fn remove_key(&mut self, kind: Kind, ns: &str, name: &str) -> Applied {
-        if let Some(seen) = &mut self.relisting[kind as usize] {
-            seen.insert((Arc::from(ns), Arc::from(name)));
-        }
         let applied = self.remove(kind, ns, name);
         if applied.changed {
             self.serial = unix_now();
@@ -217,17 +221,25 @@ impl Index {
         }
     }
 
-    fn ns_entry(&mut self, ns: &Arc<str>) -> &mut NamespaceEntry {
-        self.namespaces.entry(ns.clone()).or_default()
+    /// The namespace's entry, and the namespace name `Arc` every object in it shares.
+    fn ns_entry(&mut self, ns: &Arc<str>) -> (&mut NamespaceEntry, Arc<str>) {
+        let (key, entry) = self.namespaces.raw_entry_or_default(ns);
+        (entry, key)
     }
 
     fn upsert_namespace(&mut self, n: Namespace) -> Applied {
-        let entry = self.ns_entry(&n.name);
+        let gen = self.generation[Kind::Namespace as usize];
+        let (entry, _) = self.ns_entry(&n.name);
+        entry.seen = gen;
         Applied { changed: !std::mem::replace(&mut entry.exists, true), programming: None }
     }
 
-    fn upsert_service(&mut self, s: Service) -> Applied {
-        let entry = self.ns_entry(&s.namespace).services.entry(s.name.clone()).or_default();
+    fn upsert_service(&mut self, mut s: Service) -> Applied {
+        let gen = self.generation[Kind::Service as usize];
+        let (nse, ns) = self.ns_entry(&s.namespace);
+        s.namespace = ns;
+        let entry = nse.services.entry(s.name.clone()).or_default();
+        entry.seen = gen;
         if entry.service.as_ref() == Some(&s) {
             return Applied::default();
         }
@@ -258,11 +270,15 @@ impl Index {
         true
     }
 
-    fn upsert_slice(&mut self, s: Slice) -> Applied {
-        let nse = self.ns_entry(&s.namespace);
-        let current = nse.slice_owner.get(&s.name).and_then(|svc| nse.services.get(svc)?.slices.get(&s.name));
-        if current == Some(&s) {
-            return Applied::default();
+    fn upsert_slice(&mut self, mut s: Slice) -> Applied {
+        let gen = self.generation[Kind::Slice as usize];
+        let (nse, ns) = self.ns_entry(&s.namespace);
+        s.namespace = ns;
+        if let Some((svc, seen)) = nse.slice_owner.get_mut(&s.name) {
+            *seen = gen;
+            if nse.services.get(svc).and_then(|e| e.slices.get(&s.name)) == Some(&s) {
+                return Applied::default();
+            }
         }
         self.remove_slice(&s.namespace, &s.name);
         let owner = IpOwner::Endpoint(s.namespace.clone(), s.name.clone());
@@ -273,15 +289,15 @@ impl Index {
             }
         }
         let programming = self.programming(&s);
-        let nse = self.ns_entry(&s.namespace);
-        nse.slice_owner.insert(s.name.clone(), s.service.clone());
+        let (nse, _) = self.ns_entry(&s.namespace);
+        nse.slice_owner.insert(s.name.clone(), (s.service.clone(), gen));
         nse.services.entry(s.service.clone()).or_default().slices.insert(s.name.clone(), s);
         Applied { changed: true, programming }
     }
 
     fn remove_slice(&mut self, ns: &str, name: &str) -> Option<Slice> {
         let nse = self.namespaces.get_mut(ns)?;
-        let svc = nse.slice_owner.remove(name)?;
+        let (svc, _) = nse.slice_owner.remove(name)?;
         let entry = nse.services.get_mut(&svc)?;
         let old = entry.slices.remove(name)?;
         if entry.slices.is_empty() && entry.service.is_none() {
@@ -309,9 +325,11 @@ impl Index {
         Some((label, t))
     }
 
-    fn upsert_pod(&mut self, p: Pod) -> Applied {
-        let nse = self.ns_entry(&p.namespace);
-        let old = nse.pods.insert(p.name.clone(), p.ip);
+    fn upsert_pod(&mut self, mut p: Pod) -> Applied {
+        let gen = self.generation[Kind::Pod as usize];
+        let (nse, ns) = self.ns_entry(&p.namespace);
+        p.namespace = ns;
+        let old = nse.pods.insert(p.name.clone(), (p.ip, gen)).map(|(ip, _)| ip);
         if old == Some(p.ip) {
             return Applied::default();
         }
@@ -327,11 +345,26 @@ impl Index {
 
     fn remove_pod(&mut self, ns: &str, name: &str) -> bool {
         let Some(nse) = self.namespaces.get_mut(ns) else { return false };
-        let Some((pname, ip)) = nse.pods.remove_entry(name) else { return false };
+        let Some((pname, (ip, _))) = nse.pods.remove_entry(name) else { return false };
         if let Some(ip) = ip {
             unlink(&mut self.pods_by_ip, ip, &(Arc::from(ns), pname));
         }
         true
+    }
+}
+
+trait EntryOrDefault<V> {
+    /// The entry of `key`, created empty when missing, with the map's own key.
+    fn raw_entry_or_default(&mut self, key: &Arc<str>) -> (Arc<str>, &mut V);
+}
+
+impl<V: Default> EntryOrDefault<V> for HashMap<Arc<str>, V> {
+    fn raw_entry_or_default(&mut self, key: &Arc<str>) -> (Arc<str>, &mut V) {
+        if !self.contains_key(key) {
+            self.insert(key.clone(), V::default());
+        }
+        let (k, v) = self.get_key_value(key).map(|(k, _)| k.clone()).zip(self.get_mut(key)).expect("inserted above");
+        (k, v)
     }
 }
 

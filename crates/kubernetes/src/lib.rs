@@ -1,5 +1,5 @@
 //! Kubernetes service discovery for kdns: watches Services, EndpointSlices, Namespaces and (with
-//! `pods verified`) Pods through kube-rs, projects each object to the few fields DNS needs into a
+//! `pods verified`) Pods over kube-rs's client, projects each object while it is decoded to the few fields DNS needs into a
 //! compact index, and computes answers from that index synchronously, with CoreDNS's
 //! `kubernetes` plugin rules. The same index can be fed from a directory of manifests (the
 //! offline source) instead of an API server.
@@ -8,6 +8,7 @@
 //! `managedFields`), while DNS needs a few hundred bytes per service and lookups by name and IP.
 
 pub mod answer;
+pub mod decode;
 pub mod index;
 pub mod object;
 pub mod source;

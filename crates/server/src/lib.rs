@@ -11,6 +11,7 @@ pub mod handler;
 pub mod lifecycle;
 pub mod listener;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod plugin;
 

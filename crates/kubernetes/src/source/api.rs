@@ -1,29 +1,19 @@
 //! The API source: a kube-rs client (in-cluster service account, `kubeconfig`, or `endpoint`
-//! with optional client TLS) and one `kube_runtime::watcher` per kind feeding the index.
-//!
-//! Watch-level behaviour comes from kube-runtime (paginated list, resume from the last
-//! resourceVersion, bookmarks, relist on an in-stream 410, exponential backoff). One gap is
-//! closed here: a 410 that arrives as the HTTP status of the watch request, which kube-runtime
-//! would retry forever with the same dead resourceVersion, restarts the watcher with a relist.
+//! with optional client TLS) for transport and authentication, and one list/watch loop per kind
+//! (`reflector.rs`) that decodes the response bytes straight into the index.
 
-use super::{Change, Observer, Shared};
-use crate::object::{self, Kind, Object};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1 as core;
-use k8s_openapi::api::discovery::v1 as discovery;
+use super::Observer;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, Config};
+use kube::{Client, Config};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How to reach the API server and what to watch (the `kubernetes` plugin's options).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ApiOptions {
     pub endpoint: Option<String>,
     /// Client certificate, key and CA bundle (PEM files) for `endpoint`.
@@ -33,13 +23,17 @@ pub struct ApiOptions {
     pub namespace_labels: Option<String>,
     pub slices: bool,
     pub pods: bool,
+    /// Endpoint pod names are kept (`endpoint_pod_names`).
+    pub pod_names: bool,
+    /// Client-side limits (`apiserver_qps`, `apiserver_burst`, `apiserver_max_inflight`); 0 is
+    /// client-go's default (5 per second, burst 10, no in-flight limit).
+    pub qps: f64,
+    pub burst: u32,
+    pub max_inflight: u32,
 }
 
 /// Field selector of the Pod watch: finished pods no longer own their IP.
 pub const LIVE_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown";
-
-/// Consecutive HTTP-level 410 answers to a watch request before the watcher starts over.
-const GONE_RESTART: u32 = 2;
 
 pub async fn config(opts: &ApiOptions) -> Result<Config, String> {
     if let Some((path, context)) = &opts.kubeconfig {
@@ -120,136 +114,4 @@ where
             result
         })
     }
-}
-
-fn is_http_gone(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::InitialListFailed(kube::Error::Api(s)) => s.code == 410,
-        _ => false,
-    }
-}
-
-/// Watches one kind for as long as the task lives.
-async fn watch<K>(
-    client: Client,
-    kind: Kind,
-    config: watcher::Config,
-    shared: Arc<Shared>,
-    project: fn(&K) -> Option<Object>,
-    live: fn(&K) -> bool,
-) where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let api: Api<K> = Api::all(client);
-    loop {
-        let stream = watcher(api.clone(), config.clone()).default_backoff();
-        futures::pin_mut!(stream);
-        let mut gone = 0;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(Event::Init) => {
-                    shared.apply(Change::Init(kind));
-                }
-                Ok(Event::InitApply(o)) | Ok(Event::Apply(o)) => {
-                    gone = 0;
-                    let change = match project(&o) {
-                        Some(p) if live(&o) => Change::Upsert(p),
-                        Some(p) => Change::Delete(p),
-                        None => Change::Remove(kind, key(&o)),
-                    };
-                    shared.apply(change);
-                }
-                Ok(Event::Delete(o)) => {
-                    let change = match project(&o) {
-                        Some(p) => Change::Delete(p),
-                        None => Change::Remove(kind, key(&o)),
-                    };
-                    shared.apply(change);
-                }
-                Ok(Event::InitDone) => {
-                    gone = 0;
-                    shared.apply(Change::InitDone(kind));
-                }
-                Err(e) => {
-                    shared.observer.warning(&format!("{} watch: {e}", kind.as_str()));
-                    if is_http_gone(&e) {
-                        gone += 1;
-                        if gone >= GONE_RESTART {
-                            shared.observer.warning(&format!("{}: resourceVersion expired, relisting", kind.as_str()));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn key<K: kube::Resource>(o: &K) -> (Arc<str>, Arc<str>) {
-    let m = o.meta();
-    (Arc::from(m.namespace.as_deref().unwrap_or("")), Arc::from(m.name.as_deref().unwrap_or("")))
-}
-
-/// Connects and runs every watcher; a client that cannot be built is retried with backoff
-/// (the index stays unsynced meanwhile: SERVFAIL, not NXDOMAIN).
-pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
-    let mut delay = Duration::from_millis(500);
-    let client = loop {
-        match config(&opts).await.and_then(|c| client(c, shared.observer.clone())) {
-            Ok(c) => break c,
-            Err(e) => {
-                shared.observer.warning(&format!("cannot reach the Kubernetes API: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
-    let mut base = watcher::Config::default();
-    if let Some(l) = &opts.labels {
-        base = base.labels(l);
-    }
-    let mut ns_config = watcher::Config::default();
-    if let Some(l) = &opts.namespace_labels {
-        ns_config = ns_config.labels(l);
-    }
-    let mut tasks: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
-        Box::pin(watch::<core::Service>(
-            client.clone(),
-            Kind::Service,
-            base.clone(),
-            shared.clone(),
-            |s| object::service(s).map(Object::Service),
-            |_| true,
-        )),
-        Box::pin(watch::<core::Namespace>(
-            client.clone(),
-            Kind::Namespace,
-            ns_config,
-            shared.clone(),
-            |n| object::namespace(n).map(Object::Namespace),
-            |_| true,
-        )),
-    ];
-    if opts.slices {
-        tasks.push(Box::pin(watch::<discovery::EndpointSlice>(
-            client.clone(),
-            Kind::Slice,
-            base.clone(),
-            shared.clone(),
-            |s| object::slice(s).map(Object::Slice),
-            |_| true,
-        )));
-    }
-    if opts.pods {
-        tasks.push(Box::pin(watch::<core::Pod>(
-            client.clone(),
-            Kind::Pod,
-            base.clone().fields(LIVE_PODS),
-            shared.clone(),
-            |p| object::pod(p).map(Object::Pod),
-            object::pod_is_live,
-        )));
-    }
-    futures::future::join_all(tasks).await;
 }

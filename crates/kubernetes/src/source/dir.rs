@@ -6,9 +6,9 @@
 //! so a directory of Services alone resolves.
 
 use super::Shared;
-use crate::object::{self, Kind, Namespace, Object};
-use k8s_openapi::api::core::v1 as core;
-use k8s_openapi::api::discovery::v1 as discovery;
+use crate::decode::{Interner, Keep, Projected, RawObject};
+use crate::object::{Kind, Namespace, Object};
+use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 /// Reads every manifest in `dir` into projected objects, or names the first bad file.
 pub fn load(dir: &Path, pods: bool) -> Result<Vec<Object>, String> {
+    let mut names = Interner::default();
     let mut files = Vec::new();
     collect(dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
     files.sort();
@@ -28,7 +29,7 @@ pub fn load(dir: &Path, pods: bool) -> Result<Vec<Object>, String> {
             serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", f.display()))?
         };
         for doc in docs {
-            objects(doc, None, pods, &mut out).map_err(|e| format!("{}: {e}", f.display()))?;
+            objects(doc, None, pods, &mut names, &mut out).map_err(|e| format!("{}: {e}", f.display()))?;
         }
     }
     let mut namespaces = BTreeSet::new();
@@ -60,7 +61,13 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn objects(doc: serde_json::Value, list_kind: Option<&str>, pods: bool, out: &mut Vec<Object>) -> Result<(), String> {
+fn objects(
+    doc: serde_json::Value,
+    list_kind: Option<&str>,
+    pods: bool,
+    names: &mut Interner,
+    out: &mut Vec<Object>,
+) -> Result<(), String> {
     if doc.is_null() {
         return Ok(());
     }
@@ -69,26 +76,22 @@ fn objects(doc: serde_json::Value, list_kind: Option<&str>, pods: bool, out: &mu
         let items = doc.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
         let item_kind = if item_kind.is_empty() { None } else { Some(item_kind) };
         for item in items {
-            objects(item, item_kind, pods, out)?;
+            objects(item, item_kind, pods, names, out)?;
         }
         return Ok(());
     }
-    let bad = |e: serde_json::Error| format!("{kind}: {e}");
-    let projected = match kind.as_str() {
-        "Service" => object::service(&serde_json::from_value::<core::Service>(doc).map_err(bad)?).map(Object::Service),
-        "EndpointSlice" => {
-            object::slice(&serde_json::from_value::<discovery::EndpointSlice>(doc).map_err(bad)?).map(Object::Slice)
-        }
-        "Namespace" => {
-            object::namespace(&serde_json::from_value::<core::Namespace>(doc).map_err(bad)?).map(Object::Namespace)
-        }
-        "Pod" if pods => {
-            let p = serde_json::from_value::<core::Pod>(doc).map_err(bad)?;
-            object::pod(&p).filter(|_| object::pod_is_live(&p)).map(Object::Pod)
-        }
-        _ => None,
+    let kind_name = kind;
+    let kind = match kind_name.as_str() {
+        "Service" => Kind::Service,
+        "EndpointSlice" => Kind::Slice,
+        "Namespace" => Kind::Namespace,
+        "Pod" if pods => Kind::Pod,
+        _ => return Ok(()),
     };
-    out.extend(projected);
+    let raw = RawObject::deserialize(&doc).map_err(|e| format!("{kind_name}: {e}"))?;
+    if let Some(Projected::Live(o)) = raw.project(kind, Keep { pod_names: true }, names) {
+        out.push(o);
+    }
     Ok(())
 }
 

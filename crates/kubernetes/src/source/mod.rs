@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod dir;
+pub mod reflector;
 
 use crate::index::{Applied, Index};
 use crate::object::{Kind, Object};
@@ -16,6 +17,14 @@ pub trait Observer: Send + Sync + 'static {
     fn programming(&self, _service_kind: &'static str, _seconds: f64) {}
     /// One API request finished (CoreDNS's REST client metrics).
     fn request(&self, _verb: &str, _host: &str, _code: &str, _seconds: f64) {}
+    /// A request waited `seconds` for the client-side rate limiter.
+    fn throttled(&self, _verb: &str, _host: &str, _seconds: f64) {}
+    /// `resource` switched from streaming lists to paginated lists.
+    fn fallback(&self, _resource: &'static str) {}
+    /// `resource` lost its resourceVersion and lists again.
+    fn relist(&self, _resource: &'static str) {}
+    /// A list of `kind` completed (initial sync or relist): a good moment to return memory.
+    fn synced(&self, _kind: Kind) {}
     fn info(&self, _msg: &str) {}
     fn warning(&self, _msg: &str) {}
 }

@@ -38,6 +38,28 @@ kdns_server::metric_family!(
     ["code", "method", "host"]
 );
 
+kdns_server::metric_family!(
+    rate_limiter_duration,
+    "coredns_kubernetes_rest_client_rate_limiter_duration_seconds",
+    "Client side rate limiter latency in seconds. Broken down by verb and host.",
+    Kind::Histogram(&DEFAULT_BUCKETS),
+    ["verb", "host"]
+);
+kdns_server::metric_family!(
+    list_fallbacks,
+    "kdns_kubernetes_list_fallbacks_total",
+    "Times a resource switched from streaming lists to paginated lists because the API server refused a streaming list (kdns).",
+    Kind::Counter,
+    ["resource"]
+);
+kdns_server::metric_family!(
+    relists,
+    "kdns_kubernetes_relists_total",
+    "Lists after the first one, because the watched resourceVersion expired (kdns).",
+    Kind::Counter,
+    ["resource"]
+);
+
 /// CoreDNS: exponential from 1 ms, factor 2, 20 buckets.
 static PROGRAMMING_BUCKETS: [f64; 20] = {
     let mut b = [0.0; 20];
@@ -63,6 +85,18 @@ impl Observer for PluginObserver {
     fn request(&self, verb: &str, host: &str, code: &str, seconds: f64) {
         request_duration().with(&[verb, host]).observe(seconds);
         requests_total().with(&[code, verb, host]).inc();
+    }
+    fn throttled(&self, verb: &str, host: &str, seconds: f64) {
+        rate_limiter_duration().with(&[verb, host]).observe(seconds);
+    }
+    fn fallback(&self, resource: &'static str) {
+        list_fallbacks().with(&[resource]).inc();
+    }
+    fn relist(&self, resource: &'static str) {
+        relists().with(&[resource]).inc();
+    }
+    fn synced(&self, _kind: kdns_kubernetes::object::Kind) {
+        kdns_server::memory::release();
     }
     fn info(&self, msg: &str) {
         kdns_server::info!(plugin = "kubernetes", "{msg}");

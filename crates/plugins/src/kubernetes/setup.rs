@@ -1,7 +1,7 @@
 use super::{Kubernetes, PluginObserver, Synced};
 use kdns_corefile::{Directive, Dispenser, Error, Token};
 use kdns_kubernetes::answer::{is_reverse, PodMode, Settings};
-use kdns_kubernetes::source::{api, dir, Shared};
+use kdns_kubernetes::source::{api, dir, reflector, Shared};
 use kdns_kubernetes::Index;
 use kdns_server::plugin::{once, parse_duration, Plugin, SetupCtx};
 use std::net::IpAddr;
@@ -181,18 +181,43 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 startup_timeout =
                     parse_duration(&v.text).ok_or_else(|| err(v, format!("invalid startup_timeout {:?}", v.text)))?;
             }
-            "apiserver_qps" | "apiserver_burst" | "apiserver_max_inflight" => {
+            "apiserver_qps" => {
                 let v = one()?;
-                v.text
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| *n >= 0.0)
-                    .ok_or_else(|| err(v, format!("{} must be a number >= 0: {}", prop.text, v.text)))?;
-                kdns_server::warning!(
-                    plugin = "kubernetes",
-                    "{} is accepted but not enforced: kdns opens one list/watch per kind and has no client-side limiter",
-                    prop.text
-                );
+                // Go's ParseFloat(s, 32): the Corefile value as client-go's float32 QPS.
+                let qps = v.text.parse::<f32>().map_err(|_| {
+                    err(
+                        v,
+                        format!(
+                            "invalid apiserver_qps {:?}: strconv.ParseFloat: parsing {:?}: invalid syntax",
+                            v.text, v.text
+                        ),
+                    )
+                })?;
+                if qps < 0.0 {
+                    return Err(err(v, "apiserver_qps must be >= 0"));
+                }
+                api.qps = f64::from(qps);
+            }
+            "apiserver_burst" | "apiserver_max_inflight" => {
+                let v = one()?;
+                let n = v.text.parse::<i64>().map_err(|_| {
+                    err(
+                        v,
+                        format!(
+                            "invalid {} {:?}: strconv.Atoi: parsing {:?}: invalid syntax",
+                            prop.text, v.text, v.text
+                        ),
+                    )
+                })?;
+                if n < 0 {
+                    return Err(err(v, format!("{} must be >= 0", prop.text)));
+                }
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                if prop.text == "apiserver_burst" {
+                    api.burst = n;
+                } else {
+                    api.max_inflight = n;
+                }
             }
             "manifests" => {
                 manifests = Some(ctx.config_dir.join(one()?.text.as_str()));
@@ -210,6 +235,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         return Err(err(d.name(), "namespaces and namespace_labels cannot both be set"));
     }
     api.pods = pods == PodMode::Verified;
+    api.pod_names = endpoint_pod_names;
 
     let local_ips: Vec<IpAddr> = if ctx.listen.is_empty() {
         if_addrs::get_if_addrs().map(|l| l.into_iter().map(|i| i.ip()).collect()).unwrap_or_default()
@@ -231,7 +257,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
             let task = dir::run(path, shared.clone(), api.pods, MANIFEST_POLL);
             ctx.contrib.tasks.push(Box::pin(task));
         }
-        None => ctx.contrib.tasks.push(Box::pin(api::run(api, shared.clone()))),
+        None => ctx.contrib.tasks.push(Box::pin(reflector::run(api, shared.clone()))),
     }
     ctx.contrib.startup.push(Box::pin(wait_for_sync(shared.clone(), startup_timeout)));
     ctx.contrib.readiness.push(Arc::new(Synced(shared.clone())));
