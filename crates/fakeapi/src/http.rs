@@ -133,6 +133,9 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
             return json_response(200, &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-kdns-fake"}))
         }
         "/healthz" | "/readyz" | "/livez" => return Response::new(ChannelBody { rx: body(b"ok".to_vec()) }),
+        "/api" | "/apis" | "/api/v1" | "/apis/discovery.k8s.io" | "/apis/discovery.k8s.io/v1" => {
+            return json_response(200, &discovery(&path))
+        }
         _ => {}
     }
     let Some((kind, ns)) = Kind::from_path(&path) else {
@@ -168,6 +171,43 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
         watch(kind, ns, selector, &params, inner)
     } else {
         list(kind, ns, selector, &params, inner)
+    }
+}
+
+/// One entry of an APIResourceList: what this server serves of a kind (reads only).
+fn resource(name: &str, singular: &str, kind: &str, namespaced: bool, short: &[&str]) -> Value {
+    let mut r = json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind,
+        "verbs": ["get", "list", "watch"]});
+    if !short.is_empty() {
+        r["shortNames"] = json!(short);
+    }
+    r
+}
+
+/// The discovery documents, in the shapes a real API server writes them.
+fn discovery(path: &str) -> Value {
+    let group_version = json!({"groupVersion": "discovery.k8s.io/v1", "version": "v1"});
+    let group = json!({"name": "discovery.k8s.io", "versions": [group_version], "preferredVersion": group_version});
+    match path {
+        "/api" => json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
+        "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}),
+        "/apis/discovery.k8s.io" => {
+            let mut g = group;
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            g
+        }
+        "/api/v1" => json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            resource("namespaces", "namespace", "Namespace", false, &["ns"]),
+            resource("pods", "pod", "Pod", true, &["po"]),
+            resource("services", "service", "Service", true, &["svc"]),
+        ]}),
+        _ => {
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "discovery.k8s.io/v1", "resources": [
+                resource("endpointslices", "endpointslice", "EndpointSlice", true, &[]),
+            ]})
+        }
     }
 }
 
@@ -288,6 +328,16 @@ fn watch(
 ) -> Resp {
     let bookmarks = params.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let initial = params.get("sendInitialEvents").is_some_and(|v| v == "true");
+    if params.contains_key("resourceVersionMatch") && inner.lock().no_watch_list {
+        return status(
+            422,
+            "Invalid",
+            &format!(
+                "{} is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch",
+                kind.plural()
+            ),
+        );
+    }
     if initial && params.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
         return status(422, "Invalid", "sendInitialEvents requires resourceVersionMatch=NotOlderThan");
     }

@@ -8,12 +8,18 @@
 //! - watches: NDJSON stream of `{"type","object"}` lines from the requested RV, `BOOKMARK`s when
 //!   allowed, `timeoutSeconds`, selector transitions as ADDED/DELETED, and an in-stream `ERROR`
 //!   410 when the RV is older than the retained history (`compact`);
+//! - streaming lists (`sendInitialEvents=true`, `resourceVersionMatch=NotOlderThan`): the
+//!   state as ADDED events, then the bookmark annotated `k8s.io/initial-events-end`; or refused
+//!   with 422 like a server before 1.27 (`set_watch_list(false)`);
+//! - discovery: `/api`, `/apis`, `/api/v1`, `/apis/discovery.k8s.io[/v1]` as a real server
+//!   writes them (resource lists with kinds, verbs, short names);
 //! - faults: next request of a kind answers an HTTP status (5xx, 410 …), the server goes down
 //!   (connections reset, streams cut) and comes back, streams stall.
 //!
 //! State is plain JSON objects; tests drive it through [`FakeApi`] (a handle usable from
 //! synchronous code: the server runs on its own thread and runtime).
 
+pub mod generate;
 mod http;
 mod select;
 
@@ -116,6 +122,8 @@ pub(crate) struct State {
     pub lists: HashMap<Kind, u64>,
     pub watches: HashMap<Kind, u64>,
     pub bookmark_interval: Option<Duration>,
+    /// Streaming lists refused (an API server before 1.27, or WatchList off).
+    pub no_watch_list: bool,
 }
 
 pub(crate) struct Inner {
@@ -200,6 +208,23 @@ impl FakeApi {
         rv
     }
 
+    /// Adds many objects at once, as if they had always been there: no watch events, no
+    /// history (a generated cluster for benchmarks).
+    pub fn load(&self, kind: Kind, objects: impl IntoIterator<Item = Value>) {
+        let mut st = self.inner.lock();
+        for mut obj in objects {
+            st.rv += 1;
+            let rv = st.rv;
+            obj["kind"] = json!(kind.kind());
+            obj["apiVersion"] = json!(kind.api_version());
+            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
+            let key = key_of(kind, &obj);
+            st.objects.insert(key, obj);
+        }
+        st.compacted = st.rv;
+    }
+
     /// Deletes an object; false when it did not exist.
     pub fn delete(&self, kind: Kind, ns: &str, name: &str) -> bool {
         let mut st = self.inner.lock();
@@ -250,6 +275,12 @@ impl FakeApi {
         let g = st.generation;
         drop(st);
         self.inner.generation.send_replace(g);
+    }
+
+    /// Whether streaming lists (`sendInitialEvents=true`) are served; refused with HTTP 422 as
+    /// an API server that predates them refuses `resourceVersionMatch` on a watch.
+    pub fn set_watch_list(&self, on: bool) {
+        self.inner.lock().no_watch_list = !on;
     }
 
     /// BOOKMARK events on watches that allow them, at this interval (off by default).

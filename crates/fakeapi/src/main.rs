@@ -1,26 +1,82 @@
 //! `kdns-fakeapi`: the fake API server as a process, with a generated cluster (benchmarks).
 //!
-//! `kdns-fakeapi --listen 127.0.0.1:6443 --services 10000 --endpoints 100000 [--churn-every-ms N]`
+//! `kdns-fakeapi --listen 127.0.0.1:6443 --services 10000 --endpoints 100000 [--pods N]
+//! [--churn-every-ms N] [--no-watch-list]`; `--help` lists the flags.
 
+use kdns_fakeapi::generate::Cluster;
 use kdns_fakeapi::{objects, FakeApi, Kind};
 use std::time::Duration;
 
+const HELP: &str = "\
+kdns-fakeapi: a fake Kubernetes API server with a generated cluster (tests and benchmarks).
+
+Usage: kdns-fakeapi [FLAGS]
+
+  --listen ADDR:PORT     where to serve plain HTTP (default 127.0.0.1:6443)
+  --services N           Services, every 10th headless (default 100)
+  --endpoints N          ready endpoints spread over the services, slices of <= 100 (default 1000)
+  --pods N               running pods, the endpoints' pods first (default 0)
+  --namespaces N         namespaces the objects are spread over (default 100)
+  --churn-every-ms N     replace one EndpointSlice every N ms (default 0: no churn)
+  --no-watch-list        refuse streaming lists (HTTP 422), as servers before 1.27 do
+  --help                 this text
+
+Serves discovery (/api, /apis, resource lists), lists with limit/continue, watches with
+bookmarks and sendInitialEvents, for services, endpointslices, namespaces and pods. Prints one
+line when the cluster is loaded, with the time it took.
+";
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h" || a == "-help") {
+        print!("{HELP}");
+        return;
+    }
+    let known = ["--listen", "--services", "--endpoints", "--pods", "--namespaces", "--churn-every-ms"];
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            a if known.contains(&a) => i += 2,
+            "--no-watch-list" => i += 1,
+            other => {
+                eprintln!("kdns-fakeapi: unknown flag {other:?} (see --help)");
+                std::process::exit(2);
+            }
+        }
+    }
     let get = |flag: &str, default: &str| -> String {
         args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned().unwrap_or(default.to_string())
     };
+    let number = |flag: &str, default: &str| -> usize {
+        get(flag, default).parse().unwrap_or_else(|_| {
+            eprintln!("kdns-fakeapi: {flag} needs a number");
+            std::process::exit(2);
+        })
+    };
     let listen = get("--listen", "127.0.0.1:6443");
-    let services: usize = get("--services", "100").parse().expect("--services N");
-    let endpoints: usize = get("--endpoints", "1000").parse().expect("--endpoints N");
-    let namespaces: usize = get("--namespaces", "100").parse().expect("--namespaces N");
-    let churn_ms: u64 = get("--churn-every-ms", "0").parse().expect("--churn-every-ms N");
-    let api = FakeApi::start_on(listen.parse().expect("--listen ADDR:PORT"));
-    generate(&api, services, endpoints, namespaces);
+    let cluster = Cluster {
+        services: number("--services", "100"),
+        endpoints: number("--endpoints", "1000"),
+        pods: number("--pods", "0"),
+        namespaces: number("--namespaces", "100").max(1),
+    };
+    let churn_ms = number("--churn-every-ms", "0") as u64;
+    let Ok(addr) = listen.parse() else {
+        eprintln!("kdns-fakeapi: --listen needs ADDR:PORT");
+        std::process::exit(2);
+    };
+    let api = FakeApi::start_on(addr);
+    if args.iter().any(|a| a == "--no-watch-list") {
+        api.set_watch_list(false);
+    }
+    let started = std::time::Instant::now();
+    cluster.load(&api);
+    let Cluster { services, endpoints, pods, namespaces } = cluster;
     println!(
-        "fake API server on {} with {services} services, {endpoints} endpoints (rv {})",
+        "fake API server on {} with {services} services, {endpoints} endpoints, {pods} pods (rv {}), loaded in {:.2} s",
         api.url(),
-        api.resource_version()
+        api.resource_version(),
+        started.elapsed().as_secs_f64()
     );
     let mut n = 0u64;
     loop {
@@ -31,7 +87,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(churn_ms));
         n += 1;
         let i = (n as usize) % services.max(1);
-        let ns = format!("ns-{}", i % namespaces.max(1));
+        let ns = format!("ns-{}", i % namespaces);
         let ip = format!("10.200.{}.{}", (n / 250) % 250, n % 250 + 1);
         let mut s = objects::slice(
             &ns,
@@ -62,37 +118,4 @@ fn rfc3339(t: Duration) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem % 3600 / 60, rem % 60, t.subsec_nanos())
-}
-
-/// Services spread over namespaces: every 10th headless, the rest ClusterIP; endpoints spread
-/// over services in slices of at most 100.
-pub fn generate(api: &FakeApi, services: usize, endpoints: usize, namespaces: usize) {
-    for n in 0..namespaces {
-        api.apply(Kind::Namespace, objects::namespace(&format!("ns-{n}")));
-    }
-    let per_service = endpoints.div_ceil(services.max(1));
-    let mut made = 0usize;
-    for i in 0..services {
-        let ns = format!("ns-{}", i % namespaces.max(1));
-        let name = format!("svc-{i}");
-        let ip = format!("10.96.{}.{}", i / 250, i % 250 + 1);
-        let ips: Vec<&str> = if i % 10 == 0 { vec![] } else { vec![ip.as_str()] };
-        api.apply(Kind::Service, objects::service(&ns, &name, &ips, &[("http", 80, "TCP")]));
-        let count = per_service.min(endpoints - made.min(endpoints));
-        let addrs: Vec<String> = (0..count)
-            .map(|k| {
-                let n = made + k;
-                format!("10.{}.{}.{}", 128 + n / 65536 % 64, n / 256 % 256, n % 256)
-            })
-            .collect();
-        for (c, chunk) in addrs.chunks(100).enumerate() {
-            let refs: Vec<Vec<&str>> = chunk.iter().map(|a| vec![a.as_str()]).collect();
-            let eps: Vec<objects::Ep> = refs.iter().map(|r| objects::ep(r)).collect();
-            api.apply(
-                Kind::EndpointSlice,
-                objects::slice(&ns, &format!("{name}-{c}"), &name, "IPv4", &[("http", 8080, "TCP")], &eps),
-            );
-        }
-        made += count;
-    }
 }

@@ -3,7 +3,7 @@
 //! (`plugin/kubernetes` `parse.go`, `kubernetes.go`, `reverse.go`, `ns.go` and
 //! `plugin/backend_lookup.go`).
 
-use crate::index::{Index, IpOwner};
+use crate::index::{Index, OwnerKind};
 use crate::object::{Port, ServiceKind};
 use kdns_wire::{rtype, Name, RData, Record};
 use std::collections::HashSet;
@@ -331,11 +331,11 @@ impl Engine<'_> {
     }
 
     fn endpoint_name(&self, ep: &crate::object::Endpoint, ip: &IpAddr) -> String {
-        if let Some(h) = &ep.hostname {
+        if let Some(h) = ep.hostname() {
             return h.to_string();
         }
         if self.settings.endpoint_pod_names {
-            if let Some(p) = &ep.pod_name {
+            if let Some(p) = ep.pod_name() {
                 return p.to_string();
             }
         }
@@ -356,7 +356,7 @@ impl Engine<'_> {
         let svc_domain = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone);
         if self.settings.ignore_empty_service
             && svc.kind == ServiceKind::ClusterIp
-            && entry.slices.values().all(|s| s.endpoints.iter().all(|e| e.addresses.is_empty()))
+            && entry.slices.iter().all(|s| s.endpoints.iter().all(|e| e.addresses.is_empty()))
         {
             return Err(NotFound);
         }
@@ -375,7 +375,7 @@ impl Engine<'_> {
                 found = true;
             }
             kind if *kind == ServiceKind::Headless || !endpoint.is_empty() => {
-                for slice in entry.slices.values() {
+                for slice in &entry.slices {
                     for ep in &slice.endpoints {
                         for ip in &ep.addresses {
                             let ep_name = self.endpoint_name(ep, ip);
@@ -503,7 +503,8 @@ impl Engine<'_> {
         let visible = |ns: &str| self.settings.namespaces.is_empty() || self.exposed(ns);
         let owners = self.index.ip_owners(&ip);
         for o in owners {
-            if let IpOwner::Service(ns, svc) = o {
+            if o.kind == OwnerKind::Service {
+                let (ns, svc) = (&o.ns, &o.name);
                 if visible(ns) {
                     if let Some(target) = name(&format!("{svc}.{ns}.svc.{primary}")) {
                         return Outcome::records(vec![Record::new(qname.clone(), ttl, RData::Ptr(target))]);
@@ -513,8 +514,11 @@ impl Engine<'_> {
         }
         let mut answer = Vec::new();
         for o in owners {
-            let IpOwner::Endpoint(ns, slice) = o else { continue };
-            let Some(slice) = self.index.slice(ns, slice).filter(|_| visible(ns)) else { continue };
+            if o.kind != OwnerKind::Endpoint {
+                continue;
+            }
+            let ns = &o.ns;
+            let Some(slice) = self.index.slice(ns, &o.name).filter(|_| visible(ns)) else { continue };
             for ep in slice.endpoints.iter().filter(|e| e.addresses.contains(&ip)) {
                 let text = format!("{}.{}.{}.svc.{primary}", self.endpoint_name(ep, &ip), slice.service, ns);
                 if let Some(target) = name(&text) {
@@ -540,10 +544,13 @@ impl Engine<'_> {
         let mut out = Vec::new();
         for local in &self.settings.local_ips {
             for o in self.index.ip_owners(local) {
-                let IpOwner::Endpoint(ns, slice) = o else { continue };
-                let Some(slice) = self.index.slice(ns, slice) else { continue };
+                if o.kind != OwnerKind::Endpoint {
+                    continue;
+                }
+                let ns = &o.ns;
+                let Some(slice) = self.index.slice(ns, &o.name) else { continue };
                 found = true;
-                if let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_ref()) {
+                if let Some(svc) = self.index.service_entry(ns, &slice.service).and_then(|e| e.service.as_deref()) {
                     out.push((slice, svc));
                 }
             }
@@ -619,12 +626,7 @@ mod tests {
             name: Arc::from("kube-dns-1"),
             service: Arc::from("kube-dns"),
             ports: vec![port("dns", 53)].into(),
-            endpoints: vec![Endpoint {
-                addresses: vec!["192.0.2.53".parse().unwrap()].into(),
-                hostname: None,
-                pod_name: None,
-            }]
-            .into(),
+            endpoints: vec![Endpoint::new(vec!["192.0.2.53".parse().unwrap()].into(), None, None)].into(),
             trigger_time: None,
         }));
         for k in crate::object::Kind::ALL {
@@ -902,7 +904,7 @@ mod tests {
         assert_eq!(ix.ip_owners(&"10.96.0.10".parse().unwrap()).len(), 1);
         // Identical object: nothing changes.
         let same = ix.service_entry("kube-system", "kube-dns").unwrap().service.clone().unwrap();
-        assert!(!ix.upsert(Object::Service(same)).changed);
+        assert!(!ix.upsert(Object::Service(*same)).changed);
         // A relist without the service deletes it and its IP index.
         ix.init(crate::object::Kind::Service);
         assert!(ix.init_done(crate::object::Kind::Service).changed);

@@ -460,17 +460,18 @@ impl RawObject<'_> {
             .into_iter()
             .flatten()
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-            .map(|e| Endpoint {
-                addresses: e.addresses.iter().filter_map(|a| ip(a)).collect(),
-                hostname: e.hostname.as_deref().filter(|h| !h.is_empty()).map(Into::into),
-                pod_name: e
-                    .target_ref
-                    .as_ref()
-                    .filter(|_| keep.pod_names)
-                    .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
-                    .and_then(|r| r.name.as_deref())
-                    .filter(|n| !n.is_empty() && n.len() < 64)
-                    .map(Into::into),
+            .map(|e| {
+                Endpoint::new(
+                    e.addresses.iter().filter_map(|a| ip(a)).collect(),
+                    e.hostname.as_deref().filter(|h| !h.is_empty()).map(Into::into),
+                    e.target_ref
+                        .as_ref()
+                        .filter(|_| keep.pod_names)
+                        .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
+                        .and_then(|r| r.name.as_deref())
+                        .filter(|n| !n.is_empty() && n.len() < 64)
+                        .map(Into::into),
+                )
             })
             .filter(|e| !e.addresses.is_empty())
             .collect();
@@ -551,8 +552,8 @@ mod tests {
         let Projected::Live(Object::Slice(s)) = project(Kind::Slice, json) else { panic!() };
         assert_eq!(&*s.service, "web");
         assert_eq!(s.endpoints.len(), 2);
-        assert_eq!(s.endpoints[0].pod_name.as_deref(), Some("web-1"));
-        assert_eq!(s.endpoints[1].hostname.as_deref(), Some("h3"));
+        assert_eq!(s.endpoints[0].pod_name(), Some("web-1"));
+        assert_eq!(s.endpoints[1].hostname(), Some("h3"));
         assert!(s.trigger_time.is_some());
         let raw: RawObject = serde_json::from_str(json).unwrap();
         let Some(Projected::Live(Object::Slice(s))) =
@@ -560,7 +561,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(s.endpoints[0].pod_name, None, "pod names are dropped unless endpoint_pod_names needs them");
+        assert_eq!(s.endpoints[0].pod_name(), None, "pod names are dropped unless endpoint_pod_names needs them");
         let unlabelled = r#"{"metadata":{"name":"s","namespace":"a"},"addressType":"IPv4"}"#;
         assert!(matches!(project(Kind::Slice, unlabelled), Projected::Nothing(Kind::Slice, _)));
         let fqdn = r#"{"metadata":{"name":"s","namespace":"a","labels":{"kubernetes.io/service-name":"x"}},"addressType":"FQDN"}"#;

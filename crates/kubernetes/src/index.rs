@@ -18,21 +18,150 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// (namespace, name) of an object; namespaces themselves have an empty namespace.
 pub type Key = (Arc<str>, Arc<str>);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IpOwner {
-    /// A cluster IP of service (namespace, name).
-    Service(Arc<str>, Arc<str>),
-    /// An endpoint of the slice (namespace, slice name).
-    Endpoint(Arc<str>, Arc<str>),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// A cluster IP of a service.
+    Service,
+    /// An endpoint of a slice.
+    Endpoint,
+}
+
+/// Who owns an IP address (service or slice, by namespace and name), for PTR answers; one
+/// allocation per service or slice, shared by all its addresses.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    pub ns: Arc<str>,
+    pub name: Arc<str>,
+}
+
+pub type IpOwner = Arc<Owner>;
+
+/// One value, or several: most IPs have one owner, and a one-element `Vec` would reserve four.
+#[derive(Debug)]
+#[allow(clippy::box_collection)] // the box keeps the enum two words: a `Vec` would make it four
+enum Few<T> {
+    One(T),
+    Many(Box<Vec<T>>),
+}
+
+impl<T: PartialEq> Few<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::One(t) => std::slice::from_ref(t),
+            Few::Many(v) => v,
+        }
+    }
+    fn push_unique(&mut self, t: T) {
+        if self.as_slice().contains(&t) {
+            return;
+        }
+        match self {
+            Few::Many(v) => v.push(t),
+            Few::One(_) => {
+                let Few::One(first) = std::mem::replace(self, Few::Many(Box::default())) else { unreachable!() };
+                *self = Few::Many(Box::new(vec![first, t]));
+            }
+        }
+    }
+    /// Removes `t`; true when nothing is left.
+    fn remove(&mut self, t: &T) -> bool {
+        match self {
+            Few::One(one) => one == t,
+            Few::Many(v) => {
+                v.retain(|o| o != t);
+                if v.len() == 1 {
+                    let last = v.pop().expect("one element");
+                    *self = Few::One(last);
+                }
+                v_is_empty(self)
+            }
+        }
+    }
+    fn heap(&self) -> usize {
+        match self {
+            Few::One(_) => 0,
+            Few::Many(v) => 24 + v.capacity() * std::mem::size_of::<T>(),
+        }
+    }
+}
+
+fn v_is_empty<T>(f: &Few<T>) -> bool {
+    matches!(f, Few::Many(v) if v.is_empty())
+}
+
+/// IP → values, IPv4 keyed by a 4-byte integer (most clusters have no IPv6 at all).
+#[derive(Debug)]
+struct IpMap<V> {
+    v4: HashMap<u32, Few<V>>,
+    v6: HashMap<u128, Few<V>>,
+}
+
+impl<V> Default for IpMap<V> {
+    fn default() -> Self {
+        IpMap { v4: HashMap::new(), v6: HashMap::new() }
+    }
+}
+
+impl<V: PartialEq> IpMap<V> {
+    fn get(&self, ip: &IpAddr) -> &[V] {
+        let few = match ip {
+            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
+        };
+        few.map_or(&[], Few::as_slice)
+    }
+    fn add(&mut self, ip: IpAddr, v: V) {
+        match ip {
+            IpAddr::V4(a) => match self.v4.entry(u32::from(a)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push_unique(v),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Few::One(v));
+                }
+            },
+            IpAddr::V6(a) => match self.v6.entry(u128::from(a)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push_unique(v),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Few::One(v));
+                }
+            },
+        }
+    }
+    fn remove(&mut self, ip: IpAddr, v: &V) {
+        match ip {
+            IpAddr::V4(a) => {
+                let k = u32::from(a);
+                if self.v4.get_mut(&k).is_some_and(|f| f.remove(v)) {
+                    self.v4.remove(&k);
+                }
+            }
+            IpAddr::V6(a) => {
+                let k = u128::from(a);
+                if self.v6.get_mut(&k).is_some_and(|f| f.remove(v)) {
+                    self.v6.remove(&k);
+                }
+            }
+        }
+    }
+    fn heap(&self) -> usize {
+        table(&self.v4) + table(&self.v6) + self.v4.values().chain(self.v6.values()).map(Few::heap).sum::<usize>()
+    }
+}
+
+/// Approximate heap bytes of a hash table (hashbrown: one control byte per bucket, buckets =
+/// capacity × 8 / 7).
+fn table<K, V>(m: &HashMap<K, V>) -> usize {
+    m.capacity() * 8 / 7 * (std::mem::size_of::<(K, V)>() + 1)
 }
 
 #[derive(Default, Debug)]
 pub struct ServiceEntry {
-    pub service: Option<Service>,
+    /// Boxed: the entries of a namespace's map stay small, most of the table is empty slots.
+    pub service: Option<Box<Service>>,
     /// The list generation that last saw the Service.
     seen: u32,
-    /// Slice name → slice.
-    pub slices: HashMap<Arc<str>, Slice>,
+    /// The service's slices (a handful at most: a list, not a table).
+    pub slices: Vec<Slice>,
 }
 
 #[derive(Default, Debug)]
@@ -59,8 +188,8 @@ pub struct Applied {
 #[derive(Debug)]
 pub struct Index {
     namespaces: HashMap<Arc<str>, NamespaceEntry>,
-    by_ip: HashMap<IpAddr, Vec<IpOwner>>,
-    pods_by_ip: HashMap<IpAddr, Vec<Key>>,
+    by_ip: IpMap<IpOwner>,
+    pods_by_ip: IpMap<Key>,
     /// Per kind, the generation of the current (or last) list: bumped by `init`.
     generation: [u32; 4],
     synced: [bool; 4],
@@ -78,8 +207,8 @@ impl Index {
     pub fn new(slices: bool, pods: bool) -> Index {
         Index {
             namespaces: HashMap::new(),
-            by_ip: HashMap::new(),
-            pods_by_ip: HashMap::new(),
+            by_ip: IpMap::default(),
+            pods_by_ip: IpMap::default(),
             generation: [0; 4],
             synced: [false; 4],
             required: [true, slices, true, pods],
@@ -111,19 +240,70 @@ impl Index {
     }
 
     pub fn ip_owners(&self, ip: &IpAddr) -> &[IpOwner] {
-        self.by_ip.get(ip).map_or(&[], Vec::as_slice)
+        self.by_ip.get(ip)
     }
 
     /// The slice (namespace, name) → (service name, slice).
     pub fn slice(&self, ns: &str, name: &str) -> Option<&Slice> {
         let entry = self.namespaces.get(ns)?;
         let (svc, _) = entry.slice_owner.get(name)?;
-        entry.services.get(svc)?.slices.get(name)
+        entry.services.get(svc)?.slices.iter().find(|s| &*s.name == name)
     }
 
     /// Live pods holding `ip`: (namespace, name), in arrival order.
     pub fn pods_with_ip(&self, ip: &IpAddr) -> &[Key] {
-        self.pods_by_ip.get(ip).map_or(&[], Vec::as_slice)
+        self.pods_by_ip.get(ip)
+    }
+
+    /// Approximate heap bytes by part (container capacities × entry sizes plus the boxed lists
+    /// they own), for the memory breakdown in docs/performance.md.
+    pub fn breakdown(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of;
+        let str_bytes = |s: &str| s.len().next_multiple_of(8) + 16;
+        let (mut ns_tables, mut svc_tables, mut services, mut slice_tables, mut slices, mut endpoints) =
+            (table(&self.namespaces), 0, 0, 0, 0, 0);
+        let mut pods = 0;
+        for e in self.namespaces.values() {
+            ns_tables += table(&e.slice_owner);
+            svc_tables += table(&e.services);
+            pods += table(&e.pods) + e.pods.keys().map(|k| str_bytes(k)).sum::<usize>();
+            for (name, se) in &e.services {
+                services += str_bytes(name);
+                slice_tables += se.slices.capacity() * size_of::<Slice>();
+                if let Some(s) = &se.service {
+                    services += size_of::<Service>()
+                        + s.ips.len() * size_of::<IpAddr>()
+                        + s.ports.len() * size_of::<crate::object::Port>();
+                    services += s.ports.iter().map(|p| p.name.len() + p.protocol.len()).sum::<usize>();
+                }
+                for s in &se.slices {
+                    slices += str_bytes(&s.name) + str_bytes(&s.service);
+                    slices += s.ports.len() * size_of::<crate::object::Port>();
+                    endpoints += s.endpoints.len() * size_of::<crate::object::Endpoint>();
+                    for ep in s.endpoints.iter() {
+                        endpoints += (ep.addresses.len() * size_of::<IpAddr>()).next_multiple_of(8);
+                        if ep.names.is_some() {
+                            endpoints += size_of::<crate::object::EndpointNames>();
+                        }
+                        endpoints += ep.hostname().map_or(0, |h| h.len().next_multiple_of(8));
+                        endpoints += ep.pod_name().map_or(0, |h| h.len().next_multiple_of(8));
+                    }
+                }
+            }
+        }
+        let by_ip = self.by_ip.heap();
+        let pods_by_ip = self.pods_by_ip.heap();
+        vec![
+            ("namespace and slice-owner maps", ns_tables),
+            ("service maps", svc_tables),
+            ("services (names, IPs, ports)", services),
+            ("slice lists", slice_tables),
+            ("slices (names, ports)", slices),
+            ("endpoints (addresses, names)", endpoints),
+            ("IP -> owner map", by_ip),
+            ("pods (maps, names)", pods),
+            ("pod IP -> pod map", pods_by_ip),
+        ]
     }
 
     /// A (re)list of `kind` starts.
@@ -240,18 +420,18 @@ impl Index {
         s.namespace = ns;
         let entry = nse.services.entry(s.name.clone()).or_default();
         entry.seen = gen;
-        if entry.service.as_ref() == Some(&s) {
+        if entry.service.as_deref() == Some(&s) {
             return Applied::default();
         }
         let old_ips = entry.service.as_ref().map(|o| o.ips.clone()).unwrap_or_default();
-        let owner = IpOwner::Service(s.namespace.clone(), s.name.clone());
+        let owner = Arc::new(Owner { kind: OwnerKind::Service, ns: s.namespace.clone(), name: s.name.clone() });
         let new_ips = s.ips.clone();
-        entry.service = Some(s);
+        entry.service = Some(Box::new(s));
         for ip in old_ips {
-            unlink(&mut self.by_ip, ip, &owner);
+            self.by_ip.remove(ip, &owner);
         }
         for ip in new_ips {
-            self.by_ip.entry(ip).or_default().push(owner.clone());
+            self.by_ip.add(ip, owner.clone());
         }
         Applied { changed: true, programming: None }
     }
@@ -263,9 +443,9 @@ impl Index {
         if entry.slices.is_empty() {
             nse.services.remove(name);
         }
-        let owner = IpOwner::Service(old.namespace.clone(), old.name.clone());
+        let owner = Arc::new(Owner { kind: OwnerKind::Service, ns: old.namespace.clone(), name: old.name.clone() });
         for ip in old.ips {
-            unlink(&mut self.by_ip, ip, &owner);
+            self.by_ip.remove(ip, &owner);
         }
         true
     }
@@ -276,22 +456,21 @@ impl Index {
         s.namespace = ns;
         if let Some((svc, seen)) = nse.slice_owner.get_mut(&s.name) {
             *seen = gen;
-            if nse.services.get(svc).and_then(|e| e.slices.get(&s.name)) == Some(&s) {
+            if nse.services.get(svc).and_then(|e| e.slices.iter().find(|o| o.name == s.name)) == Some(&s) {
                 return Applied::default();
             }
         }
         self.remove_slice(&s.namespace, &s.name);
-        let owner = IpOwner::Endpoint(s.namespace.clone(), s.name.clone());
+        let owner = Arc::new(Owner { kind: OwnerKind::Endpoint, ns: s.namespace.clone(), name: s.name.clone() });
         for ip in s.endpoints.iter().flat_map(|e| e.addresses.iter()) {
-            let owners = self.by_ip.entry(*ip).or_default();
-            if !owners.contains(&owner) {
-                owners.push(owner.clone());
-            }
+            self.by_ip.add(*ip, owner.clone());
         }
         let programming = self.programming(&s);
         let (nse, _) = self.ns_entry(&s.namespace);
         nse.slice_owner.insert(s.name.clone(), (s.service.clone(), gen));
-        nse.services.entry(s.service.clone()).or_default().slices.insert(s.name.clone(), s);
+        let slices = &mut nse.services.entry(s.service.clone()).or_default().slices;
+        slices.push(s);
+        slices.shrink_to_fit();
         Applied { changed: true, programming }
     }
 
@@ -299,14 +478,16 @@ impl Index {
         let nse = self.namespaces.get_mut(ns)?;
         let (svc, _) = nse.slice_owner.remove(name)?;
         let entry = nse.services.get_mut(&svc)?;
-        let old = entry.slices.remove(name)?;
+        let at = entry.slices.iter().position(|s| &*s.name == name)?;
+        let old = entry.slices.remove(at);
+        entry.slices.shrink_to_fit();
         if entry.slices.is_empty() && entry.service.is_none() {
             nse.services.remove(&svc);
         }
-        let owner = IpOwner::Endpoint(old.namespace.clone(), old.name.clone());
-        for e in &old.endpoints {
-            for ip in &e.addresses {
-                unlink(&mut self.by_ip, *ip, &owner);
+        let owner = Arc::new(Owner { kind: OwnerKind::Endpoint, ns: old.namespace.clone(), name: old.name.clone() });
+        for e in old.endpoints.iter() {
+            for ip in e.addresses.iter() {
+                self.by_ip.remove(*ip, &owner);
             }
         }
         Some(old)
@@ -335,10 +516,10 @@ impl Index {
         }
         let key = (p.namespace.clone(), p.name.clone());
         if let Some(Some(ip)) = old {
-            unlink(&mut self.pods_by_ip, ip, &key);
+            self.pods_by_ip.remove(ip, &key);
         }
         if let Some(ip) = p.ip {
-            self.pods_by_ip.entry(ip).or_default().push(key);
+            self.pods_by_ip.add(ip, key);
         }
         Applied { changed: true, programming: None }
     }
@@ -347,7 +528,7 @@ impl Index {
         let Some(nse) = self.namespaces.get_mut(ns) else { return false };
         let Some((pname, (ip, _))) = nse.pods.remove_entry(name) else { return false };
         if let Some(ip) = ip {
-            unlink(&mut self.pods_by_ip, ip, &(Arc::from(ns), pname));
+            self.pods_by_ip.remove(ip, &(Arc::from(ns), pname));
         }
         true
     }
@@ -365,14 +546,5 @@ impl<V: Default> EntryOrDefault<V> for HashMap<Arc<str>, V> {
         }
         let (k, v) = self.get_key_value(key).map(|(k, _)| k.clone()).zip(self.get_mut(key)).expect("inserted above");
         (k, v)
-    }
-}
-
-fn unlink<T: PartialEq>(map: &mut HashMap<IpAddr, Vec<T>>, ip: IpAddr, what: &T) {
-    if let Some(v) = map.get_mut(&ip) {
-        v.retain(|o| o != what);
-        if v.is_empty() {
-            map.remove(&ip);
-        }
     }
 }

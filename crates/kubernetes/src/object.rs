@@ -11,6 +11,19 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// When the endpoints controller saw the change that produced this slice (programming latency).
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
+impl Endpoint {
+    pub fn new(addresses: Box<[IpAddr]>, hostname: Option<Box<str>>, pod_name: Option<Box<str>>) -> Endpoint {
+        let names = (hostname.is_some() || pod_name.is_some()).then(|| Box::new(EndpointNames { hostname, pod_name }));
+        Endpoint { addresses, names }
+    }
+    pub fn hostname(&self) -> Option<&str> {
+        self.names.as_ref()?.hostname.as_deref()
+    }
+    pub fn pod_name(&self) -> Option<&str> {
+        self.names.as_ref()?.pod_name.as_deref()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceKind {
     ClusterIp,
@@ -50,6 +63,13 @@ pub enum ExternalHost {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub addresses: Box<[IpAddr]>,
+    /// Hostname and pod name, boxed together: both are rare (StatefulSet pods;
+    /// `endpoint_pod_names`), and one pointer per endpoint is cheaper than two empty strings.
+    pub names: Option<Box<EndpointNames>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointNames {
     pub hostname: Option<Box<str>>,
     /// `targetRef` name when it is a pod with a name shorter than 64 characters.
     pub pod_name: Option<Box<str>>,

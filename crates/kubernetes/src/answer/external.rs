@@ -147,7 +147,7 @@ impl Engine<'_> {
         let target = format!("{service}.{ns}.{zone}");
         let mut out = Vec::new();
         if headless && svc.kind == ServiceKind::Headless {
-            let mut slices: Vec<_> = entry.slices.values().collect();
+            let mut slices: Vec<_> = entry.slices.iter().collect();
             slices.sort_by(|a, b| a.name.cmp(&b.name));
             for slice in slices {
                 for p in slice.ports.iter().filter(|p| port_matches(port, proto, p)) {
