@@ -345,7 +345,7 @@ fn watch(
     let from = params.get("resourceVersion").and_then(|v| v.parse::<u64>().ok());
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut lines = Vec::new();
-    let (mut events, last, interval, generation) = {
+    let (mut events, last, interval, generation, pause) = {
         let mut st = inner.lock();
         *st.watches.entry(kind).or_default() += 1;
         if initial {
@@ -378,11 +378,14 @@ fn watch(
         }
         let expired = lines.first().is_some_and(|l| l.starts_with(b"{\"type\":\"ERROR\""));
         let last = if expired { None } else { Some(st.rv) };
-        (events, last, st.bookmark_interval.filter(|_| bookmarks), inner.generation.subscribe())
+        (events, last, st.bookmark_interval.filter(|_| bookmarks), inner.generation.subscribe(), st.initial_event_pause)
     };
     let mut generation = generation;
     tokio::spawn(async move {
-        for l in lines {
+        for (n, l) in lines.into_iter().enumerate() {
+            if let Some(pause) = pause.filter(|_| n > 0 && n % 100 == 0) {
+                tokio::time::sleep(pause).await;
+            }
             if tx.send(l).await.is_err() {
                 return;
             }

@@ -124,6 +124,8 @@ pub(crate) struct State {
     pub bookmark_interval: Option<Duration>,
     /// Streaming lists refused (an API server before 1.27, or WatchList off).
     pub no_watch_list: bool,
+    /// A pause after every 100 initial events of a watch (a big cluster's slow list).
+    pub initial_event_pause: Option<Duration>,
 }
 
 pub(crate) struct Inner {
@@ -281,6 +283,11 @@ impl FakeApi {
     /// an API server that predates them refuses `resourceVersionMatch` on a watch.
     pub fn set_watch_list(&self, on: bool) {
         self.inner.lock().no_watch_list = !on;
+    }
+
+    /// Pauses a watch's initial events (streaming lists) this long after every 100 objects.
+    pub fn set_initial_event_pause(&self, pause: Option<Duration>) {
+        self.inner.lock().initial_event_pause = pause;
     }
 
     /// BOOKMARK events on watches that allow them, at this interval (off by default).

@@ -621,3 +621,152 @@ fn k8s_external_answers_external_ips_load_balancers_and_headless_services() {
     });
     assert_eq!(rrs(&r.answers), ["web.shop.example.org. 7 IN A 192.0.2.81"]);
 }
+
+/// `count` services `svc-N.ns-(N % 10)` with cluster IPs, loaded without watch history.
+fn many_services(api: &FakeApi, count: usize) {
+    api.load(Kind::Namespace, (0..10).map(|n| objects::namespace(&format!("ns-{n}"))));
+    api.load(
+        Kind::Service,
+        (0..count).map(|i| {
+            let ip = format!("10.96.{}.{}", i / 250, i % 250 + 1);
+            objects::service(&format!("ns-{}", i % 10), &format!("svc-{i}"), &[&ip], &[("http", 80, "TCP")])
+        }),
+    );
+}
+
+fn plain(api: &FakeApi, extra: &str) -> (String, u16, u16) {
+    with_ports(&format!(
+        ".:PORT {{\n    ready 127.0.0.1:READY\n    prometheus 127.0.0.1:METRICS\n    kubernetes cluster.local {{\n        endpoint {}\n{extra}    }}\n}}\n",
+        api.url()
+    ))
+}
+
+fn wait_ready(ready: u16, timeout: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if http_get(&format!("127.0.0.1:{ready}"), "/ready").is_some_and(|(c, _)| c == 200) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("not ready after {timeout:?}");
+}
+
+#[test]
+fn streaming_lists_and_the_paginated_fallback() {
+    // A current API server: one streaming list per kind, however many objects.
+    let api = FakeApi::start();
+    many_services(&api, 1200);
+    let (conf, ready, metrics) = plain(&api, "");
+    let k = Kdns::start(&conf);
+    wait_ready(ready, Duration::from_secs(10));
+    assert_eq!(answers(&k, "svc-1199.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
+    assert_eq!(api.lists(Kind::Service), 1, "one streaming list, no pages");
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    assert!(!scrape.contains("kdns_kubernetes_list_fallbacks_total{"), "no fallback against a current server");
+    drop(k);
+
+    // A server that refuses streaming lists (422): paginated lists per kind, with a warning and
+    // a metric, then ordinary watches.
+    let api = FakeApi::start();
+    many_services(&api, 1200);
+    api.set_watch_list(false);
+    let (conf, ready, metrics) = plain(&api, "");
+    let k = Kdns::start(&conf);
+    wait_ready(ready, Duration::from_secs(15));
+    k.wait_for_line("services: the API server refused a streaming list", Duration::from_secs(2));
+    assert_eq!(
+        answers(&k, "svc-0.ns-0.svc.cluster.local.", RecordType::A),
+        ["svc-0.ns-0.svc.cluster.local. 5 IN A 10.96.0.1"]
+    );
+    assert_eq!(answers(&k, "svc-1199.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
+    assert_eq!(api.lists(Kind::Service), 3, "after the refused streaming list, three pages of 500");
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    for resource in ["services", "namespaces", "endpointslices"] {
+        assert_eq!(
+            metric(&scrape, &format!("kdns_kubernetes_list_fallbacks_total{{resource=\"{resource}\"}}")),
+            Some(1.0),
+            "{resource}"
+        );
+    }
+    api.apply(Kind::Service, objects::service("ns-3", "late", &["10.96.99.1"], &[]));
+    let r = udp_until(k.addr(), &query("late.ns-3.svc.cluster.local.", RecordType::A), Duration::from_secs(5), |r| {
+        !r.answers.is_empty()
+    });
+    assert_eq!(r.answers.len(), 1, "changes arrive over the watch that follows the pages");
+}
+
+#[test]
+fn a_relist_never_takes_answers_away() {
+    let api = FakeApi::start();
+    many_services(&api, 3000);
+    let (conf, ready, metrics) = plain(&api, "");
+    let k = Kdns::start(&conf);
+    wait_ready(ready, Duration::from_secs(10));
+    api.apply(Kind::Service, objects::service("ns-1", "doomed", &["10.96.99.2"], &[]));
+    let doomed = "doomed.ns-1.svc.cluster.local.";
+    let r = udp_until(k.addr(), &query(doomed, RecordType::A), Duration::from_secs(5), |r| !r.answers.is_empty());
+    assert_eq!(r.answers.len(), 1);
+
+    // The API server restarts with its history compacted and a deletion in the gap; its lists
+    // are slow (30 ms per 100 objects), so the relist takes about a second.
+    api.set_initial_event_pause(Some(Duration::from_millis(30)));
+    api.set_down(true);
+    api.delete(Kind::Service, "ns-1", "doomed");
+    api.compact();
+    api.set_down(false);
+    let start = std::time::Instant::now();
+    let mut asked = 0;
+    loop {
+        for i in [0usize, 1499, 2999] {
+            let name = format!("svc-{i}.ns-{}.svc.cluster.local.", i % 10);
+            let r = ask(&k, &name, RecordType::A);
+            assert_eq!(
+                (r.metadata.response_code, r.answers.len()),
+                (ResponseCode::NoError, 1),
+                "{name} during the relist"
+            );
+            asked += 1;
+        }
+        if ask(&k, doomed, RecordType::A).metadata.response_code == ResponseCode::NXDomain {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the deletion never arrived");
+    }
+    assert!(asked > 30, "asked throughout the relist: {asked}");
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    assert!(metric(&scrape, "kdns_kubernetes_relists_total{resource=\"services\"}").is_some_and(|n| n >= 1.0));
+    let (code, _) = http_get(&format!("127.0.0.1:{ready}"), "/ready").unwrap();
+    assert_eq!(code, 200, "ready throughout");
+}
+
+#[test]
+fn client_side_limits_space_the_requests() {
+    // Paginated lists make many requests: 1600 services are four pages, plus the namespace and
+    // slice lists and the refused streaming lists. At 4 per second with a burst of 1 they take
+    // over a second; each wait is timed into CoreDNS's rate limiter histogram.
+    let api = FakeApi::start();
+    many_services(&api, 1600);
+    api.set_watch_list(false);
+    let (conf, ready, metrics) =
+        plain(&api, "        apiserver_qps 4\n        apiserver_burst 1\n        apiserver_max_inflight 1\n");
+    let started = std::time::Instant::now();
+    let k = Kdns::start(&conf);
+    wait_ready(ready, Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1200), "ready after {took:?}: requests were not spaced");
+    assert_eq!(answers(&k, "svc-1599.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
+    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let host = api.addr.to_string();
+    let series = |s: &str| {
+        metric(
+            &scrape,
+            &format!(
+                "coredns_kubernetes_rest_client_rate_limiter_duration_seconds_{s}{{host=\"{host}\",verb=\"GET\"}}"
+            ),
+        )
+    };
+    let (count, sum) = (series("count").unwrap_or(0.0), series("sum").unwrap_or(0.0));
+    assert!(count >= 9.0, "every request passes the limiter: {count}");
+    assert!(sum >= 1.5, "requests waited for tokens: {sum} s over {count} requests");
+}
