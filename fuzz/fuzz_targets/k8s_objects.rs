@@ -3,26 +3,30 @@
 //! deletes, then every name the objects imply (and some the input makes up) asked in every type.
 //! Nothing panics, and every answer encodes into a message that decodes.
 #![no_main]
-use k8s_openapi::api::core::v1 as core;
-use k8s_openapi::api::discovery::v1 as discovery;
-use kdns_kubernetes::object::{self, Object};
+use kdns_kubernetes::decode::{Interner, Keep, Projected, RawObject};
+use kdns_kubernetes::object::Kind;
 use kdns_kubernetes::{Engine, Index, Outcome, PodMode, Settings};
 use kdns_wire::{rtype, Message, Name, Question};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(items) = serde_json::from_slice::<Vec<serde_json::Value>>(data) else { return };
+    // The streaming decoder reads the fuzz bytes directly, as it reads the API server's.
+    let Ok(raw) = serde_json::from_slice::<Vec<RawObject>>(data) else { return };
+    let items = serde_json::from_slice::<Vec<serde_json::Value>>(data).unwrap_or_default();
     let mut index = Index::new(true, true);
+    let mut interner = Interner::default();
     let mut names: Vec<String> = Vec::new();
-    for (i, item) in items.iter().take(64).enumerate() {
-        let obj = match item.get("kind").and_then(|k| k.as_str()) {
-            Some("Service") => serde_json::from_value::<core::Service>(item.clone()).ok().and_then(|s| object::service(&s)).map(Object::Service),
-            Some("EndpointSlice") => serde_json::from_value::<discovery::EndpointSlice>(item.clone()).ok().and_then(|s| object::slice(&s)).map(Object::Slice),
-            Some("Pod") => serde_json::from_value::<core::Pod>(item.clone()).ok().and_then(|p| object::pod(&p)).map(Object::Pod),
-            Some("Namespace") => serde_json::from_value::<core::Namespace>(item.clone()).ok().and_then(|n| object::namespace(&n)).map(Object::Namespace),
-            _ => None,
+    for (i, item) in raw.into_iter().take(64).enumerate() {
+        let kind = match item.kind.as_deref() {
+            Some("Service") => Kind::Service,
+            Some("EndpointSlice") => Kind::Slice,
+            Some("Pod") => Kind::Pod,
+            Some("Namespace") => Kind::Namespace,
+            _ => continue,
         };
-        let Some(obj) = obj else { continue };
+        let Some(Projected::Live(obj) | Projected::Gone(obj)) = item.project(kind, Keep { pod_names: true }, &mut interner) else {
+            continue;
+        };
         let (ns, name) = obj.key();
         names.push(format!("{name}.{ns}.svc.cluster.local."));
         names.push(format!("_http._tcp.{name}.{ns}.svc.cluster.local."));

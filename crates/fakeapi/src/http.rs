@@ -133,6 +133,20 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
             return json_response(200, &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-kdns-fake"}))
         }
         "/healthz" | "/readyz" | "/livez" => return Response::new(ChannelBody { rx: body(b"ok".to_vec()) }),
+        // Benchmark hook: what an API server restart after a compaction does to every client.
+        "/fake/relist" => {
+            {
+                let mut st = inner.lock();
+                st.compacted = st.rv;
+                st.log.clear();
+                st.pages.clear();
+                st.generation += 1;
+                let g = st.generation;
+                drop(st);
+                inner.generation.send_replace(g);
+            }
+            return json_response(200, &json!({"relist": true}));
+        }
         "/api" | "/apis" | "/api/v1" | "/apis/discovery.k8s.io" | "/apis/discovery.k8s.io/v1" => {
             return json_response(200, &discovery(&path))
         }
