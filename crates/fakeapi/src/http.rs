@@ -137,6 +137,8 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
         "/fake/relist" => {
             {
                 let mut st = inner.lock();
+                // One step past every client's resourceVersion: their resumed watches get 410.
+                st.rv += 1;
                 st.compacted = st.rv;
                 st.log.clear();
                 st.pages.clear();
