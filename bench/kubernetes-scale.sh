@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-5}
-need() { command -v "$1" >/dev/null 2>&1 || { [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; APT_UPDATED=1; }; apt-get install -y -q "$2" >/dev/null; }; }
+. bench/lib.sh
 need dnsperf dnsperf
 cargo build --release --quiet -p kdns -p kdns-fakeapi
 work=$(mktemp -d)

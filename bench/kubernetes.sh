@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SERVICES=${1:-10000}
 ENDPOINTS=${2:-100000}
 SECONDS_PER_RUN=${3:-10}
-need() { command -v "$1" >/dev/null 2>&1 || { [ -n "${APT_UPDATED:-}" ] || { apt-get update -q >/dev/null; APT_UPDATED=1; }; apt-get install -y -q "$2" >/dev/null; }; }
+. bench/lib.sh
 need dnsperf dnsperf
 cargo build --release --quiet -p kdns -p kdns-fakeapi
 work=$(mktemp -d)

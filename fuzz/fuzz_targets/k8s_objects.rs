@@ -3,7 +3,7 @@
 //! deletes, then every name the objects imply (and some the input makes up) asked in every type.
 //! Nothing panics, and every answer encodes into a message that decodes.
 #![no_main]
-use kdns_kubernetes::decode::{Interner, Keep, Projected, RawObject};
+use kdns_kubernetes::decode::{Keep, Projected, RawObject};
 use kdns_kubernetes::object::Kind;
 use kdns_kubernetes::{Engine, Index, Outcome, PodMode, Settings};
 use kdns_wire::{rtype, Message, Name, Question};
@@ -14,7 +14,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = serde_json::from_slice::<Vec<RawObject>>(data) else { return };
     let items = serde_json::from_slice::<Vec<serde_json::Value>>(data).unwrap_or_default();
     let mut index = Index::new(true, true);
-    let mut interner = Interner::default();
     let mut names: Vec<String> = Vec::new();
     for (i, item) in raw.into_iter().take(64).enumerate() {
         let kind = match item.kind.as_deref() {
@@ -24,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             Some("Namespace") => Kind::Namespace,
             _ => continue,
         };
-        let Some(Projected::Live(obj) | Projected::Gone(obj)) = item.project(kind, Keep { pod_names: true }, &mut interner) else {
+        let Some(Projected::Live(obj) | Projected::Gone(obj)) = item.project(kind, Keep { pod_names: true }) else {
             continue;
         };
         let (ns, name) = obj.key();

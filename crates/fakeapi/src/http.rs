@@ -135,18 +135,10 @@ fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Resp {
         "/healthz" | "/readyz" | "/livez" => return Response::new(ChannelBody { rx: body(b"ok".to_vec()) }),
         // Benchmark hook: what an API server restart after a compaction does to every client.
         "/fake/relist" => {
-            {
-                let mut st = inner.lock();
-                // One step past every client's resourceVersion: their resumed watches get 410.
-                st.rv += 1;
-                st.compacted = st.rv;
-                st.log.clear();
-                st.pages.clear();
-                st.generation += 1;
-                let g = st.generation;
-                drop(st);
-                inner.generation.send_replace(g);
-            }
+            // One step past every client's resourceVersion: their resumed watches get 410.
+            inner.lock().rv += 1;
+            inner.compact();
+            inner.cut_streams();
             return json_response(200, &json!({"relist": true}));
         }
         "/api" | "/apis" | "/api/v1" | "/apis/discovery.k8s.io" | "/apis/discovery.k8s.io/v1" => {

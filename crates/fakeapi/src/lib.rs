@@ -138,6 +138,41 @@ impl Inner {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Forgets all history up to now (see [`FakeApi::compact`]).
+    pub(crate) fn compact(&self) {
+        let mut st = self.lock();
+        st.compacted = st.rv;
+        st.log.clear();
+        st.pages.clear();
+    }
+
+    /// Ends every open watch stream (see [`FakeApi::cut_streams`]).
+    pub(crate) fn cut_streams(&self) {
+        let mut st = self.lock();
+        st.generation += 1;
+        let g = st.generation;
+        drop(st);
+        self.generation.send_replace(g);
+    }
+}
+
+impl State {
+    /// Gives `obj` the next resourceVersion and what the server fills in (kind, apiVersion,
+    /// uid, the default namespace); returns the version.
+    fn stamp(&mut self, kind: Kind, obj: &mut Value) -> u64 {
+        self.rv += 1;
+        obj["kind"] = json!(kind.kind());
+        obj["apiVersion"] = json!(kind.api_version());
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{}", self.rv));
+        }
+        if kind != Kind::Namespace && obj["metadata"]["namespace"].is_null() {
+            obj["metadata"]["namespace"] = json!("default");
+        }
+        self.rv
+    }
 }
 
 /// Handle to a running fake API server.
@@ -193,18 +228,8 @@ impl FakeApi {
     /// namespaced kinds); returns its new resourceVersion.
     pub fn apply(&self, kind: Kind, mut obj: Value) -> u64 {
         let mut st = self.inner.lock();
-        st.rv += 1;
-        let rv = st.rv;
-        obj["kind"] = json!(kind.kind());
-        obj["apiVersion"] = json!(kind.api_version());
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        if obj["metadata"]["uid"].is_null() {
-            obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
-        }
+        let rv = st.stamp(kind, &mut obj);
         let key = key_of(kind, &obj);
-        if kind != Kind::Namespace && obj["metadata"]["namespace"].is_null() {
-            obj["metadata"]["namespace"] = json!("default");
-        }
         let old = st.objects.insert(key, obj.clone());
         self.record(&mut st, Change { rv, kind, old, new: Some(obj) });
         rv
@@ -215,12 +240,7 @@ impl FakeApi {
     pub fn load(&self, kind: Kind, objects: impl IntoIterator<Item = Value>) {
         let mut st = self.inner.lock();
         for mut obj in objects {
-            st.rv += 1;
-            let rv = st.rv;
-            obj["kind"] = json!(kind.kind());
-            obj["apiVersion"] = json!(kind.api_version());
-            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            obj["metadata"]["uid"] = json!(format!("uid-{rv}"));
+            st.stamp(kind, &mut obj);
             let key = key_of(kind, &obj);
             st.objects.insert(key, obj);
         }
@@ -253,10 +273,7 @@ impl FakeApi {
     /// Forgets all history: watches from any earlier resourceVersion get 410 Expired, and
     /// continue tokens expire.
     pub fn compact(&self) {
-        let mut st = self.inner.lock();
-        st.compacted = st.rv;
-        st.log.clear();
-        st.pages.clear();
+        self.inner.compact();
     }
 
     /// Queues a fault for the next request of `kind`.
@@ -272,11 +289,7 @@ impl FakeApi {
 
     /// Ends every open watch stream (a dropped connection, as when an apiserver restarts).
     pub fn cut_streams(&self) {
-        let mut st = self.inner.lock();
-        st.generation += 1;
-        let g = st.generation;
-        drop(st);
-        self.inner.generation.send_replace(g);
+        self.inner.cut_streams();
     }
 
     /// Whether streaming lists (`sendInitialEvents=true`) are served; refused with HTTP 422 as

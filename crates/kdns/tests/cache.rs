@@ -139,7 +139,7 @@ fn cache_metrics_have_coredns_names_and_labels() {
         udp(k.addr(), &query("m.example.org.", RecordType::A));
     }
     udp(k.addr(), &query("nxdomain.example.", RecordType::A));
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let server = format!("dns://:{}", k.port);
     let m = |series: String| metric(&s, &series).unwrap_or_else(|| panic!("missing {series}\n{s}"));
     assert_eq!(m(format!("coredns_cache_requests_total{{server=\"{server}\",view=\"\",zones=\".\"}}")), 4.0);
@@ -254,7 +254,7 @@ fn prefetch_refreshes_popular_entries_before_they_expire() {
     let hit = udp(k.addr(), &query("p.example.org.", RecordType::A));
     assert!(hit.metadata.authoritative, "served from cache");
     assert_eq!(wait_count(&up, "p.", 2), 2, "a background refresh went upstream");
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     assert!(s.contains("coredns_cache_prefetch_total{server=") && s.contains("} 1\n"), "{s}");
     // The refreshed entry starts a new life: full TTL again.
     let again = udp(k.addr(), &query("p.example.org.", RecordType::A));
@@ -280,7 +280,7 @@ fn serve_stale_answers_from_expired_entries_when_upstream_is_gone() {
         format!("{:?}", r.answers[0].data),
         format!("{:?}", hickory_proto::rr::RData::A("192.0.2.1".parse().unwrap()))
     );
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let server = format!("dns://:{}", k.port);
     assert_eq!(
         metric(&s, &format!("coredns_cache_served_stale_total{{server=\"{server}\",view=\"\",zones=\".\"}}")),

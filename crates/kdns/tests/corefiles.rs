@@ -175,6 +175,6 @@ fn kubespray_nodelocaldns_corefile_forwards_cluster_zones_over_tcp() {
     assert_eq!(over_tcp("1.0.96.10.in-addr.arpa."), Some(true));
     assert_eq!(over_tcp("www.example.com."), Some(false), "the rest over UDP");
     assert!(http_get(&format!("127.0.0.1:{health}"), "/health").is_some_and(|(code, _)| code == 200));
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert!(scrape.contains("coredns_dns_requests_total{"), "one prometheus listener shared by four blocks");
 }

@@ -126,7 +126,7 @@ fn zone_transfers_are_refused_and_counted_by_the_block() {
     let k = Kdns::start(&format!(".:PORT {{\n    prometheus 127.0.0.1:{mport}\n    whoami\n}}\n"));
     let r = tcp(k.addr(), &query("example.org.", RecordType::AXFR));
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let series = format!(
         "coredns_dns_responses_total{{plugin=\"\",rcode=\"REFUSED\",server=\"dns://:{}\",view=\"\",zone=\".\"}}",
         k.port

@@ -104,7 +104,7 @@ fn mismatched_and_garbage_replies_are_never_accepted() {
         assert!(r.answers.is_empty(), "nothing from the bad reply reaches the client");
         assert_eq!(r.queries[0].name().to_string(), "badq.example.org.", "the question is kept");
     }
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let dropped = metric(&s, &format!("kdns_forward_mismatched_replies_total{{to=\"{}\"}}", up.addr)).unwrap_or(0.0);
     assert!(dropped >= 6.0, "2 names x 2 attempts, then one per wrong question: {dropped}");
 }
@@ -138,7 +138,7 @@ fn force_tcp_reuses_connections() {
         assert_eq!(udp(k.addr(), &query(&format!("n{i}.example.org."), RecordType::A)).answers[0].data, ok_ip());
     }
     assert!(up.seen().iter().all(|s| s.tcp));
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let hits = metric(
         &s,
         &format!("coredns_proxy_conn_cache_hits_total{{proto=\"tcp\",proxy_name=\"forward\",to=\"{}\"}}", up.addr),
@@ -166,7 +166,7 @@ fn dead_first_upstream_fails_over_and_gets_health_checked() {
     let r = udp(k.addr(), &query("www.example.org.", RecordType::A));
     assert_eq!(r.answers[0].data, ok_ip());
     std::thread::sleep(Duration::from_millis(500));
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     let fails =
         metric(&s, &format!("coredns_proxy_healthcheck_failures_total{{proxy_name=\"forward\",to=\"{dead}\"}}"))
             .unwrap_or(0.0);
@@ -340,7 +340,7 @@ fn all_upstreams_down_counts_healthcheck_broken_and_still_tries_one() {
     assert_eq!(udp(k.addr(), &query("a.example.org.", RecordType::A)).metadata.response_code, ResponseCode::ServFail);
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(udp(k.addr(), &query("b.example.org.", RecordType::A)).metadata.response_code, ResponseCode::ServFail);
-    let s = http_get(&format!("127.0.0.1:{mport}"), "/metrics").unwrap().1;
+    let s = metrics_text(mport);
     assert!(metric(&s, "coredns_forward_healthcheck_broken_total").unwrap_or(0.0) >= 1.0, "{s}");
 }
 

@@ -335,7 +335,7 @@ fn changes_resume_relist_and_outages() {
     eventually("10-244-1-31.web.shop.svc.cluster.local.", ResponseCode::NoError, 1);
     api.delete(Kind::Service, "shop", "new");
     eventually("new.shop.svc.cluster.local.", ResponseCode::NXDomain, 0);
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert_eq!(
         metric(&scrape, "coredns_kubernetes_dns_programming_duration_seconds_count{service_kind=\"cluster_ip\"}"),
         Some(1.0)
@@ -530,7 +530,7 @@ fn autopath_answers_the_search_path_in_one_query() {
     let r = ask(&k, "nxdomain.shop.svc.cluster.local.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(r.queries[0].name().to_string(), "nxdomain.shop.svc.cluster.local.");
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert_eq!(metric(&scrape, &format!("coredns_autopath_success_total{{server=\"dns://:{}\"}}", k.port)), Some(3.0));
 }
 
@@ -641,11 +641,11 @@ fn plain(api: &FakeApi, extra: &str) -> (String, u16, u16) {
     ))
 }
 
-fn wait_ready(ready: u16, timeout: Duration) -> Duration {
+fn wait_ready(ready: u16, timeout: Duration) {
     let start = std::time::Instant::now();
     while start.elapsed() < timeout {
         if http_get(&format!("127.0.0.1:{ready}"), "/ready").is_some_and(|(c, _)| c == 200) {
-            return start.elapsed();
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -662,7 +662,7 @@ fn streaming_lists_and_the_paginated_fallback() {
     wait_ready(ready, Duration::from_secs(10));
     assert_eq!(answers(&k, "svc-1199.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
     assert_eq!(api.lists(Kind::Service), 1, "one streaming list, no pages");
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert!(!scrape.contains("kdns_kubernetes_list_fallbacks_total{"), "no fallback against a current server");
     drop(k);
 
@@ -681,7 +681,7 @@ fn streaming_lists_and_the_paginated_fallback() {
     );
     assert_eq!(answers(&k, "svc-1199.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
     assert_eq!(api.lists(Kind::Service), 3, "after the refused streaming list, three pages of 500");
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     for resource in ["services", "namespaces", "endpointslices"] {
         assert_eq!(
             metric(&scrape, &format!("kdns_kubernetes_list_fallbacks_total{{resource=\"{resource}\"}}")),
@@ -734,7 +734,7 @@ fn a_relist_never_takes_answers_away() {
         assert!(start.elapsed() < Duration::from_secs(15), "the deletion never arrived");
     }
     assert!(asked > 30, "asked throughout the relist: {asked}");
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert!(metric(&scrape, "kdns_kubernetes_relists_total{resource=\"services\"}").is_some_and(|n| n >= 1.0));
     let (code, _) = http_get(&format!("127.0.0.1:{ready}"), "/ready").unwrap();
     assert_eq!(code, 200, "ready throughout");
@@ -756,7 +756,7 @@ fn client_side_limits_space_the_requests() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1200), "ready after {took:?}: requests were not spaced");
     assert_eq!(answers(&k, "svc-1599.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     let host = api.addr.to_string();
     let series = |s: &str| {
         metric(

@@ -141,7 +141,7 @@ fn acl_allows_blocks_filters_and_drops_by_source_and_type() {
     assert!(mx.answers.is_empty() && mx.additionals.is_empty(), "{mx:?}");
     assert!(!mx.metadata.authoritative, "CoreDNS's filtered reply is not authoritative");
     assert!(ask("127.0.0.9", RecordType::A).is_none(), "dropped: no reply");
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     // acl writes its REFUSED itself: the response is acl's in the plugin label.
     assert!(scrape.contains("coredns_dns_responses_total{plugin=\"acl\",rcode=\"REFUSED\""), "{scrape}");
     for (m, v) in [
@@ -214,7 +214,7 @@ fn template_answers_from_regex_groups_and_blocks_aaaa() {
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
     let r = udp(k.addr(), &query("mail.strict.example.", RecordType::MX));
     assert_eq!(r.answers.len(), 1);
-    let scrape = http_get(&format!("127.0.0.1:{metrics}"), "/metrics").unwrap().1;
+    let scrape = metrics_text(metrics);
     assert!(scrape.contains("coredns_template_matches_total{class=\"IN\",server=\"dns://127.0.0.1:"), "{scrape}");
 }
 

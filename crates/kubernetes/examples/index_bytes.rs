@@ -3,7 +3,7 @@
 //! the heap bytes live after each kind, per object and per endpoint. Counting allocator, no
 //! sockets. `cargo run --release -p kdns-kubernetes --example index_bytes [SERVICES] [ENDPOINTS] [PODS]`
 
-use kdns_kubernetes::decode::{Interner, Keep, Projected, RawObject};
+use kdns_kubernetes::decode::{Keep, Projected, RawObject};
 use kdns_kubernetes::object::Kind;
 use kdns_kubernetes::source::{Change, Quiet, Shared};
 use kdns_kubernetes::Index;
@@ -39,12 +39,12 @@ fn live() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
-fn feed(shared: &Shared, kind: Kind, objects: impl Iterator<Item = String>, names: &mut Interner) -> usize {
+fn feed(shared: &Shared, kind: Kind, objects: impl Iterator<Item = String>) -> usize {
     shared.apply(Change::Init(kind));
     let mut n = 0;
     for json in objects {
         let raw: RawObject = serde_json::from_str(&json).expect("generated JSON");
-        match raw.project(kind, Keep::default(), names) {
+        match raw.project(kind, Keep::default()) {
             Some(Projected::Live(o)) => {
                 shared.apply(Change::Upsert(o));
             }
@@ -61,15 +61,14 @@ fn main() {
     let (services, endpoints, pods) = (arg(1, 10_000), arg(2, 100_000), arg(3, 0));
     let cluster = kdns_fakeapi::generate::Cluster { services, endpoints, pods, namespaces: 100 };
     let shared = Shared::new(Index::new(true, pods > 0), Arc::new(Quiet));
-    let mut names = Interner::default();
     let base = live();
-    feed(&shared, Kind::Namespace, cluster.namespaces().map(|v| v.to_string()), &mut names);
+    feed(&shared, Kind::Namespace, cluster.namespaces().map(|v| v.to_string()));
     let after_ns = live();
-    let n_svc = feed(&shared, Kind::Service, cluster.services().map(|v| v.to_string()), &mut names);
+    let n_svc = feed(&shared, Kind::Service, cluster.services().map(|v| v.to_string()));
     let after_svc = live();
-    let n_slices = feed(&shared, Kind::Slice, cluster.slices().map(|v| v.to_string()), &mut names);
+    let n_slices = feed(&shared, Kind::Slice, cluster.slices().map(|v| v.to_string()));
     let after_slices = live();
-    let n_pods = feed(&shared, Kind::Pod, cluster.pods().map(|v| v.to_string()), &mut names);
+    let n_pods = feed(&shared, Kind::Pod, cluster.pods().map(|v| v.to_string()));
     let after_pods = live();
     let kib = |b: usize| b as f64 / 1024.0;
     println!("index heap for {services} services, {endpoints} endpoints, {pods} pods:");

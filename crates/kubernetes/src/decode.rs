@@ -326,23 +326,6 @@ pub struct Keep {
     pub pod_names: bool,
 }
 
-/// Interns namespace names: every object of a namespace shares one allocation.
-#[derive(Default, Debug)]
-pub struct Interner {
-    names: std::collections::HashSet<Arc<str>>,
-}
-
-impl Interner {
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.names.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.names.insert(a.clone());
-        a
-    }
-}
-
 /// The result of projecting one object.
 #[derive(Debug)]
 pub enum Projected {
@@ -375,19 +358,14 @@ fn ports(list: Option<Vec<RawPort<'_>>>) -> Box<[Port]> {
 }
 
 impl RawObject<'_> {
-    /// (namespace, name), interned namespace.
-    fn key(&self, kind: Kind, names: &mut Interner) -> (Arc<str>, Arc<str>) {
-        let name: Arc<str> = Arc::from(self.metadata.name.as_deref().unwrap_or(""));
-        let ns = if kind == Kind::Namespace { "" } else { self.metadata.namespace.as_deref().unwrap_or("") };
-        (names.get(ns), name)
-    }
-
     /// Projects this object as `kind`; `None` when it has no name (nothing to key it by).
-    pub fn project(self, kind: Kind, keep: Keep, names: &mut Interner) -> Option<Projected> {
-        self.metadata.name.as_deref()?;
-        let (namespace, name) = self.key(kind, names);
+    /// The namespace `Arc` is this object's own; the index swaps in the one it keys the
+    /// namespace by, so every stored object of a namespace shares one.
+    pub fn project(self, kind: Kind, keep: Keep) -> Option<Projected> {
+        let name: Arc<str> = Arc::from(self.metadata.name.as_deref()?);
+        let namespace: Arc<str> = Arc::from(self.metadata.namespace.as_deref().unwrap_or(""));
         Some(match kind {
-            Kind::Namespace => Projected::Live(Object::Namespace(Namespace { name: names.get(&name) })),
+            Kind::Namespace => Projected::Live(Object::Namespace(Namespace { name })),
             Kind::Service => match self.service(namespace.clone(), name.clone()) {
                 Some(s) => Projected::Live(Object::Service(s)),
                 None => Projected::Nothing(kind, (namespace, name)),
@@ -498,7 +476,7 @@ mod tests {
 
     fn project(kind: Kind, json: &str) -> Projected {
         let raw: RawObject = serde_json::from_str(json).unwrap();
-        raw.project(kind, Keep { pod_names: true }, &mut Interner::default()).unwrap()
+        raw.project(kind, Keep { pod_names: true }).unwrap()
     }
 
     #[test]
@@ -556,11 +534,7 @@ mod tests {
         assert_eq!(s.endpoints[1].hostname(), Some("h3"));
         assert!(s.trigger_time.is_some());
         let raw: RawObject = serde_json::from_str(json).unwrap();
-        let Some(Projected::Live(Object::Slice(s))) =
-            raw.project(Kind::Slice, Keep::default(), &mut Interner::default())
-        else {
-            panic!()
-        };
+        let Some(Projected::Live(Object::Slice(s))) = raw.project(Kind::Slice, Keep::default()) else { panic!() };
         assert_eq!(s.endpoints[0].pod_name(), None, "pod names are dropped unless endpoint_pod_names needs them");
         let unlabelled = r#"{"metadata":{"name":"s","namespace":"a"},"addressType":"IPv4"}"#;
         assert!(matches!(project(Kind::Slice, unlabelled), Projected::Nothing(Kind::Slice, _)));

@@ -10,11 +10,11 @@
 
 use crate::object::{Kind, Namespace, Object, Pod, Service, Slice};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Who owns an IP address, for PTR answers.
 /// (namespace, name) of an object; namespaces themselves have an empty namespace.
 pub type Key = (Arc<str>, Arc<str>);
 
@@ -37,7 +37,13 @@ pub struct Owner {
 
 pub type IpOwner = Arc<Owner>;
 
-/// One value, or several: most IPs have one owner, and a one-element `Vec` would reserve four.
+/// Picks the owner entries of one service or slice (no allocation to compare).
+fn owned_by<'a>(kind: OwnerKind, ns: &'a str, name: &'a str) -> impl Fn(&IpOwner) -> bool + 'a {
+    move |o| o.kind == kind && &*o.ns == ns && &*o.name == name
+}
+
+/// One value, or several (distinct): most IPs have one owner, and a one-element `Vec` would
+/// reserve four.
 #[derive(Debug)]
 #[allow(clippy::box_collection)] // the box keeps the enum two words: a `Vec` would make it four
 enum Few<T> {
@@ -45,7 +51,7 @@ enum Few<T> {
     Many(Box<Vec<T>>),
 }
 
-impl<T: PartialEq> Few<T> {
+impl<T: PartialEq + Clone> Few<T> {
     fn as_slice(&self) -> &[T] {
         match self {
             Few::One(t) => std::slice::from_ref(t),
@@ -53,28 +59,23 @@ impl<T: PartialEq> Few<T> {
         }
     }
     fn push_unique(&mut self, t: T) {
-        if self.as_slice().contains(&t) {
-            return;
-        }
         match self {
+            _ if self.as_slice().contains(&t) => {}
             Few::Many(v) => v.push(t),
-            Few::One(_) => {
-                let Few::One(first) = std::mem::replace(self, Few::Many(Box::default())) else { unreachable!() };
-                *self = Few::Many(Box::new(vec![first, t]));
-            }
+            Few::One(first) => *self = Few::Many(Box::new(vec![first.clone(), t])),
         }
     }
-    /// Removes `t`; true when nothing is left.
-    fn remove(&mut self, t: &T) -> bool {
+    /// Removes the values `is` picks; true when nothing is left.
+    fn remove(&mut self, is: impl Fn(&T) -> bool) -> bool {
         match self {
-            Few::One(one) => one == t,
+            Few::One(one) => is(one),
             Few::Many(v) => {
-                v.retain(|o| o != t);
-                if v.len() == 1 {
-                    let last = v.pop().expect("one element");
-                    *self = Few::One(last);
+                v.retain(|o| !is(o));
+                if let [last] = v.as_slice() {
+                    *self = Few::One(last.clone());
+                    return false;
                 }
-                v_is_empty(self)
+                v.is_empty()
             }
         }
     }
@@ -86,8 +87,19 @@ impl<T: PartialEq> Few<T> {
     }
 }
 
-fn v_is_empty<T>(f: &Few<T>) -> bool {
-    matches!(f, Few::Many(v) if v.is_empty())
+fn add_to<K: Hash + Eq, V: PartialEq + Clone>(map: &mut HashMap<K, Few<V>>, k: K, v: V) {
+    match map.get_mut(&k) {
+        Some(few) => few.push_unique(v),
+        None => {
+            map.insert(k, Few::One(v));
+        }
+    }
+}
+
+fn remove_from<K: Hash + Eq, V: PartialEq + Clone>(map: &mut HashMap<K, Few<V>>, k: K, is: impl Fn(&V) -> bool) {
+    if map.get_mut(&k).is_some_and(|few| few.remove(is)) {
+        map.remove(&k);
+    }
 }
 
 /// IP → values, IPv4 keyed by a 4-byte integer (most clusters have no IPv6 at all).
@@ -103,7 +115,7 @@ impl<V> Default for IpMap<V> {
     }
 }
 
-impl<V: PartialEq> IpMap<V> {
+impl<V: PartialEq + Clone> IpMap<V> {
     fn get(&self, ip: &IpAddr) -> &[V] {
         let few = match ip {
             IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
@@ -113,34 +125,14 @@ impl<V: PartialEq> IpMap<V> {
     }
     fn add(&mut self, ip: IpAddr, v: V) {
         match ip {
-            IpAddr::V4(a) => match self.v4.entry(u32::from(a)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push_unique(v),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Few::One(v));
-                }
-            },
-            IpAddr::V6(a) => match self.v6.entry(u128::from(a)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push_unique(v),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Few::One(v));
-                }
-            },
+            IpAddr::V4(a) => add_to(&mut self.v4, u32::from(a), v),
+            IpAddr::V6(a) => add_to(&mut self.v6, u128::from(a), v),
         }
     }
-    fn remove(&mut self, ip: IpAddr, v: &V) {
+    fn remove(&mut self, ip: IpAddr, is: impl Fn(&V) -> bool) {
         match ip {
-            IpAddr::V4(a) => {
-                let k = u32::from(a);
-                if self.v4.get_mut(&k).is_some_and(|f| f.remove(v)) {
-                    self.v4.remove(&k);
-                }
-            }
-            IpAddr::V6(a) => {
-                let k = u128::from(a);
-                if self.v6.get_mut(&k).is_some_and(|f| f.remove(v)) {
-                    self.v6.remove(&k);
-                }
-            }
+            IpAddr::V4(a) => remove_from(&mut self.v4, u32::from(a), is),
+            IpAddr::V6(a) => remove_from(&mut self.v6, u128::from(a), is),
         }
     }
     fn heap(&self) -> usize {
@@ -403,8 +395,14 @@ impl Index {
 
     /// The namespace's entry, and the namespace name `Arc` every object in it shares.
     fn ns_entry(&mut self, ns: &Arc<str>) -> (&mut NamespaceEntry, Arc<str>) {
-        let (key, entry) = self.namespaces.raw_entry_or_default(ns);
-        (entry, key)
+        let key = match self.namespaces.get_key_value(ns) {
+            Some((key, _)) => key.clone(),
+            None => {
+                self.namespaces.insert(ns.clone(), NamespaceEntry::default());
+                ns.clone()
+            }
+        };
+        (self.namespaces.get_mut(&key).expect("present or inserted above"), key)
     }
 
     fn upsert_namespace(&mut self, n: Namespace) -> Applied {
@@ -423,15 +421,14 @@ impl Index {
         if entry.service.as_deref() == Some(&s) {
             return Applied::default();
         }
-        let old_ips = entry.service.as_ref().map(|o| o.ips.clone()).unwrap_or_default();
         let owner = Arc::new(Owner { kind: OwnerKind::Service, ns: s.namespace.clone(), name: s.name.clone() });
         let new_ips = s.ips.clone();
-        entry.service = Some(Box::new(s));
-        for ip in old_ips {
-            self.by_ip.remove(ip, &owner);
+        let old = entry.service.replace(Box::new(s));
+        for ip in old.iter().flat_map(|o| o.ips.iter()) {
+            self.by_ip.remove(*ip, |o| *o == owner);
         }
-        for ip in new_ips {
-            self.by_ip.add(ip, owner.clone());
+        for ip in new_ips.iter() {
+            self.by_ip.add(*ip, owner.clone());
         }
         Applied { changed: true, programming: None }
     }
@@ -443,9 +440,8 @@ impl Index {
         if entry.slices.is_empty() {
             nse.services.remove(name);
         }
-        let owner = Arc::new(Owner { kind: OwnerKind::Service, ns: old.namespace.clone(), name: old.name.clone() });
-        for ip in old.ips {
-            self.by_ip.remove(ip, &owner);
+        for ip in old.ips.iter() {
+            self.by_ip.remove(*ip, owned_by(OwnerKind::Service, ns, name));
         }
         true
     }
@@ -484,11 +480,8 @@ impl Index {
         if entry.slices.is_empty() && entry.service.is_none() {
             nse.services.remove(&svc);
         }
-        let owner = Arc::new(Owner { kind: OwnerKind::Endpoint, ns: old.namespace.clone(), name: old.name.clone() });
-        for e in old.endpoints.iter() {
-            for ip in e.addresses.iter() {
-                self.by_ip.remove(*ip, &owner);
-            }
+        for ip in old.endpoints.iter().flat_map(|e| e.addresses.iter()) {
+            self.by_ip.remove(*ip, owned_by(OwnerKind::Endpoint, ns, name));
         }
         Some(old)
     }
@@ -516,7 +509,7 @@ impl Index {
         }
         let key = (p.namespace.clone(), p.name.clone());
         if let Some(Some(ip)) = old {
-            self.pods_by_ip.remove(ip, &key);
+            self.pods_by_ip.remove(ip, |k| *k == key);
         }
         if let Some(ip) = p.ip {
             self.pods_by_ip.add(ip, key);
@@ -528,23 +521,8 @@ impl Index {
         let Some(nse) = self.namespaces.get_mut(ns) else { return false };
         let Some((pname, (ip, _))) = nse.pods.remove_entry(name) else { return false };
         if let Some(ip) = ip {
-            self.pods_by_ip.remove(ip, &(Arc::from(ns), pname));
+            self.pods_by_ip.remove(ip, |(pns, pn)| &**pns == ns && *pn == pname);
         }
         true
-    }
-}
-
-trait EntryOrDefault<V> {
-    /// The entry of `key`, created empty when missing, with the map's own key.
-    fn raw_entry_or_default(&mut self, key: &Arc<str>) -> (Arc<str>, &mut V);
-}
-
-impl<V: Default> EntryOrDefault<V> for HashMap<Arc<str>, V> {
-    fn raw_entry_or_default(&mut self, key: &Arc<str>) -> (Arc<str>, &mut V) {
-        if !self.contains_key(key) {
-            self.insert(key.clone(), V::default());
-        }
-        let (k, v) = self.get_key_value(key).map(|(k, _)| k.clone()).zip(self.get_mut(key)).expect("inserted above");
-        (k, v)
     }
 }

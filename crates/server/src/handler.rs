@@ -37,8 +37,14 @@ pub fn support_option(code: u16) {
 }
 
 fn supported_option(code: u16) -> bool {
+    // Slots fill in order (a slot is tried only after the ones before it were taken), so the
+    // first free one ends the registered codes.
     SUPPORTED_OPTIONS.contains(&code)
-        || EXTRA_OPTIONS.iter().any(|s| s.load(std::sync::atomic::Ordering::Relaxed) == code as u32 + 1)
+        || EXTRA_OPTIONS
+            .iter()
+            .map(|slot| slot.load(std::sync::atomic::Ordering::Relaxed))
+            .take_while(|&held| held != 0)
+            .any(|held| held == code as u32 + 1)
 }
 
 pub enum Outcome {

@@ -232,6 +232,11 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The Prometheus text of the metrics listener on 127.0.0.1:`port`.
+pub fn metrics_text(port: u16) -> String {
+    http_get(&format!("127.0.0.1:{port}"), "/metrics").expect("metrics listener answers").1
+}
+
 /// Value of one sample in a Prometheus text scrape (`name{labels}` exactly as rendered).
 pub fn metric(scrape: &str, series: &str) -> Option<f64> {
     scrape

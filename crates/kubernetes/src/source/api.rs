@@ -56,11 +56,12 @@ pub async fn config(opts: &ApiOptions) -> Result<Config, String> {
     Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))
 }
 
-/// Builds the client with a layer that reports every request to the observer.
-pub fn client(config: Config, observer: Arc<dyn Observer>) -> Result<Client, String> {
+/// Builds the client with a layer that reports every request to the observer; also returns
+/// the API server's host (`host` label of the REST client metrics).
+pub fn client(config: Config, observer: Arc<dyn Observer>) -> Result<(Client, Arc<str>), String> {
     let host: Arc<str> = Arc::from(config.cluster_url.authority().map_or("", |a| a.as_str()));
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| e.to_string())?;
-    Ok(builder.with_layer(&MeasureLayer { observer, host }).build())
+    Ok((builder.with_layer(&MeasureLayer { observer, host: host.clone() }).build(), host))
 }
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 //! so a directory of Services alone resolves.
 
 use super::Shared;
-use crate::decode::{Interner, Keep, Projected, RawObject};
+use crate::decode::{Keep, Projected, RawObject};
 use crate::object::{Kind, Namespace, Object};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 /// Reads every manifest in `dir` into projected objects, or names the first bad file.
 pub fn load(dir: &Path, pods: bool) -> Result<Vec<Object>, String> {
-    let mut names = Interner::default();
     let mut files = Vec::new();
     collect(dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
     files.sort();
@@ -29,7 +28,7 @@ pub fn load(dir: &Path, pods: bool) -> Result<Vec<Object>, String> {
             serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", f.display()))?
         };
         for doc in docs {
-            objects(doc, None, pods, &mut names, &mut out).map_err(|e| format!("{}: {e}", f.display()))?;
+            objects(doc, None, pods, &mut out).map_err(|e| format!("{}: {e}", f.display()))?;
         }
     }
     let mut namespaces = BTreeSet::new();
@@ -61,13 +60,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn objects(
-    doc: serde_json::Value,
-    list_kind: Option<&str>,
-    pods: bool,
-    names: &mut Interner,
-    out: &mut Vec<Object>,
-) -> Result<(), String> {
+fn objects(doc: serde_json::Value, list_kind: Option<&str>, pods: bool, out: &mut Vec<Object>) -> Result<(), String> {
     if doc.is_null() {
         return Ok(());
     }
@@ -76,7 +69,7 @@ fn objects(
         let items = doc.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
         let item_kind = if item_kind.is_empty() { None } else { Some(item_kind) };
         for item in items {
-            objects(item, item_kind, pods, names, out)?;
+            objects(item, item_kind, pods, out)?;
         }
         return Ok(());
     }
@@ -89,7 +82,7 @@ fn objects(
         _ => return Ok(()),
     };
     let raw = RawObject::deserialize(&doc).map_err(|e| format!("{kind_name}: {e}"))?;
-    if let Some(Projected::Live(o)) = raw.project(kind, Keep { pod_names: true }, names) {
+    if let Some(Projected::Live(o)) = raw.project(kind, Keep { pod_names: true }) {
         out.push(o);
     }
     Ok(())

@@ -65,6 +65,7 @@ impl Shared {
     }
 
     pub fn apply(&self, change: Change) -> Applied {
+        let completes = if let Change::InitDone(k) = &change { Some(*k) } else { None };
         let applied = {
             let mut ix = self.index.write().unwrap_or_else(|e| e.into_inner());
             match change {
@@ -78,6 +79,9 @@ impl Shared {
                 Change::InitDone(k) => ix.init_done(k),
             }
         };
+        if let Some(kind) = completes {
+            self.observer.synced(kind);
+        }
         if let Some((kind, trigger)) = applied.programming {
             let secs = SystemTime::now().duration_since(trigger).map_or(0.0, |d| d.as_secs_f64());
             self.observer.programming(kind, secs);

@@ -18,7 +18,7 @@
 
 use super::api::ApiOptions;
 use super::{Change, Shared};
-use crate::decode::{read_page, Interner, Keep, Projected, RawEvent, RawObject};
+use crate::decode::{read_page, Keep, Projected, RawEvent, RawObject};
 use crate::object::Kind;
 use futures::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use kube::Client;
@@ -109,7 +109,6 @@ struct Reflector {
     limiter: Arc<Limiter>,
     host: Arc<str>,
     keep: Keep,
-    names: Interner,
     /// The resourceVersion to watch from (None: list first).
     rv: Option<String>,
     streaming: bool,
@@ -151,17 +150,13 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 }
 
 impl Reflector {
-    fn observe(&self) -> &dyn super::Observer {
-        &*self.shared.observer
-    }
-
     async fn open(&self, query: &str) -> Result<impl AsyncBufRead + Unpin + use<>, kube::Error> {
         let uri = format!("{}?{}{}", self.collection, query, self.selectors);
         let request = http::Request::get(uri).body(Vec::new()).map_err(kube::Error::HttpError)?;
         let (waited, permit) = self.limiter.admit().await;
-        self.observe().throttled("GET", &self.host, waited.as_secs_f64());
+        self.shared.observer.throttled("GET", &self.host, waited.as_secs_f64());
         if waited >= Duration::from_secs(1) {
-            self.observe().info(&format!(
+            self.shared.observer.info(&format!(
                 "Waited for {:.3}s due to client-side throttling, not priority and fairness, request: GET:{}",
                 waited.as_secs_f64(),
                 self.collection
@@ -173,7 +168,7 @@ impl Reflector {
     }
 
     fn apply(&mut self, raw: RawObject<'_>, deleted: bool) {
-        let change = match raw.project(self.kind, self.keep, &mut self.names) {
+        let change = match raw.project(self.kind, self.keep) {
             None => return,
             Some(Projected::Live(o)) if !deleted => Change::Upsert(o),
             Some(Projected::Live(o) | Projected::Gone(o)) => Change::Delete(o),
@@ -284,7 +279,11 @@ impl Reflector {
             Ok(e) => e,
             Err(e) => return Some(End::Failed(format!("watch: undecodable event: {e}"))),
         };
-        let rv = event.object.metadata.resource_version.as_deref().map(str::to_owned);
+        // Objects of a streaming list carry their own versions, not the list's (which comes with
+        // its closing bookmark): no copy of theirs is kept.
+        let rv = (!*initial || event.type_ == "BOOKMARK")
+            .then(|| event.object.metadata.resource_version.as_deref().map(str::to_owned))
+            .flatten();
         match &*event.type_ {
             "ADDED" | "MODIFIED" => self.apply(event.object, false),
             "DELETED" => self.apply(event.object, true),
@@ -294,7 +293,6 @@ impl Reflector {
                     *initial = false;
                     self.unfinished = 0;
                     self.shared.apply(Change::InitDone(self.kind));
-                    self.shared.observer.synced(self.kind);
                 }
             }
             "ERROR" => {
@@ -310,8 +308,6 @@ impl Reflector {
             }
             other => return Some(End::Failed(format!("watch: unknown event type {other:?}"))),
         }
-        // Objects of a streaming list carry their own versions, not the list's: the list's
-        // comes with its closing bookmark.
         if !*initial {
             if let Some(rv) = rv {
                 self.rv = Some(rv);
@@ -321,38 +317,27 @@ impl Reflector {
     }
 
     async fn run(mut self) {
-        let mut listed = false;
         let mut delay = Duration::ZERO;
         loop {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let end = match (&self.rv, self.streaming) {
-                (Some(_), _) => self.watch(false).await,
-                (None, true) => {
-                    if listed {
-                        tokio::time::sleep(jitter(RELIST_JITTER)).await;
-                    }
-                    self.watch(true).await
+            let end = if self.rv.is_some() {
+                self.watch(false).await
+            } else {
+                // A relist, not the first list: spread the replicas out.
+                if self.shared.read().kind_synced(self.kind) {
+                    tokio::time::sleep(jitter(RELIST_JITTER)).await;
                 }
-                (None, false) => {
-                    if listed {
-                        tokio::time::sleep(jitter(RELIST_JITTER)).await;
-                    }
+                if self.streaming {
+                    self.watch(true).await
+                } else {
                     match self.list().await {
-                        Ok(()) => {
-                            self.shared.observer.synced(self.kind);
-                            listed = true;
-                            delay = Duration::ZERO;
-                            continue;
-                        }
+                        Ok(()) => End::Closed,
                         Err(end) => end,
                     }
                 }
             };
-            if self.rv.is_some() || self.shared.read().kind_synced(self.kind) {
-                listed = true;
-            }
             let resource = self.kind.as_str();
             delay = match end {
                 End::Closed => Duration::ZERO,
@@ -393,10 +378,7 @@ impl Reflector {
 pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
     let mut delay = Duration::from_millis(500);
     let (client, host) = loop {
-        let built = super::api::config(&opts).await.and_then(|c| {
-            let host: Arc<str> = Arc::from(c.cluster_url.authority().map_or("", |a| a.as_str()));
-            super::api::client(c, shared.observer.clone()).map(|client| (client, host))
-        });
+        let built = super::api::config(&opts).await.and_then(|c| super::api::client(c, shared.observer.clone()));
         match built {
             Ok(c) => break c,
             Err(e) => {
@@ -434,7 +416,6 @@ pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
             limiter: limiter.clone(),
             host: host.clone(),
             keep: Keep { pod_names: opts.pod_names },
-            names: Interner::default(),
             rv: None,
             streaming: true,
             unfinished: 0,
