@@ -2,7 +2,8 @@
 # Bounded fuzzing of every cargo-fuzz target (fuzz/fuzz_targets): SECONDS each (default 20; the
 # test command runs this with its default, a long run is e.g. `scripts/fuzz.sh 600`). Each
 # target starts from the committed seeds (fuzz/seeds/<target>, real packets, Corefiles and
-# Kubernetes objects; regenerate with fuzz/make-seeds.py) plus the local corpus. A crash fails
+# Kubernetes objects; regenerate with fuzz/make-seeds.py) plus the local corpus. A crash, or an
+# input that runs over 10 s (libFuzzer's own default is 20 minutes, past the time bound), fails
 # the run; its input is in fuzz/artifacts/<target>/ and becomes a regression test.
 # Installs cargo-fuzz once; builds on the stable toolchain with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
@@ -18,7 +19,7 @@ cargo fuzz build -O >/dev/null 2>&1 || cargo fuzz build -O
 total=0
 for t in $targets; do
   mkdir -p "corpus/$t" "seeds/$t"
-  out=$(cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$SECS" -print_final_stats=1 2>&1) || {
+  out=$(cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$SECS" -timeout=10 -print_final_stats=1 2>&1) || {
     echo "$out" | tail -40
     echo "fuzz: $t crashed; the input is in fuzz/artifacts/$t/" >&2
     exit 1

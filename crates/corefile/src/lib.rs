@@ -189,6 +189,15 @@ impl Expander<'_> {
         }
         let pattern = if Path::new(&arg.text).is_absolute() { PathBuf::from(&arg.text) } else { dir.join(&arg.text) };
         let pattern_text = pattern.display().to_string();
+        // CoreDNS's parser allows one wildcard: `**` would walk the whole tree below it (a
+        // Corefile with `import /**` would read the file system), many wildcards take too long.
+        let count = |c: char| pattern_text.matches(c).count();
+        if count('*') > 1 || count('?') > 1 || (pattern_text.contains('[') && pattern_text.contains(']')) {
+            return Err(Error::at(
+                arg,
+                format!("Glob pattern may only contain one wildcard (*), but has others: {pattern_text}"),
+            ));
+        }
         let is_glob = arg.text.contains(['*', '?', '[']);
         let files: Vec<PathBuf> = if is_glob {
             let paths = glob::glob(&pattern_text)

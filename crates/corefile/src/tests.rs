@@ -89,6 +89,13 @@ fn file_and_glob_imports() {
     assert!(c.blocks[0].directives[0].name.file.ends_with("a.override"));
     let e = parse_str(".:53 {\n import self\n}\n", "Corefile", &dir, &no_env).unwrap_err();
     assert!(e.message.contains("cycle"), "{e}");
+    // One wildcard at most, as CoreDNS's parser: `import /**` once walked the whole file system
+    // (found by the corefile_parse fuzzer).
+    for pattern in ["/**", "custom/*/*.override", "custom/?.ove?ride", "custom/[ab].override"] {
+        let e = parse_str(&format!(".:53 {{\n import {pattern}\n}}\n"), "Corefile", &dir, &no_env).unwrap_err();
+        assert!(e.message.starts_with("Glob pattern may only contain one wildcard (*), but has others: "), "{e}");
+        assert_eq!(e.line, 2, "{e}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
