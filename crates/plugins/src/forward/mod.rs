@@ -3,20 +3,43 @@
 //! matched to its query before anything of it reaches the client; it then travels as bytes
 //! (ID restored, upstream OPT removed) rather than being decoded and encoded again.
 
-mod proxy;
+// One concept per file: the exchange with one upstream (`upstream`), its UDP socket pool and
+// TCP connection (`udp_mux`, `tcp_mux`, sharing the `waiters` table), checking a reply
+// (`reply`) and health checking (`health`).
+mod health;
+mod reply;
 pub(crate) mod setup;
+mod tcp_mux;
 #[cfg(test)]
 mod tests;
+mod udp_mux;
+mod upstream;
+mod waiters;
 
-pub use proxy::{accept, HealthCheck, TlsTarget, Transport, Upstream};
+pub use health::HealthCheck;
+pub use reply::{accept, Rejected};
 pub use setup::setup;
+pub use udp_mux::UDP_SOCKET_USES;
+pub use upstream::{ExchangeError, TlsTarget, Transport, Upstream};
 
+use kdns_server::metrics::Kind;
 use kdns_server::plugin::{Proto, Reply, Request, Step};
 use kdns_server::Plugin;
 use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+kdns_server::metric_family!(pub request_duration, "coredns_proxy_request_duration_seconds", "Histogram of the time each request took.", Kind::Histogram(&kdns_server::metrics::TIME_BUCKETS), ["proxy_name", "to", "rcode"]);
+kdns_server::metric_family!(pub healthcheck_failures, "coredns_proxy_healthcheck_failures_total", "Counter of the number of failed healthchecks.", Kind::Counter, ["proxy_name", "to"]);
+kdns_server::metric_family!(pub conn_cache_hits, "coredns_proxy_conn_cache_hits_total", "Counter of connection cache hits per upstream and protocol.", Kind::Counter, ["proxy_name", "to", "proto"]);
+kdns_server::metric_family!(pub conn_cache_misses, "coredns_proxy_conn_cache_misses_total", "Counter of connection cache misses per upstream and protocol.", Kind::Counter, ["proxy_name", "to", "proto"]);
+kdns_server::metric_family!(pub healthcheck_broken, "coredns_forward_healthcheck_broken_total", "Counter of the number of complete failures of the healthchecks.", Kind::Counter, []);
+// kdns addition (no CoreDNS equivalent): replies that failed validation (ID, QR, question) and
+// were dropped — a spoofing or broken-upstream signal.
+kdns_server::metric_family!(pub mismatched_replies, "kdns_forward_mismatched_replies_total", "Counter of upstream replies dropped because ID, QR bit or question did not match the query.", Kind::Counter, ["to"]);
+
+kdns_server::metric_family!(pub max_concurrent_rejects, "coredns_forward_max_concurrent_rejects_total", "Counter of the number of queries rejected because the concurrent queries were at maximum.", Kind::Counter, []);
 
 /// CoreDNS's overall budget for one query across all attempts.
 const QUERY_DEADLINE: Duration = Duration::from_secs(5);
@@ -90,7 +113,7 @@ impl Forwarder {
             }
         }
         if order.len == 0 && n > 0 {
-            proxy::healthcheck_broken().with(&[]).inc();
+            healthcheck_broken().with(&[]).inc();
             order.idx[0] = fastrand::usize(..n) as u8;
             order.len = 1;
         }
@@ -130,7 +153,7 @@ impl Forwarder {
             match result {
                 Ok(reply) => {
                     let code = reply.rcode_value();
-                    proxy::request_duration()
+                    request_duration()
                         .with(&["forward", &up.label, &rcode::name(code)])
                         .observe(started.elapsed().as_secs_f64());
                     if self.opts.failover.contains(&code) && attempts < order.len() {
@@ -184,7 +207,7 @@ impl Plugin for Forward {
         if let Some(max) = f.opts.max_concurrent {
             if before >= max {
                 drop(slot);
-                proxy::max_concurrent_rejects().with(&[]).inc();
+                max_concurrent_rejects().with(&[]).inc();
                 return Step::Reply(Reply::rcode(
                     req.msg,
                     rcode::REFUSED,
