@@ -1,14 +1,12 @@
 //! What `bench/` needs besides dnsperf, as a library so the allocation test and the `kdns-bench`
 //! binary (reflector, load generator, callgrind hit loop) share one fixture: the node cache's
-//! chain in front of an answering plugin, driven through `handler::handle` without sockets.
+//! chain in front of an answering plugin, driven through the server's request path without
+//! sockets by `kdns_server::testing::Chain` (on the system clock, as in production).
 
-use kdns_server::config::{build, ListenerKey, ZoneTable};
-use kdns_server::handler::{handle, Outcome};
+use kdns_server::clock::Clock;
+use kdns_server::testing::Chain;
 use kdns_server::Proto;
 use kdns_wire::{class, flag, rtype, Edns, Message, Name, Question};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 
 /// prometheus, errors and cache (the node-local-dns chain) in front of hosts, which answers
 /// `web.example.org` with two addresses (TTL 3600; the cache caps it at 30).
@@ -27,25 +25,19 @@ pub fn query(name: &str, qtype: u16, edns: Option<Edns>) -> Option<Vec<u8>> {
     Some(q.to_vec())
 }
 
-/// The cache-hit fixture: a built chain, four shapes of the same question (plain, RD clear,
-/// EDNS, EDNS with a cookie) and the scratch buffers a UDP worker keeps. All in the case the
-/// entry was stored with: a hit asked in another case is rebuilt (owners keep the stored case,
-/// as CoreDNS's), which allocates.
+/// The cache-hit fixture: a built chain and four shapes of the same question (plain, RD clear,
+/// EDNS, EDNS with a cookie). All in the case the entry was stored with: a hit asked in another
+/// case is rebuilt (owners keep the stored case, as CoreDNS's), which allocates.
 pub struct Hits {
-    table: Arc<ZoneTable>,
+    chain: Chain,
     pub queries: [Vec<u8>; 4],
-    scratch: Message,
-    pub out: Vec<u8>,
 }
 
 impl Hits {
     /// Builds the chain and answers every query three times: the first pass fills the cache,
     /// the others grow the reused buffers to size.
     pub fn warmed() -> Result<Hits, String> {
-        let c =
-            kdns_corefile::parse_str(HIT_COREFILE, "Corefile", Path::new("."), &|_| None).map_err(|e| e.to_string())?;
-        let instance = build(&c, &kdns_plugins::all(), 53, Path::new(".")).map_err(|e| e.to_string())?;
-        let table = instance.listeners[&ListenerKey { ip: None, port: 5300 }].clone();
+        let chain = Chain::with_clock(HIT_COREFILE, &kdns_plugins::all(), None, Clock::system())?;
         let cookie = Edns { options: vec![(10, vec![1, 2, 3, 4, 5, 6, 7, 8])], ..Edns::new(1232) };
         let q = |name, edns| query(name, rtype::A, edns).expect("valid name");
         let queries = [
@@ -58,21 +50,16 @@ impl Hits {
             q("web.example.org.", Some(Edns::new(1232))),
             q("web.example.org.", Some(cookie)),
         ];
-        let mut hits = Hits { table, queries, scratch: Message::default(), out: Vec::new() };
+        let mut hits = Hits { chain, queries };
         for i in 0..3 * hits.queries.len() {
             hits.answer(i)?;
         }
         Ok(hits)
     }
 
-    /// Answers query shape `i % 4` into `out`; an error unless it was answered synchronously.
-    pub fn answer(&mut self, i: usize) -> Result<(), String> {
-        let client: SocketAddr = ([127, 0, 0, 1], 40000).into();
-        let local: SocketAddr = ([127, 0, 0, 1], 5300).into();
+    /// Answers query shape `i % 4`; an error unless it was answered synchronously.
+    pub fn answer(&mut self, i: usize) -> Result<&[u8], String> {
         let q = &self.queries[i % self.queries.len()];
-        match handle(q, client, local, Proto::Udp, &self.table, &mut self.scratch, &mut self.out) {
-            Outcome::Reply => Ok(()),
-            _ => Err("a cache hit did not answer synchronously".into()),
-        }
+        self.chain.answer_now(q, Proto::Udp).ok_or_else(|| "a cache hit did not answer synchronously".into())
     }
 }

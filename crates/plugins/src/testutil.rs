@@ -29,6 +29,7 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
         autopath: None,
         links: Default::default(),
         port: 53,
+        clock: Default::default(),
         contrib: &mut contrib,
     };
     let r = setup(&mut ctx, &ds);

@@ -30,6 +30,8 @@ pub struct Block {
     pub debug: bool,
     /// `bufsize`: the largest EDNS UDP size a request keeps on its way through this chain.
     pub bufsize: Option<u16>,
+    /// What `Request::start` reads (a manual clock in tests).
+    pub clock: crate::clock::Clock,
 }
 
 /// Where a group of server blocks listens: an address (None = all) and a port.
@@ -108,8 +110,28 @@ pub struct Instance {
     pub banner: Vec<String>,
 }
 
+/// How [`build_with`] differs from a production build (tests).
+#[derive(Clone, Default)]
+pub struct BuildOptions {
+    /// The clock every chain and plugin reads.
+    pub clock: crate::clock::Clock,
+    /// A plugin put at the end of every chain (a test's scripted "next" plugin).
+    pub tail: Option<Arc<dyn Plugin>>,
+}
+
 /// Builds every block's chain and the listener tables. Nothing is bound here.
 pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_dir: &Path) -> Result<Instance, Error> {
+    build_with(corefile, defs, default_port, config_dir, &BuildOptions::default())
+}
+
+/// [`build`] with a clock and a tail plugin of the caller's.
+pub fn build_with(
+    corefile: &Corefile,
+    defs: &[PluginDef],
+    default_port: u16,
+    config_dir: &Path,
+    opts: &BuildOptions,
+) -> Result<Instance, Error> {
     let order = plugin_order();
     let mut contrib = Contributions::default();
     let mut listeners: BTreeMap<ListenerKey, Zones> = BTreeMap::new();
@@ -152,6 +174,7 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
             autopath: None,
             links: Default::default(),
             port: zones.first().map_or(default_port, |z| z.1),
+            clock: opts.clock.clone(),
             contrib: &mut contrib,
         };
         let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
@@ -166,7 +189,8 @@ pub fn build(corefile: &Corefile, defs: &[PluginDef], default_port: u16, config_
         }
         let listen = std::mem::take(&mut ctx.listen);
         let (debug, bufsize) = (ctx.debug, ctx.bufsize);
-        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug, bufsize });
+        plugins.extend(opts.tail.clone());
+        let chain = Arc::new(Block { zones: zone_names.clone(), plugins, debug, bufsize, clock: opts.clock.clone() });
         let hosts: Vec<Option<IpAddr>> =
             if listen.is_empty() { vec![None] } else { listen.into_iter().map(Some).collect() };
         for (zone, port, key) in &zones {

@@ -162,6 +162,8 @@ pub fn handle(
         edns.udp_size = edns.udp_size.min(limit);
     }
     let msg: &Message = msg;
+    // The chain's clock (a test's manual one) for everything the plugins age or file.
+    let start = entry.map_or(start, |e| if e.block.clock.is_manual() { e.block.clock.now() } else { start });
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
     let req = Request {
@@ -243,7 +245,7 @@ impl Rest {
     /// (respond hooks of the plugins between here and the one that answered). Nothing is written
     /// to a client and no observer runs: this is a background refresh, not a query.
     pub async fn run(self, msg: Message) -> Reply {
-        let start = Instant::now();
+        let start = self.origin.block.clock.now();
         let (index, step) = self.start(&msg, start);
         let reply = match step {
             Step::Pending(fut) => self.origin.settle(fut, &msg).await,

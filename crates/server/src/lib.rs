@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod background;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod lifecycle;
@@ -14,5 +15,7 @@ pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod plugin;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use plugin::{Plugin, PluginDef, Proto, Reply, Request, SetupCtx, Step};

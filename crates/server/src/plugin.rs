@@ -333,6 +333,8 @@ pub struct SetupCtx<'a> {
     /// Handles plugins of one block leave for each other, by a key the two agree on (for
     /// instance `k8s_external` sets up before `kubernetes` and leaves a cell for it to fill).
     pub links: BlockLinks,
+    /// The clock the block's chain reads (plugins that keep time, like the cache, read it too).
+    pub clock: crate::clock::Clock,
     pub contrib: &'a mut Contributions,
 }
 

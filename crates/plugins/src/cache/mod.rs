@@ -8,11 +8,12 @@ mod tests;
 pub use setup::setup;
 
 use kdns_cache::{classify_reply, classify_wire, compute_ttl, Classification, Entry, Key, ResponseType, Store};
+use kdns_server::clock::Clock;
 use kdns_server::metrics::{Kind, Series};
 use kdns_server::plugin::{Body, Plugin, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Name};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -83,11 +84,11 @@ static LIVE: std::sync::Mutex<Vec<(String, std::sync::Weak<Inner>)>> = std::sync
 /// Takes a snapshot of every live cache (success and denial entries, live and stale).
 pub fn snapshot(now_wall_ms: u64) -> kdns_cache::snapshot::Snapshot {
     use kdns_cache::snapshot::{Item, Snapshot};
-    let now = Instant::now();
     let mut snap = Snapshot { taken_ms: now_wall_ms, sections: Vec::new() };
     let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     for (name, weak) in live.iter() {
         let Some(inner) = weak.upgrade() else { continue };
+        let now = inner.clock.now();
         for (kind, store) in [("success", &inner.success), ("denial", &inner.denial)] {
             let items = store
                 .entries()
@@ -110,12 +111,12 @@ pub fn snapshot(now_wall_ms: u64) -> kdns_cache::snapshot::Snapshot {
 /// number of entries loaded.
 pub fn restore(snap: &kdns_cache::snapshot::Snapshot, now_wall_ms: u64) -> usize {
     let elapsed = Duration::from_millis(now_wall_ms.saturating_sub(snap.taken_ms));
-    let now = Instant::now();
     let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let mut loaded = 0;
     for (section, items) in &snap.sections {
         let Some((name, kind)) = section.rsplit_once('/') else { continue };
         let Some(inner) = live.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.upgrade()) else { continue };
+        let now = inner.clock.now();
         let store = if kind == "success" { &inner.success } else { &inner.denial };
         let keep = inner.settings.serve_stale.map(|s| s.max_stale).unwrap_or_default();
         for it in items {
@@ -163,6 +164,8 @@ struct Inner {
     success: Store,
     denial: Store,
     stats: RwLock<Vec<Arc<Stats>>>,
+    /// Read for everything filed or aged (the chain's clock: a manual one in tests).
+    clock: Clock,
 }
 
 /// Metric handles for one `server` label.
@@ -240,7 +243,7 @@ kdns_server::metric_family!(
 );
 
 impl Cache {
-    pub fn new(zones: Vec<Name>, settings: Settings) -> Cache {
+    pub fn new(zones: Vec<Name>, settings: Settings, clock: Clock) -> Cache {
         let zones_label = zones.iter().map(|z| z.to_string()).collect::<Vec<_>>().join(",");
         let inner = Arc::new(Inner {
             success: Store::new(settings.success_cap),
@@ -249,6 +252,7 @@ impl Cache {
             zones_label,
             settings,
             stats: RwLock::new(Vec::new()),
+            clock,
         });
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|(_, w)| w.strong_count() > 0);
@@ -322,7 +326,7 @@ impl Inner {
             if let Some(class) = classify_wire(bytes) {
                 let matches_asked = key.is_question_of(bytes);
                 let secs = self.file(&stats, class, matches_asked, asked.0, key, |key, secs| {
-                    Entry::from_reply(bytes, key, Instant::now(), secs)
+                    Entry::from_reply(bytes, key, self.clock.now(), secs)
                 });
                 kdns_cache::set_ttls(bytes, secs);
                 if !wants_ad {
@@ -338,8 +342,8 @@ impl Inner {
             && msg.questions[0].qclass == qclass
             && msg.questions[0].name.eq_ignore_case(qname);
         let class = classify_reply(msg);
-        let secs =
-            self.file(&stats, class, matches_asked, qname, key, |key, secs| Entry::new(msg, key, Instant::now(), secs));
+        let secs = self
+            .file(&stats, class, matches_asked, qname, key, |key, secs| Entry::new(msg, key, self.clock.now(), secs));
         for rr in msg.answers.iter_mut().chain(msg.authority.iter_mut()).chain(msg.additional.iter_mut()) {
             rr.ttl = secs;
         }
@@ -480,7 +484,7 @@ impl Plugin for Cache {
                         inner.store(&server, key, (&q.name, q.qtype, q.qclass), wants_ad, &mut reply);
                         return Some(reply);
                     }
-                    entry.mark_refresh_failed(Instant::now());
+                    entry.mark_refresh_failed(inner.clock.now());
                     None
                 };
                 let fresh = match stale.client_timeout {

@@ -177,5 +177,5 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     if s.serve_stale.is_none() {
         s.serve_stale = super::default_serve_stale();
     }
-    Ok(Some(Arc::new(Cache::new(zones, s))))
+    Ok(Some(Arc::new(Cache::new(zones, s, ctx.clock.clone()))))
 }
