@@ -76,14 +76,28 @@ impl Chain {
     /// Sends `query` over UDP through the chain and waits for its reply, as a UDP worker does;
     /// `None` when the chain dropped it.
     pub async fn ask(&mut self, query: &Message) -> Option<Message> {
+        self.send(query).await
+    }
+
+    /// Sends `query` and returns its reply to come, which borrows nothing: queries sent one
+    /// after another are in flight together until their replies are awaited.
+    pub fn send(&mut self, query: &Message) -> impl std::future::Future<Output = Option<Message>> + 'static {
         let packet = query.to_vec();
-        let bytes =
-            match handle(&packet, self.client, self.local, Proto::Udp, &self.table, &mut self.scratch, &mut self.out) {
-                Outcome::Reply => self.out.clone(),
-                Outcome::Drop => return None,
-                Outcome::Pending(p) => p.finish().await,
+        let outcome =
+            handle(&packet, self.client, self.local, Proto::Udp, &self.table, &mut self.scratch, &mut self.out);
+        let now = match outcome {
+            Outcome::Reply => Some(Some(self.out.clone())),
+            Outcome::Drop => Some(None),
+            Outcome::Pending(_) => None,
+        };
+        async move {
+            let bytes = match (now, outcome) {
+                (Some(done), _) => done?,
+                (None, Outcome::Pending(p)) => p.finish().await,
+                (None, _) => unreachable!("only a pending outcome is awaited"),
             };
-        Some(Message::decode(&bytes).expect("the chain writes well-formed replies"))
+            Some(Message::decode(&bytes).expect("the chain writes well-formed replies"))
+        }
     }
 }
 

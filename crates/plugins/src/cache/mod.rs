@@ -435,6 +435,18 @@ impl Plugin for Cache {
         // Denial first, as CoreDNS.
         for (store, hits) in [(&c.denial, &stats.hits_denial), (&c.success, &stats.hits_success)] {
             let Some(entry) = store.get(&key) else { continue };
+            let failure = entry.rcode() == rcode::SERVFAIL;
+            // Stale data beats a failure (RFC 8767): with serve_stale, a cached SERVFAIL never
+            // hides an answer the success store can still give, fresh or stale. Without this a
+            // SERVFAIL filed in a race with a good answer (a client's retry) shadows it, and once
+            // the upstream is gone the cache answers SERVFAIL for the whole stale window.
+            if failure
+                && c.settings.serve_stale.is_some_and(|stale| {
+                    c.success.get(&key).is_some_and(|good| (-good.ttl(now)) < stale.max_stale.as_secs() as i64)
+                })
+            {
+                continue;
+            }
             let left = entry.ttl(now);
             if left > 0 {
                 hits.inc();
@@ -452,7 +464,8 @@ impl Plugin for Cache {
                 return Step::Reply(Reply::wire(out, "cache"));
             }
             let Some(stale) = c.settings.serve_stale else { continue };
-            if (-left) as u64 >= stale.max_stale.as_secs() {
+            // A failure is not data: an expired SERVFAIL is never served stale.
+            if failure || (-left) as u64 >= stale.max_stale.as_secs() {
                 continue;
             }
             let mut out = Vec::with_capacity(entry.len() + 64);

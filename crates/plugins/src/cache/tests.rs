@@ -211,3 +211,51 @@ async fn plain_verify_waits_for_its_refresh_however_long_it_takes() {
     let waited = tokio::time::timeout(Duration::from_secs(60), c.ask(&q)).await;
     assert!(waited.is_err(), "answered before the refresh ended: {waited:?}");
 }
+
+/// The node cache's warm-up race (the flaky `failopen::cached_cluster_names_survive_a_dead_cluster_dns`):
+/// a client's first query waits on a slow upstream, its retry is answered, and then the first
+/// one comes back SERVFAIL. The SERVFAIL lands in the denial store, which is looked at first;
+/// when the upstream is gone later, it must not hide the good answer.
+#[tokio::test(start_paused = true)]
+async fn a_cached_servfail_never_hides_a_good_answer_from_serve_stale() {
+    for servfail_lands_first in [false, true] {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let upstream_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (n, up) = (calls.clone(), upstream_up.clone());
+        let next = Next::new(move |q| {
+            let call = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut servfail = Message::reply_to(q);
+            servfail.rcode = rcode::SERVFAIL;
+            match (call, up.load(std::sync::atomic::Ordering::SeqCst)) {
+                (0, _) if servfail_lands_first => Act::Reply(servfail),
+                (0, _) => Act::After(SEC, servfail),
+                (_, true) => Act::Reply(answer(q, 300)),
+                (_, false) => Act::Never,
+            }
+        });
+        let mut c =
+            chain("cache {\n        success 9984 2 1\n        denial 9984 5\n        serve_stale 1h\n    }", &next);
+        let q = query("cached0.default.svc.cluster.local.", rtype::A);
+        let slow = c.send(&q);
+        if servfail_lands_first {
+            assert_eq!(slow.await.unwrap().rcode, rcode::SERVFAIL);
+            // The retry comes while the SERVFAIL is cached: CoreDNS answers it from there too.
+            assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::SERVFAIL);
+            c.clock().advance(5 * SEC);
+            assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::NOERROR, "past its 5 s the SERVFAIL is not served stale");
+        } else {
+            let good = c.ask(&q).await.unwrap();
+            assert_eq!((good.rcode, ttl(&good)), (rcode::NOERROR, 2));
+            assert_eq!(slow.await.unwrap().rcode, rcode::SERVFAIL, "the client that waited gets what came");
+        }
+        // The upstream goes away and the good answer expires.
+        upstream_up.store(false, std::sync::atomic::Ordering::SeqCst);
+        c.clock().advance(Duration::from_millis(2500));
+        let r = c.ask(&q).await.unwrap();
+        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "servfail first: {servfail_lands_first}: {r:?}");
+        // Still so once the SERVFAIL is past its own 5 s.
+        c.clock().advance(5 * SEC);
+        let r = c.ask(&q).await.unwrap();
+        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "servfail first: {servfail_lands_first}: {r:?}");
+    }
+}
