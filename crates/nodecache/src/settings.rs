@@ -268,37 +268,9 @@ pub fn parse_sync_interval(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Go's `time.ParseDuration` for non-negative values: `1h2m3.5s`, `250ms`, `10us`.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).ok()
+/// Go's `time.ParseDuration` (the server's parser) on a flag's text.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    kdns_server::plugin::parse_duration(text.trim())
 }
 
 #[cfg(test)]

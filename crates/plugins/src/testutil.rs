@@ -26,7 +26,6 @@ pub fn run_setup(setup: SetupFn, name: &str, text: &str) -> SetupResult {
         listen: Vec::new(),
         debug: false,
         bufsize: None,
-        autopath: None,
         links: Default::default(),
         port: 53,
         clock: Default::default(),

@@ -69,7 +69,8 @@ pub struct ZoneTable {
     zones: Zones,
     /// Metrics for queries refused before any block (zone label `dropped`).
     pub dropped: Arc<ZoneStats>,
-    /// A block on this listener has `chaos` or `forward`: classes other than IN reach the chain
+    /// A block on this listener has a plugin that answers any class (`chaos`, `forward`):
+    /// classes other than IN reach the chain
     /// (CoreDNS's `classChaos`); otherwise they are refused.
     pub chaos: bool,
 }
@@ -171,7 +172,6 @@ pub fn build_with(
             listen: Vec::new(),
             debug: false,
             bufsize: None,
-            autopath: None,
             links: Default::default(),
             port: zones.first().map_or(default_port, |z| z.1),
             clock: opts.clock.clone(),
@@ -225,8 +225,8 @@ pub fn build_with(
         .into_iter()
         .map(|(k, zones)| {
             let dropped = Arc::new(ZoneStats::new(&k.label(), "dropped"));
-            // CoreDNS's `EnableChaos`: `chaos` or `forward` anywhere on the listener.
-            let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| matches!(p.name(), "chaos" | "forward")));
+            // CoreDNS's `EnableChaos`: a plugin answering any class anywhere on the listener.
+            let chaos = zones.values().any(|e| e.block.plugins.iter().any(|p| p.answers_any_class()));
             (k, Arc::new(ZoneTable { zones, dropped, chaos }))
         })
         .collect();

@@ -250,18 +250,22 @@ pub fn registry() -> &'static Registry {
     R.get_or_init(|| Registry { families: Mutex::new(Vec::new()) })
 }
 
-/// CoreDNS `TimeBuckets`: 0.25 ms doubling, 16 buckets.
-pub static TIME_BUCKETS: [f64; 16] = {
-    let mut b = [0.0; 16];
+/// `N` histogram buckets from `start`, each `factor` times the one before (Prometheus's
+/// `ExponentialBuckets`): the one bucket builder of the project.
+pub const fn exponential_buckets<const N: usize>(start: f64, factor: f64) -> [f64; N] {
+    let mut b = [0.0; N];
     let mut i = 0;
-    let mut v = 0.00025;
-    while i < 16 {
+    let mut v = start;
+    while i < N {
         b[i] = v;
-        v *= 2.0;
+        v *= factor;
         i += 1;
     }
     b
-};
+}
+
+/// CoreDNS `TimeBuckets`: 0.25 ms doubling, 16 buckets.
+pub static TIME_BUCKETS: [f64; 16] = exponential_buckets(0.00025, 2.0);
 /// CoreDNS `SlimTimeBuckets`: 0.25 ms ×10, 5 buckets.
 pub static SLIM_TIME_BUCKETS: [f64; 5] = [0.00025, 0.0025, 0.025, 0.25, 2.5];
 pub static SIZE_BUCKETS: [f64; 14] =
@@ -350,35 +354,6 @@ metric_family!(
     Kind::Gauge,
     ["hash", "value"]
 );
-metric_family!(
-    pub health_request_duration_seconds,
-    "coredns_health_request_duration_seconds",
-    "Histogram of the time (in seconds) each request took.",
-    Kind::Histogram(&SLIM_TIME_BUCKETS),
-    []
-);
-metric_family!(
-    pub health_request_failures_total,
-    "coredns_health_request_failures_total",
-    "The number of times the health check failed.",
-    Kind::Counter,
-    []
-);
-metric_family!(
-    pub hosts_entries,
-    "coredns_hosts_entries",
-    "The combined number of entries in hosts and Corefile.",
-    Kind::Gauge,
-    ["hostsfile"]
-);
-metric_family!(
-    pub hosts_reload_timestamp_seconds,
-    "coredns_hosts_reload_timestamp_seconds",
-    "The timestamp of the last reload of hosts file.",
-    Kind::Gauge,
-    []
-);
-
 /// The standard `process_*` metrics Go exporters carry, read from /proc.
 fn process_metrics(out: &mut String) {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {

@@ -280,6 +280,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn serves(&self) -> bool {
         true
     }
+
+    /// True for plugins that answer classes other than IN (`chaos`, `forward`): a listener
+    /// without one refuses them before routing, as CoreDNS does.
+    fn answers_any_class(&self) -> bool {
+        false
+    }
 }
 
 /// Something `/ready` asks (kubernetes sync, for instance).
@@ -328,8 +334,6 @@ pub struct SetupCtx<'a> {
     pub port: u16,
     /// Set by `bufsize`: EDNS buffer sizes above this are lowered before the chain runs.
     pub bufsize: Option<u16>,
-    /// Set by `autopath @PLUGIN` (which runs first); the named plugin fills it at its setup.
-    pub autopath: Option<(String, AutoPathCell)>,
     /// Handles plugins of one block leave for each other, by a key the two agree on (for
     /// instance `k8s_external` sets up before `kubernetes` and leaves a cell for it to fill).
     pub links: BlockLinks,
@@ -339,16 +343,6 @@ pub struct SetupCtx<'a> {
 }
 
 pub type BlockLinks = std::collections::HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>;
-
-/// A plugin that knows the search path of a client (`kubernetes` with `pods verified`).
-pub trait AutoPather: Send + Sync + 'static {
-    /// The search list for this request's client, last element `""` (the name as given);
-    /// `None` when the client is unknown.
-    fn search_path(&self, req: &Request<'_>) -> Option<Vec<Name>>;
-}
-
-/// Where `autopath` finds its [`AutoPather`] once the block is built.
-pub type AutoPathCell = Arc<std::sync::OnceLock<Arc<dyn AutoPather>>>;
 
 /// Builds a plugin from all of its directive lines in one block (`None` for plugins that only
 /// configure the server, like `bind` or `health`).
@@ -377,34 +371,38 @@ pub fn last_given<'a, 'b>(directives: &'a [&'b Directive]) -> &'a [&'b Directive
     &directives[directives.len().saturating_sub(1)..]
 }
 
-/// Parses a Go duration (`5s`, `1m30s`, `250ms`, `1h`); a bare number is seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    let mut total = 0f64;
-    let mut rest = s;
+/// Go's `time.ParseDuration` for non-negative values (`5s`, `1m30s`, `250ms`, `10us`, `1h`),
+/// the one duration parser of the project: a bare number other than `0` is refused, as Go does.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
     if rest.is_empty() {
         return None;
     }
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
+            "us" | "µs" | "μs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
             _ => return None,
         };
-        total += n * mult;
-        rest = &rest[unit_end..];
+        total += n * scale;
+        rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Formats a duration the way Go's `time.Duration.String` does (`5s`, `1m30s`, `250ms`).
@@ -440,7 +438,11 @@ mod tests {
         assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), None, "Go wants a unit");
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1.5h10us"), Some(Duration::from_secs(5400) + Duration::from_micros(10)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(format_duration(Duration::from_secs(5)), "5s");

@@ -14,7 +14,7 @@ pub(super) fn policies(block_zones: &[String], ds: &[&Directive]) -> Result<Vec<
     for d in ds {
         let disp = Dispenser::new(d);
         let args: Vec<&Token> = disp.args();
-        let zones = crate::plugin_zones("acl", &args, block_zones, &d.name)?;
+        let zones = crate::pkg::zones::plugin_zones("acl", &args, block_zones, &d.name)?;
         let mut rules = Vec::new();
         for (action_tok, values) in disp.block() {
             rules.push(rule(action_tok, values)?);

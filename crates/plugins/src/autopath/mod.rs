@@ -7,9 +7,10 @@
 #[cfg(test)]
 mod tests;
 
+use crate::pkg::links::{AutopathLink, AUTOPATH};
 use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::metrics::Kind;
-use kdns_server::plugin::{AutoPathCell, Plugin, Reply, Request, Rest, SetupCtx, Step};
+use kdns_server::plugin::{Plugin, Reply, Request, Rest, SetupCtx, Step};
 use kdns_wire::{class, rcode, Message, Name, RData, Record};
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ kdns_server::metric_family!(
 
 enum Source {
     /// A plugin of the block (`@kubernetes`), found once the block is built.
-    Plugin(AutoPathCell),
+    Plugin(Arc<AutopathLink>),
     /// The `search` line of a resolv.conf file, plus the name as given.
     Static(Vec<Name>),
 }
@@ -96,7 +97,7 @@ impl Plugin for AutoPath {
         }
         let search = match &self.source {
             Source::Static(list) => list.clone(),
-            Source::Plugin(cell) => match cell.get().and_then(|p| p.search_path(req)) {
+            Source::Plugin(link) => match link.source.get().and_then(|p| p.search_path(req)) {
                 Some(list) => list,
                 None => return Step::Next,
             },
@@ -115,7 +116,7 @@ impl Plugin for AutoPath {
 
 /// A resolv.conf's `search` domains, then the name as given.
 fn static_path(path: &std::path::Path) -> std::io::Result<Vec<Name>> {
-    let mut list = crate::resolv_search(path)?;
+    let mut list = crate::pkg::resolv::resolv_search(path)?;
     list.push(Name::root());
     Ok(list)
 }
@@ -127,12 +128,12 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let Some((resolv, zone_args)) = args.split_last() else {
         return Err(d.arg_err(d.name()));
     };
-    let zones = crate::plugin_zones("autopath", zone_args, ctx.zones, d.name())?;
+    let zones = crate::pkg::zones::plugin_zones("autopath", zone_args, ctx.zones, d.name())?;
     let source = match resolv.text.strip_prefix('@') {
         Some(plugin) => {
-            let cell = AutoPathCell::default();
-            ctx.autopath = Some((plugin.to_string(), cell.clone()));
-            Source::Plugin(cell)
+            let link = Arc::new(AutopathLink { plugin: plugin.to_string(), source: Default::default() });
+            ctx.links.insert(AUTOPATH, link.clone());
+            Source::Plugin(link)
         }
         None => {
             let path = ctx.config_dir.join(&resolv.text);

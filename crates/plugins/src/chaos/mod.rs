@@ -19,6 +19,10 @@ impl Plugin for Chaos {
         "chaos"
     }
 
+    fn answers_any_class(&self) -> bool {
+        true
+    }
+
     fn serve(&self, req: &Request<'_>) -> Step {
         if req.qclass() != class::CH || req.qtype() != rtype::TXT {
             return Step::Next;
@@ -46,5 +50,5 @@ pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dy
     let version = args.first().map_or_else(|| format!("kdns-{}", env!("CARGO_PKG_VERSION")), |t| t.text.clone());
     let authors =
         if args.len() > 1 { args[1..].iter().map(|t| t.text.clone()).collect() } else { vec!["kdns".to_string()] };
-    Ok(Some(Arc::new(Chaos { version, authors, hostname: crate::nsid::hostname() })))
+    Ok(Some(Arc::new(Chaos { version, authors, hostname: crate::pkg::hostname::hostname() })))
 }

@@ -25,7 +25,7 @@ pub struct Etcd {
     zones: Vec<Name>,
     /// Key prefix without trailing slash, e.g. `/skydns`.
     path: String,
-    fallthrough: crate::Fallthrough,
+    fallthrough: crate::pkg::zones::Fallthrough,
     client: Arc<Client>,
 }
 
@@ -376,7 +376,7 @@ impl Etcd {
             },
             Ok((Some(mut m), chase)) => {
                 if let (Some((target, qtype)), Some(rest)) = (chase, rest) {
-                    crate::append_resolved(&mut m, target, qtype, rest).await;
+                    crate::pkg::upstream::append_resolved(&mut m, target, qtype, rest).await;
                 }
                 Reply::message(m, "etcd")
             }

@@ -27,7 +27,7 @@ fn keys_and_domains() {
     let e = Etcd {
         zones: vec![Name::from_ascii("skydns.local.").unwrap()],
         path: "/skydns".into(),
-        fallthrough: crate::Fallthrough::default(),
+        fallthrough: crate::pkg::zones::Fallthrough::default(),
         client: Arc::new(Client::new(Vec::new(), None, None)),
     };
     let (path, _, star) = e.key_for(&Name::from_ascii("WWW.skydns.local.").unwrap());

@@ -20,7 +20,7 @@ pub struct Slot {
 
 pub struct File {
     pub slots: Vec<Arc<Slot>>,
-    pub fallthrough: crate::Fallthrough,
+    pub fallthrough: crate::pkg::zones::Fallthrough,
 }
 
 impl Plugin for File {
@@ -50,6 +50,6 @@ impl Plugin for File {
         m.answers = answer.answers;
         m.authority = answer.authority;
         m.additional = answer.additional;
-        crate::reply_resolving(req, m, answer.leaves_zone.map(|t| (t, req.qtype())), "file")
+        crate::pkg::upstream::reply_resolving(req, m, answer.leaves_zone.map(|t| (t, req.qtype())), "file")
     }
 }

@@ -11,7 +11,7 @@ const DEFAULT_RELOAD: Duration = Duration::from_secs(60);
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     let mut slots = Vec::new();
-    let mut fallthrough = crate::Fallthrough::default();
+    let mut fallthrough = crate::pkg::zones::Fallthrough::default();
     // Several `file` lines in one block are allowed (one file per zone), as in CoreDNS.
     for dir in ds {
         let d = Dispenser::new(dir);
@@ -20,7 +20,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
             return Err(d.arg_err(d.name()));
         };
         let path: PathBuf = ctx.config_dir.join(&db.text);
-        let origins = crate::plugin_zones("file", &args[1..], ctx.zones, d.name())?;
+        let origins = crate::pkg::zones::plugin_zones("file", &args[1..], ctx.zones, d.name())?;
         let mut reload = DEFAULT_RELOAD;
         for (prop, vals) in d.block() {
             match prop.text.as_str() {
@@ -32,7 +32,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                         Error::at(v, format!("plugin/file: invalid duration for reload {:?}", v.text))
                     })?;
                 }
-                "fallthrough" => fallthrough = crate::Fallthrough::parse("file", &vals)?,
+                "fallthrough" => fallthrough = crate::pkg::zones::Fallthrough::parse("file", &vals)?,
                 "upstream" => kdns_server::warning!(
                     plugin = "file",
                     "upstream is deprecated and ignored: CNAMEs leaving the zone are returned for the client to follow"

@@ -198,6 +198,10 @@ impl Plugin for Forward {
         "forward"
     }
 
+    fn answers_any_class(&self) -> bool {
+        true
+    }
+
     fn serve(&self, req: &Request<'_>) -> Step {
         let qname = req.qname();
         let Some(first) = self.forwarders.iter().position(|f| f.matches(qname)) else { return Step::Next };

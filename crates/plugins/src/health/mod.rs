@@ -4,10 +4,26 @@
 mod tests;
 
 use kdns_corefile::{Directive, Dispenser, Error};
+use kdns_server::admin;
+use kdns_server::metrics::{Kind, SLIM_TIME_BUCKETS};
 use kdns_server::plugin::{parse_duration, Plugin, SetupCtx};
-use kdns_server::{admin, metrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+kdns_server::metric_family!(
+    request_duration_seconds,
+    "coredns_health_request_duration_seconds",
+    "Histogram of the time (in seconds) each request took.",
+    Kind::Histogram(&SLIM_TIME_BUCKETS),
+    []
+);
+kdns_server::metric_family!(
+    request_failures_total,
+    "coredns_health_request_failures_total",
+    "The number of times the health check failed.",
+    Kind::Counter,
+    []
+);
 
 pub const DEFAULT_ADDRESS: &str = ":8080";
 
@@ -20,7 +36,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     for directive in ds {
         let d = Dispenser::new(directive);
         if !d.args().is_empty() {
-            addr = Some(crate::listen_address("health", &d, DEFAULT_ADDRESS)?);
+            addr = Some(crate::pkg::listen::listen_address("health", &d, DEFAULT_ADDRESS)?);
             at = directive;
         }
         for (prop, vals) in d.block() {
@@ -61,9 +77,9 @@ async fn self_check(addr: std::net::SocketAddr) {
             Ok(Ok(200))
         );
         let took = start.elapsed();
-        metrics::health_request_duration_seconds().with(&[]).observe(took.as_secs_f64());
+        request_duration_seconds().with(&[]).observe(took.as_secs_f64());
         if !ok {
-            metrics::health_request_failures_total().with(&[]).inc();
+            request_failures_total().with(&[]).inc();
             kdns_server::warning!(plugin = "health", "Local health request to \"http://{addr}/health\" failed");
         } else if took > Duration::from_secs(1) {
             kdns_server::warning!(

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 pub struct Hosts {
     pub origins: Vec<Name>,
-    pub fallthrough: crate::Fallthrough,
+    pub fallthrough: crate::pkg::zones::Fallthrough,
     pub ttl: u32,
     pub reverse: bool,
     pub index: Arc<RwLock<Arc<Index>>>,

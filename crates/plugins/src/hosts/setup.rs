@@ -1,22 +1,37 @@
 use super::{parse_hosts, Hosts, Index};
 use kdns_corefile::{Directive, Dispenser, Error};
-use kdns_server::metrics;
+use kdns_server::metrics::Kind;
 use kdns_server::plugin::{once, parse_duration, Plugin, SetupCtx};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+kdns_server::metric_family!(
+    hosts_entries,
+    "coredns_hosts_entries",
+    "The combined number of entries in hosts and Corefile.",
+    Kind::Gauge,
+    ["hostsfile"]
+);
+kdns_server::metric_family!(
+    hosts_reload_timestamp_seconds,
+    "coredns_hosts_reload_timestamp_seconds",
+    "The timestamp of the last reload of hosts file.",
+    Kind::Gauge,
+    []
+);
+
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("hosts", ds)?;
     let d = Dispenser::new(ds[0]);
     let args = d.args();
     let path = PathBuf::from(args.first().map_or("/etc/hosts", |t| t.text.as_str()));
-    let origins = crate::plugin_zones("hosts", args.get(1..).unwrap_or_default(), ctx.zones, d.name())?;
+    let origins = crate::pkg::zones::plugin_zones("hosts", args.get(1..).unwrap_or_default(), ctx.zones, d.name())?;
     let mut ttl = 3600u32;
     let mut reverse = true;
     let mut reload = Duration::from_secs(5);
-    let mut fallthrough = crate::Fallthrough::default();
+    let mut fallthrough = crate::pkg::zones::Fallthrough::default();
     let mut inline: Vec<(IpAddr, Vec<String>)> = Vec::new();
     for (prop, vals) in d.block() {
         match prop.text.as_str() {
@@ -36,7 +51,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 reload = parse_duration(&v.text)
                     .ok_or_else(|| Error::at(v, format!("plugin/hosts: invalid duration for reload {:?}", v.text)))?;
             }
-            "fallthrough" => fallthrough = crate::Fallthrough::parse("hosts", &vals)?,
+            "fallthrough" => fallthrough = crate::pkg::zones::Fallthrough::parse("hosts", &vals)?,
             _ => {
                 let line = std::iter::once(prop)
                     .chain(vals.iter().copied())
@@ -83,9 +98,9 @@ impl FileSource {
         let file = std::fs::read_to_string(&self.path).map(|t| parse_hosts(&t)).unwrap_or_default();
         let index = Index::from_entries([self.inline.as_slice(), file.as_slice()]);
         let label = self.path.display().to_string();
-        metrics::hosts_entries().with(&[&label]).set(index.len() as f64);
+        hosts_entries().with(&[&label]).set(index.len() as f64);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        metrics::hosts_reload_timestamp_seconds().with(&[]).set(now);
+        hosts_reload_timestamp_seconds().with(&[]).set(now);
         index
     }
 }

@@ -8,32 +8,20 @@ mod tests;
 
 pub use setup::setup;
 
+use crate::pkg::links::KubernetesCell;
 use kdns_kubernetes::answer::Outcome;
-use kdns_kubernetes::source::Shared;
 use kdns_kubernetes::{Engine, Settings};
 use kdns_server::plugin::{Plugin, Request, Step};
 use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::{Arc, OnceLock};
-
-/// The key under which `k8s_external` leaves its [`SourceCell`] for `kubernetes` in
-/// [`kdns_server::plugin::SetupCtx::links`].
-pub const LINK: &str = "k8s_external";
-
-/// What `kubernetes` hands over: its index and the settings answers depend on.
-pub struct Source {
-    pub settings: Settings,
-    pub shared: Arc<Shared>,
-}
-
-pub type SourceCell = OnceLock<Source>;
 
 pub struct K8sExternal {
     zones: Vec<Name>,
     apex: String,
     ttl: u32,
     headless: bool,
-    fallthrough: crate::Fallthrough,
-    source: Arc<SourceCell>,
+    fallthrough: crate::pkg::zones::Fallthrough,
+    source: Arc<KubernetesCell>,
     /// The kubernetes settings with this plugin's TTL, made once on first use.
     settings: OnceLock<Settings>,
 }
@@ -75,6 +63,6 @@ impl Plugin for K8sExternal {
             m.authority.push(engine.external_soa(zone, &self.apex));
         }
         drop(index);
-        crate::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "k8s_external")
+        crate::pkg::upstream::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "k8s_external")
     }
 }

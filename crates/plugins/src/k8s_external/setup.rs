@@ -1,4 +1,5 @@
-use super::{K8sExternal, SourceCell, LINK};
+use super::K8sExternal;
+use crate::pkg::links::{KubernetesCell, K8S_EXTERNAL};
 use kdns_corefile::{Directive, Dispenser, Error};
 use kdns_server::plugin::{Plugin, SetupCtx};
 use std::sync::{Arc, OnceLock};
@@ -6,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     let ds = kdns_server::plugin::last_given(ds);
     let d = Dispenser::new(ds[0]);
-    let zones = crate::plugin_zones("k8s_external", &d.args(), ctx.zones, d.name())?;
+    let zones = crate::pkg::zones::plugin_zones("k8s_external", &d.args(), ctx.zones, d.name())?;
     let mut apex = "dns".to_string();
     let mut ttl = 5u32;
     let mut headless = false;
-    let mut fallthrough = crate::Fallthrough::default();
+    let mut fallthrough = crate::pkg::zones::Fallthrough::default();
     for (prop, vals) in d.block() {
         match prop.text.as_str() {
             "apex" => {
@@ -32,11 +33,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 })?;
             }
             "headless" if vals.is_empty() => headless = true,
-            "fallthrough" => fallthrough = crate::Fallthrough::parse("k8s_external", &vals)?,
+            "fallthrough" => fallthrough = crate::pkg::zones::Fallthrough::parse("k8s_external", &vals)?,
             _ => return Err(Error::at(prop, format!("plugin/k8s_external: unknown property {:?}", prop.text))),
         }
     }
-    let source: Arc<SourceCell> = Arc::new(OnceLock::new());
-    ctx.links.insert(LINK, source.clone());
+    let source: Arc<KubernetesCell> = Arc::new(OnceLock::new());
+    ctx.links.insert(K8S_EXTERNAL, source.clone());
     Ok(Some(Arc::new(K8sExternal { zones, apex, ttl, headless, fallthrough, source, settings: OnceLock::new() })))
 }

@@ -9,10 +9,11 @@ mod tests;
 
 pub use setup::setup;
 
+use crate::pkg::links::AutoPather;
 use kdns_kubernetes::answer::{asked_zone, Engine, Outcome, Settings};
 use kdns_kubernetes::source::{Observer, Shared};
 use kdns_server::metrics::Kind;
-use kdns_server::plugin::{AutoPather, Plugin, Readiness, Reply, Request, Step};
+use kdns_server::plugin::{Plugin, Readiness, Reply, Request, Step};
 use kdns_wire::{flag, rcode, Message, Name};
 use std::sync::Arc;
 
@@ -61,17 +62,7 @@ kdns_server::metric_family!(
 );
 
 /// CoreDNS: exponential from 1 ms, factor 2, 20 buckets.
-static PROGRAMMING_BUCKETS: [f64; 20] = {
-    let mut b = [0.0; 20];
-    let mut i = 0;
-    let mut v = 0.001;
-    while i < 20 {
-        b[i] = v;
-        v *= 2.0;
-        i += 1;
-    }
-    b
-};
+static PROGRAMMING_BUCKETS: [f64; 20] = kdns_server::metrics::exponential_buckets(0.001, 2.0);
 /// Prometheus's `DefBuckets`.
 static DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -110,7 +101,7 @@ pub struct Kubernetes {
     /// Plugin zones, lower case; the longest match wins.
     zones: Vec<Name>,
     settings: Settings,
-    fallthrough: crate::Fallthrough,
+    fallthrough: crate::pkg::zones::Fallthrough,
     shared: Arc<Shared>,
     /// The DNS server's own search domains (autopath appends them after the cluster ones).
     host_search: Vec<Name>,
@@ -161,7 +152,7 @@ impl Plugin for Kubernetes {
                 m.additional = additional;
                 // An ExternalName target outside the cluster zones: resolved by the plugins after
                 // this one (in the usual Corefile, `forward`).
-                crate::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "kubernetes")
+                crate::pkg::upstream::reply_resolving(req, m, chase.map(|c| (c.target, c.qtype)), "kubernetes")
             }
         }
     }

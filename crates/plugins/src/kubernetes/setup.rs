@@ -1,4 +1,5 @@
 use super::{Kubernetes, PluginObserver, Synced};
+use crate::pkg::links;
 use kdns_corefile::{Directive, Dispenser, Error, Token};
 use kdns_kubernetes::answer::{is_reverse, PodMode, Settings};
 use kdns_kubernetes::source::{api, dir, reflector, Shared};
@@ -69,7 +70,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     once("kubernetes", ds)?;
     let d = Dispenser::new(ds[0]);
     let args = d.args();
-    let zones = crate::plugin_zones("kubernetes", &args, ctx.zones, d.name())?;
+    let zones = crate::pkg::zones::plugin_zones("kubernetes", &args, ctx.zones, d.name())?;
     let Some(primary) = zones.iter().find(|z| !is_reverse(z)) else {
         return Err(err(d.name(), "non-reverse zone name must be used"));
     };
@@ -81,7 +82,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     let mut endpoint_pod_names = false;
     let mut namespaces: Vec<String> = Vec::new();
     let mut ignore_empty_service = false;
-    let mut fallthrough = crate::Fallthrough::default();
+    let mut fallthrough = crate::pkg::zones::Fallthrough::default();
     let mut startup_timeout = DEFAULT_STARTUP_TIMEOUT;
     for (prop, vals) in d.block() {
         let texts: Vec<&str> = vals.iter().map(|t| t.text.as_str()).collect();
@@ -168,7 +169,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
                 }
                 api.slices = false;
             }
-            "fallthrough" => fallthrough = crate::Fallthrough::parse("kubernetes", &vals)?,
+            "fallthrough" => fallthrough = crate::pkg::zones::Fallthrough::parse("kubernetes", &vals)?,
             "ignore" => {
                 let v = one()?;
                 if v.text != "empty_service" {
@@ -261,9 +262,9 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     }
     ctx.contrib.startup.push(Box::pin(wait_for_sync(shared.clone(), startup_timeout)));
     ctx.contrib.readiness.push(Arc::new(Synced(shared.clone())));
-    if let Some(cell) = ctx.links.get(crate::k8s_external::LINK) {
-        if let Some(cell) = cell.downcast_ref::<crate::k8s_external::SourceCell>() {
-            let _ = cell.set(crate::k8s_external::Source { settings: settings.clone(), shared: shared.clone() });
+    if let Some(cell) = ctx.links.get(links::K8S_EXTERNAL) {
+        if let Some(cell) = cell.downcast_ref::<links::KubernetesCell>() {
+            let _ = cell.set(links::KubernetesSource { settings: settings.clone(), shared: shared.clone() });
         }
     }
     let plugin = Arc::new(Kubernetes {
@@ -271,11 +272,11 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
         settings,
         fallthrough,
         shared,
-        host_search: crate::resolv_search(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default(),
+        host_search: crate::pkg::resolv::resolv_search(std::path::Path::new("/etc/resolv.conf")).unwrap_or_default(),
     });
-    if let Some((name, cell)) = &ctx.autopath {
-        if name == "kubernetes" {
-            let _ = cell.set(plugin.clone());
+    if let Some(link) = ctx.links.get(links::AUTOPATH).and_then(|l| l.downcast_ref::<links::AutopathLink>()) {
+        if link.plugin == "kubernetes" {
+            let _ = link.source.set(plugin.clone());
         }
     }
     Ok(Some(plugin))

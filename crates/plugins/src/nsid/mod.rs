@@ -34,20 +34,14 @@ impl Plugin for Nsid {
     }
 }
 
-/// The host name, as Go's `os.Hostname` would give it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 pub fn setup(_ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("nsid", ds)?;
     let d = Dispenser::new(ds[0]);
     let args = d.args();
-    let data =
-        if args.is_empty() { hostname() } else { args.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ") };
+    let data = if args.is_empty() {
+        crate::pkg::hostname::hostname()
+    } else {
+        args.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ")
+    };
     Ok(Some(Arc::new(Nsid { data: data.into_bytes() })))
 }

@@ -30,7 +30,7 @@ impl Plugin for Metrics {
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("prometheus", ds)?;
     let d = Dispenser::new(ds[0]);
-    let addr = crate::listen_address("prometheus", &d, DEFAULT_ADDRESS)?;
+    let addr = crate::pkg::listen::listen_address("prometheus", &d, DEFAULT_ADDRESS)?;
     if let Some((prop, _)) = d.block().first() {
         return Err(Error::at(prop, format!("plugin/prometheus: unsupported property {:?}", prop.text)));
     }

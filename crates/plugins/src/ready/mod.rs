@@ -13,7 +13,7 @@ pub const DEFAULT_ADDRESS: &str = ":8181";
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
     once("ready", ds)?;
     let d = Dispenser::new(ds[0]);
-    let addr = crate::listen_address("ready", &d, DEFAULT_ADDRESS)?;
+    let addr = crate::pkg::listen::listen_address("ready", &d, DEFAULT_ADDRESS)?;
     let mut continuously = false;
     for (prop, vals) in d.block() {
         match (prop.text.as_str(), vals.as_slice()) {

@@ -417,6 +417,6 @@ async fn rewrite_cnames(
     m.answers[i].data = RData::Cname(new_name.clone());
     m.answers.truncate(i + 1);
     if qtype != kdns_wire::rtype::CNAME {
-        crate::append_resolved(m, new_name, qtype, rest).await;
+        crate::pkg::upstream::append_resolved(m, new_name, qtype, rest).await;
     }
 }

@@ -8,7 +8,7 @@ mod tests;
 
 pub use setup::setup;
 
-use crate::Fallthrough;
+use crate::pkg::zones::Fallthrough;
 use kdns_server::metrics::Kind;
 use kdns_server::plugin::{Plugin, Reply, Request, Step};
 use kdns_wire::{class, rcode, rtype, Message, Name};

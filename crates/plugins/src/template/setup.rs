@@ -1,5 +1,5 @@
 use super::{Part, RrTemplate, Template, Templates};
-use crate::Fallthrough;
+use crate::pkg::zones::Fallthrough;
 use kdns_corefile::{Directive, Dispenser, Error, Token};
 use kdns_server::plugin::{Plugin, SetupCtx};
 use kdns_wire::{class, rcode, rtype, Name};
@@ -33,7 +33,7 @@ pub(super) fn template(block_zones: &[String], d: &Directive) -> Result<Template
         other => return Err(err(c, format!("invalid query class {other}"))),
     };
     let qtype = rtype::from_name(&t.text).ok_or_else(|| err(t, format!("invalid RR class {}", t.text)))?;
-    let zones = crate::plugin_zones("template", &args[2..], block_zones, &d.name)?;
+    let zones = crate::pkg::zones::plugin_zones("template", &args[2..], block_zones, &d.name)?;
     let mut tpl = Template {
         zones,
         qclass,
