@@ -110,17 +110,29 @@ fn iptables_mode_with_the_stock_template() {
         "iptables -t raw -D PREROUTING {deleted} && iptables -t filter -D INPUT -d 10.96.0.10/32 -p tcp -m tcp --dport 53 -m comment --comment {ALLOW:?} -j ACCEPT && iptables -t raw -I OUTPUT -s 10.96.0.10/32 -p udp -m udp --sport 53 -m comment --comment {SKIP:?} -j NOTRACK && ip addr del 10.96.0.10/32 dev nodelocaldns"
     );
     del.push(&script);
+    // The intercepting sync has logged this rule once already: the repair logs it a second time.
+    let readded = "Added back nodelocaldns rule - {raw PREROUTING [-d 169.254.20.10/32 -p udp";
+    let logged_before = nc.count_lines(readded);
     node.run(&del);
     assert_ne!(saved_rules(&node, "iptables-save"), want);
-    wait_until("rules and address put back", Duration::from_secs(5), || {
-        saved_rules(&node, "iptables-save") == want
-            && addresses(&node, "nodelocaldns").is_some_and(|a| a.contains(&"10.96.0.10/32".to_string()))
-    });
-    nc.wait_for_line(
-        "Added back nodelocaldns rule - {raw PREROUTING [-d 169.254.20.10/32 -p udp",
-        Duration::from_secs(1),
-    );
-    nc.wait_for_line("Removed 1 duplicate nodelocaldns rules", Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rules = saved_rules(&node, "iptables-save");
+        let address_back = addresses(&node, "nodelocaldns").is_some_and(|a| a.contains(&"10.96.0.10/32".to_string()));
+        let logged =
+            nc.count_lines(readded) > logged_before && nc.count_lines("Removed 1 duplicate nodelocaldns rules") > 0;
+        if rules == want && address_back && logged {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rules, address and the repair's log lines not all back (rules equal: {}, address: {address_back}, logged: {logged})\nrules:\n{}\noutput:\n{}",
+            rules == want,
+            rules.join("\n"),
+            nc.lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Many syncs later there is still exactly one copy of each rule.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(saved_rules(&node, "iptables-save"), want);
