@@ -429,6 +429,7 @@ pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[test]
     fn token_bucket_allows_the_burst_then_the_rate() {
@@ -443,6 +444,25 @@ mod tests {
         let waits: Vec<Duration> = (0..4).map(|_| l.reserve(t1)).collect();
         assert_eq!(&waits[..3], &[Duration::ZERO; 3]);
         assert!(waits[3] > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn max_inflight_holds_a_request_until_a_slot_is_given_back() {
+        let l = Limiter::new(1000.0, 100, 2);
+        let (_, a) = l.admit().await;
+        let (_, b) = l.admit().await;
+        assert!(a.is_some() && b.is_some());
+        let mut third = Box::pin(l.admit());
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(third.as_mut().poll(&mut cx).is_pending(), "two in flight: the third waits");
+        drop(a);
+        let std::task::Poll::Ready((_, c)) = third.as_mut().poll(&mut cx) else {
+            panic!("a slot came back: the third goes");
+        };
+        assert!(c.is_some());
+        let unlimited = Limiter::new(1000.0, 100, 0);
+        assert!(unlimited.admit().await.1.is_none(), "0 means no cap");
     }
 
     #[test]
