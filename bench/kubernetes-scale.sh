@@ -14,11 +14,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-5}
 . bench/lib.sh
 need dnsperf dnsperf
-cargo build --release --quiet -p kdns -p kdns-fakeapi
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 APORT=16490 DPORT=11190 RPORT=18190 MPORT=19190
-rss_of() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+kube_setup
 cpu_of() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
 
 # The idle process: the same server blocks without the kubernetes plugin.
@@ -39,33 +36,17 @@ run() {
   local services=$1 endpoints=$2 pods=$3 podmode=$4
   echo
   echo "== $services services, $endpoints endpoints, $pods pods (pods $podmode)"
-  ./target/release/kdns-fakeapi --listen 127.0.0.1:$APORT --services "$services" --endpoints "$endpoints" \
-    --pods "$pods" --namespaces 100 > "$work/api.log" 2>&1 & apid=$!
-  until grep -q "fake API server on" "$work/api.log"; do sleep 0.1; done
+  start_fakeapi --services "$services" --endpoints "$endpoints" --pods "$pods" --namespaces 100
   local api_cpu0; api_cpu0=$(cpu_of $apid)
   echo "fake API server: $(sed 's/.* loaded in/loaded in/' "$work/api.log"), RSS $(rss_of $apid) MiB"
-  cat > "$work/Corefile" <<CF
-.:$DPORT {
-    bind 127.0.0.1
-    ready 127.0.0.1:$RPORT
-    prometheus 127.0.0.1:$MPORT
-    kubernetes cluster.local in-addr.arpa {
-        endpoint http://127.0.0.1:$APORT
-        pods $podmode
+  kube_corefile "        pods $podmode
         startup_timeout 120s
-        ttl 30
-    }
-}
-CF
-  local s0 s1 kpid
-  s0=$(date +%s.%N)
-  ./target/release/kdns -conf "$work/Corefile" -quiet > "$work/kdns.log" 2>&1 & kpid=$!
-  until curl -sf "127.0.0.1:$RPORT/ready" >/dev/null 2>&1; do sleep 0.02; done
-  s1=$(date +%s.%N)
+"
+  start_kdns
   sleep 1
   local rss; rss=$(rss_of $kpid)
   local api_cpu1; api_cpu1=$(cpu_of $apid)
-  echo "1. ready after $(echo "$s1 - $s0" | bc) s; RSS $rss MiB after sync; $(echo "($rss - $IDLE) * 1048576 / $endpoints" | bc) bytes per endpoint above idle"
+  echo "1. ready after $ready_after s; RSS $rss MiB after sync; $(echo "($rss - $IDLE) * 1048576 / $endpoints" | bc) bytes per endpoint above idle"
   echo "   fake API server CPU for the sync: $(echo "$api_cpu1 - $api_cpu0" | bc) s"
   for i in $(seq 0 $((services - 1)) | shuf -n 20000 --random-source=<(yes)); do
     echo "svc-$i.ns-$((i % 100)).svc.cluster.local A"

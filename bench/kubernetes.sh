@@ -12,36 +12,19 @@ ENDPOINTS=${2:-100000}
 SECONDS_PER_RUN=${3:-10}
 . bench/lib.sh
 need dnsperf dnsperf
-cargo build --release --quiet -p kdns -p kdns-fakeapi
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 APORT=16480 DPORT=11180 RPORT=18180 MPORT=19180
+kube_setup
 
 t0=$(date +%s.%N)
-./target/release/kdns-fakeapi --listen 127.0.0.1:$APORT --services "$SERVICES" --endpoints "$ENDPOINTS" \
-  --namespaces 100 --churn-every-ms 200 > "$work/api.log" 2>&1 &
-until grep -q "fake API server on" "$work/api.log"; do sleep 0.1; done
+start_fakeapi --services "$SERVICES" --endpoints "$ENDPOINTS" --namespaces 100 --churn-every-ms 200
 t1=$(date +%s.%N)
 echo "fake API server: $(cat "$work/api.log") — generated in $(echo "$t1 - $t0" | bc) s"
 
-cat > "$work/Corefile" <<CF
-.:$DPORT {
-    bind 127.0.0.1
-    ready 127.0.0.1:$RPORT
-    prometheus 127.0.0.1:$MPORT
-    kubernetes cluster.local in-addr.arpa {
-        endpoint http://127.0.0.1:$APORT
-        startup_timeout 60s
-        ttl 30
-    }
-}
-CF
-s0=$(date +%s.%N)
-./target/release/kdns -conf "$work/Corefile" -quiet > "$work/kdns.log" 2>&1 & kpid=$!
-until curl -sf "127.0.0.1:$RPORT/ready" >/dev/null 2>&1; do sleep 0.05; done
-s1=$(date +%s.%N)
-rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$kpid/status"; }
-echo "kdns: ready after $(echo "$s1 - $s0" | bc) s, RSS $(rss) MiB after sync"
+kube_corefile "        startup_timeout 60s
+"
+start_kdns
+rss() { rss_of $kpid; }
+echo "kdns: ready after $ready_after s, RSS $(rss) MiB after sync"
 
 # Query mix: ClusterIP A (9 of 10 services), headless A (every 10th), SRV, and NXDOMAIN.
 for i in $(seq 0 $((SERVICES - 1))); do

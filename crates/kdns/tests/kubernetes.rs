@@ -634,22 +634,18 @@ fn many_services(api: &FakeApi, count: usize) {
     );
 }
 
-fn plain(api: &FakeApi, extra: &str) -> (String, u16, u16) {
-    with_ports(&format!(
+/// kdns serving cluster.local from `api` (with `extra` lines of kubernetes options), once its
+/// `/ready` says 200; returns it, its ready port and its metrics port.
+fn serving(api: &FakeApi, extra: &str, within: Duration) -> (Kdns, u16, u16) {
+    let (conf, ready, metrics) = with_ports(&format!(
         ".:PORT {{\n    ready 127.0.0.1:READY\n    prometheus 127.0.0.1:METRICS\n    kubernetes cluster.local {{\n        endpoint {}\n{extra}    }}\n}}\n",
         api.url()
-    ))
-}
-
-fn wait_ready(ready: u16, timeout: Duration) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if http_get(&format!("127.0.0.1:{ready}"), "/ready").is_some_and(|(c, _)| c == 200) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("not ready after {timeout:?}");
+    ));
+    let k = Kdns::start(&conf);
+    netns::wait_until("/ready 200", within, || {
+        http_get(&format!("127.0.0.1:{ready}"), "/ready").is_some_and(|(code, _)| code == 200)
+    });
+    (k, ready, metrics)
 }
 
 #[test]
@@ -657,9 +653,7 @@ fn streaming_lists_and_the_paginated_fallback() {
     // A current API server: one streaming list per kind, however many objects.
     let api = FakeApi::start();
     many_services(&api, 1200);
-    let (conf, ready, metrics) = plain(&api, "");
-    let k = Kdns::start(&conf);
-    wait_ready(ready, Duration::from_secs(10));
+    let (k, _, metrics) = serving(&api, "", Duration::from_secs(10));
     assert_eq!(answers(&k, "svc-1199.ns-9.svc.cluster.local.", RecordType::A).len(), 1);
     assert_eq!(api.lists(Kind::Service), 1, "one streaming list, no pages");
     let scrape = metrics_text(metrics);
@@ -671,9 +665,7 @@ fn streaming_lists_and_the_paginated_fallback() {
     let api = FakeApi::start();
     many_services(&api, 1200);
     api.set_watch_list(false);
-    let (conf, ready, metrics) = plain(&api, "");
-    let k = Kdns::start(&conf);
-    wait_ready(ready, Duration::from_secs(15));
+    let (k, _, metrics) = serving(&api, "", Duration::from_secs(15));
     k.wait_for_line("services: the API server refused a streaming list", Duration::from_secs(2));
     assert_eq!(
         answers(&k, "svc-0.ns-0.svc.cluster.local.", RecordType::A),
@@ -700,9 +692,7 @@ fn streaming_lists_and_the_paginated_fallback() {
 fn a_relist_never_takes_answers_away() {
     let api = FakeApi::start();
     many_services(&api, 3000);
-    let (conf, ready, metrics) = plain(&api, "");
-    let k = Kdns::start(&conf);
-    wait_ready(ready, Duration::from_secs(10));
+    let (k, ready, metrics) = serving(&api, "", Duration::from_secs(10));
     api.apply(Kind::Service, objects::service("ns-1", "doomed", &["10.96.99.2"], &[]));
     let doomed = "doomed.ns-1.svc.cluster.local.";
     let r = udp_until(k.addr(), &query(doomed, RecordType::A), Duration::from_secs(5), |r| !r.answers.is_empty());
@@ -748,11 +738,9 @@ fn client_side_limits_space_the_requests() {
     let api = FakeApi::start();
     many_services(&api, 1600);
     api.set_watch_list(false);
-    let (conf, ready, metrics) =
-        plain(&api, "        apiserver_qps 4\n        apiserver_burst 1\n        apiserver_max_inflight 1\n");
     let started = std::time::Instant::now();
-    let k = Kdns::start(&conf);
-    wait_ready(ready, Duration::from_secs(20));
+    let limits = "        apiserver_qps 4\n        apiserver_burst 1\n        apiserver_max_inflight 1\n";
+    let (k, _, metrics) = serving(&api, limits, Duration::from_secs(20));
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1200), "ready after {took:?}: requests were not spaced");
     assert_eq!(answers(&k, "svc-1599.ns-9.svc.cluster.local.", RecordType::A).len(), 1);

@@ -42,10 +42,6 @@ impl Clock {
             m.elapsed_ns.fetch_add(by.as_nanos() as u64, Ordering::AcqRel);
         }
     }
-
-    pub fn is_manual(&self) -> bool {
-        self.0.is_some()
-    }
 }
 
 #[cfg(test)]

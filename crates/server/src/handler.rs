@@ -128,7 +128,6 @@ pub fn handle(
     msg: &mut Message,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let start = Instant::now();
     // A decoded query may still be rejected whole (BADVERS), but CoreDNS refuses other classes
     // before it looks at the EDNS version, so that reply waits for the class check.
     let badvers = match check_query_into(packet, msg) {
@@ -162,8 +161,9 @@ pub fn handle(
         edns.udp_size = edns.udp_size.min(limit);
     }
     let msg: &Message = msg;
-    // The chain's clock (a test's manual one) for everything the plugins age or file.
-    let start = entry.map_or(start, |e| if e.block.clock.is_manual() { e.block.clock.now() } else { start });
+    // Read from the chain's clock (a test's is manual): what the plugins age and file by. As
+    // CoreDNS's, the request's time starts once the message is decoded.
+    let start = entry.map_or_else(Instant::now, |e| e.block.clock.now());
     let stats = entry.map_or(&table.dropped, |e| &e.stats);
     let cursor = entry.map(|e| ChainCursor { block: &e.block, stats: &e.stats, at: Cell::new(0) });
     let req = Request {

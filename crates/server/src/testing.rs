@@ -85,16 +85,15 @@ impl Chain {
         let packet = query.to_vec();
         let outcome =
             handle(&packet, self.client, self.local, Proto::Udp, &self.table, &mut self.scratch, &mut self.out);
-        let now = match outcome {
-            Outcome::Reply => Some(Some(self.out.clone())),
-            Outcome::Drop => Some(None),
-            Outcome::Pending(_) => None,
+        let answered = match outcome {
+            Outcome::Reply => Ok(Some(self.out.clone())),
+            Outcome::Drop => Ok(None),
+            Outcome::Pending(pending) => Err(pending),
         };
         async move {
-            let bytes = match (now, outcome) {
-                (Some(done), _) => done?,
-                (None, Outcome::Pending(p)) => p.finish().await,
-                (None, _) => unreachable!("only a pending outcome is awaited"),
+            let bytes = match answered {
+                Ok(bytes) => bytes?,
+                Err(pending) => pending.finish().await,
             };
             Some(Message::decode(&bytes).expect("the chain writes well-formed replies"))
         }

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-/// The supervisor's fixed rules.
+/// The supervisor's fixed rules; the defaults are what it runs with (`hung_after` comes from
+/// `-probefailures`).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Failed probe rounds in a row after which a child that has answered is declared hung.

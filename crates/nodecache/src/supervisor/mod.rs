@@ -30,9 +30,6 @@ pub const CHILD_ENV: &str = "KDNS_NODECACHE_CHILD";
 /// Environment variable naming the file where the supervisor keeps its metrics for the child's
 /// prometheus endpoint (node-cache's metric appears on the annotated port, as with node-cache).
 pub const METRICS_ENV: &str = "KDNS_NODECACHE_METRICS";
-/// A child that never answered is given this long before it is restarted.
-const STARTUP_GRACE: Duration = Duration::from_secs(60);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a stopping child may take (lameduck plus draining) before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -58,9 +55,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
             return 1;
         }
     };
-    let limits = Limits { hung_after: settings.probe_failures, startup_grace: STARTUP_GRACE, max_backoff: MAX_BACKOFF };
-    let interval = settings.probe_interval;
-    let reload_with_signal = settings.reload_with_signal;
+    let limits = Limits { hung_after: settings.probe_failures, ..Limits::default() };
     let instance_prefix = format!("kdns-nodecache/{}", settings.interface_name);
     let agent = match Agent::with_role(settings, plugins, Role::Supervisor, probe.ports()) {
         Ok(a) => Arc::new(a),
@@ -120,11 +115,10 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
     }
     driver.running = true;
     let start = tokio::time::Instant::now();
-    let mut probe_tick = tokio::time::interval(interval);
-    let sync_every = agent.settings().sync_interval;
-    let mut sync_tick = tokio::time::interval_at(start + sync_every, sync_every);
-    let poll_every = agent.settings().config_sync_interval;
-    let mut poll_tick = tokio::time::interval_at(start + poll_every, poll_every);
+    let settings = agent.settings();
+    let mut probe_tick = tokio::time::interval(settings.probe_interval);
+    let mut sync_tick = tokio::time::interval_at(start + settings.sync_interval, settings.sync_interval);
+    let mut poll_tick = tokio::time::interval_at(start + settings.config_sync_interval, settings.config_sync_interval);
     for t in [&mut probe_tick, &mut sync_tick, &mut poll_tick] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -156,7 +150,7 @@ async fn supervise(settings: crate::settings::Settings, plugins: Vec<PluginDef>,
                 continue;
             }
             _ = poll_tick.tick() => {
-                if agent.poll_config().await && reload_with_signal {
+                if agent.poll_config().await && settings.reload_with_signal {
                     if let Some(pid) = machine.child() {
                         child::signal(pid, libc::SIGUSR1);
                     }

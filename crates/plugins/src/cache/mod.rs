@@ -385,6 +385,28 @@ impl Inner {
             }
             _ => (&self.denial, &s.disable_denial, &stats.evictions_denial, &stats.entries_denial),
         };
+        // Stale data beats a failure (RFC 8767): with serve_stale, a SERVFAIL is not filed over
+        // an answer that can still be served, and a good answer clears a SERVFAIL filed before
+        // it. Either order happens when a client's retry races its first query; the denial
+        // store is looked at first, so a SERVFAIL left there would answer for the question
+        // (CoreDNS's cache: for the whole stale window once the upstream is gone).
+        if let Some(stale) = s.serve_stale {
+            let now = self.clock.now();
+            match kind {
+                ResponseType::ServerError
+                    if self.success.get(&key).is_some_and(|good| -good.ttl(now) < stale.max_stale.as_secs() as i64) =>
+                {
+                    return secs;
+                }
+                ResponseType::NoError | ResponseType::Delegation
+                    if self.denial.get(&key).is_some_and(|failed| failed.rcode() == rcode::SERVFAIL) =>
+                {
+                    self.denial.remove(&key);
+                    stats.entries_denial.set(self.denial.len() as f64);
+                }
+                _ => {}
+            }
+        }
         if !disabled(disable, qname) {
             if let Some(entry) = build(&key, secs) {
                 evictions.add(store.insert(key, entry) as u64);
@@ -435,18 +457,6 @@ impl Plugin for Cache {
         // Denial first, as CoreDNS.
         for (store, hits) in [(&c.denial, &stats.hits_denial), (&c.success, &stats.hits_success)] {
             let Some(entry) = store.get(&key) else { continue };
-            let failure = entry.rcode() == rcode::SERVFAIL;
-            // Stale data beats a failure (RFC 8767): with serve_stale, a cached SERVFAIL never
-            // hides an answer the success store can still give, fresh or stale. Without this a
-            // SERVFAIL filed in a race with a good answer (a client's retry) shadows it, and once
-            // the upstream is gone the cache answers SERVFAIL for the whole stale window.
-            if failure
-                && c.settings.serve_stale.is_some_and(|stale| {
-                    c.success.get(&key).is_some_and(|good| (-good.ttl(now)) < stale.max_stale.as_secs() as i64)
-                })
-            {
-                continue;
-            }
             let left = entry.ttl(now);
             if left > 0 {
                 hits.inc();
@@ -465,7 +475,7 @@ impl Plugin for Cache {
             }
             let Some(stale) = c.settings.serve_stale else { continue };
             // A failure is not data: an expired SERVFAIL is never served stale.
-            if failure || (-left) as u64 >= stale.max_stale.as_secs() {
+            if (-left) as u64 >= stale.max_stale.as_secs() || entry.rcode() == rcode::SERVFAIL {
                 continue;
             }
             let mut out = Vec::with_capacity(entry.len() + 64);

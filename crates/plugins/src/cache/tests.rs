@@ -4,6 +4,7 @@
 
 use kdns_server::testing::{query, Act, Chain, Next};
 use kdns_wire::{rcode, rtype, Message, Name, RData, Record};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,47 @@ const SEC: Duration = Duration::from_secs(1);
 fn answer(q: &Message, ttl: u32) -> Message {
     let mut m = Message::reply_to(q);
     m.answers.push(Record::new(q.questions[0].name.clone(), ttl, RData::A([192, 0, 2, 1].into())));
+    m
+}
+
+/// The next plugin as an upstream: `answer(q, ttl)` until [`Upstream::go_down`], then what
+/// `when_down` says; `first` may script calls by their number (0 is the first query).
+struct Upstream {
+    next: Arc<Next>,
+    up: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    fn new(ttl: u32, when_down: fn(&Message) -> Act) -> Upstream {
+        Upstream::with_first(ttl, when_down, |_, _| None)
+    }
+
+    fn with_first(
+        ttl: u32,
+        when_down: fn(&Message) -> Act,
+        first: impl Fn(usize, &Message) -> Option<Act> + Send + Sync + 'static,
+    ) -> Upstream {
+        let up = Arc::new(AtomicBool::new(true));
+        let (is_up, calls) = (up.clone(), AtomicUsize::new(0));
+        let next = Next::new(move |q| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            first(call, q).unwrap_or_else(|| match is_up.load(Ordering::SeqCst) {
+                true => Act::Reply(answer(q, ttl)),
+                false => when_down(q),
+            })
+        });
+        Upstream { next, up }
+    }
+
+    fn go_down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+    }
+}
+
+/// SERVFAIL for `q`.
+fn servfail(q: &Message) -> Message {
+    let mut m = Message::reply_to(q);
+    m.rcode = rcode::SERVFAIL;
     m
 }
 
@@ -83,11 +125,7 @@ async fn hits_age_with_the_clock_until_the_entry_expires() {
 #[tokio::test]
 async fn negative_answers_age_like_their_soa_and_servfail_is_kept_five_seconds() {
     let next = Next::new(|q| match q.questions[0].name.to_string().as_str() {
-        "broken.example.org." => {
-            let mut m = Message::reply_to(q);
-            m.rcode = rcode::SERVFAIL;
-            Act::Reply(m)
-        }
+        "broken.example.org." => Act::Reply(servfail(q)),
         _ => Act::Reply(nxdomain(q, 60)),
     });
     let mut c = chain("cache", &next);
@@ -142,16 +180,12 @@ async fn prefetch_refreshes_a_popular_entry_before_it_expires() {
 
 #[tokio::test]
 async fn serve_stale_answers_expired_entries_at_once_and_refreshes_behind_them() {
-    let upstream_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let up = upstream_up.clone();
-    let next = Next::new(move |q| match up.load(std::sync::atomic::Ordering::SeqCst) {
-        true => Act::Reply(answer(q, 1)),
-        false => Act::Never,
-    });
-    let mut c = chain_on(5392, "cache {\n        success 1000 1 1\n        serve_stale 1h\n    }", &next);
+    let upstream = Upstream::new(1, |_| Act::Never);
+    let next = &upstream.next;
+    let mut c = chain_on(5392, "cache {\n        success 1000 1 1\n        serve_stale 1h\n    }", next);
     let q = query("s.example.org.", rtype::A);
     assert_eq!(ttl(&c.ask(&q).await.unwrap()), 1);
-    upstream_up.store(false, std::sync::atomic::Ordering::SeqCst);
+    upstream.go_down();
     c.clock().advance(2 * SEC);
     let stale = c.ask(&q).await.unwrap();
     assert_eq!((stale.rcode, ttl(&stale)), (rcode::NOERROR, 0), "stale answers carry TTL 0 (CoreDNS)");
@@ -174,19 +208,15 @@ async fn serve_stale_answers_expired_entries_at_once_and_refreshes_behind_them()
 
 #[tokio::test]
 async fn serve_stale_verify_prefers_a_fresh_answer_and_falls_back_when_the_refresh_fails() {
-    let upstream_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let up = upstream_up.clone();
-    let next = Next::new(move |q| match up.load(std::sync::atomic::Ordering::SeqCst) {
-        true => Act::Reply(answer(q, 1)),
-        false => Act::Next,
-    });
-    let mut c = chain("cache {\n        success 1000 1 1\n        serve_stale 1h verify\n    }", &next);
+    let upstream = Upstream::new(1, |_| Act::Next);
+    let next = &upstream.next;
+    let mut c = chain("cache {\n        success 1000 1 1\n        serve_stale 1h verify\n    }", next);
     let q = query("v.example.org.", rtype::A);
     c.ask(&q).await.unwrap();
     c.clock().advance(2 * SEC);
     assert_eq!(ttl(&c.ask(&q).await.unwrap()), 1, "fresh answer, not the stale one");
     assert_eq!(next.count(), 2);
-    upstream_up.store(false, std::sync::atomic::Ordering::SeqCst);
+    upstream.go_down();
     c.clock().advance(2 * SEC);
     let r = c.ask(&q).await.unwrap();
     assert_eq!((r.rcode, ttl(&r)), (rcode::NOERROR, 0), "the refresh failed (SERVFAIL): the stale entry");
@@ -197,65 +227,86 @@ async fn serve_stale_verify_prefers_a_fresh_answer_and_falls_back_when_the_refre
 async fn plain_verify_waits_for_its_refresh_however_long_it_takes() {
     // CoreDNS's verify has no client timer of its own (the upstream's timeouts end the wait);
     // tokio's paused clock lets the test wait a minute in no time.
-    let upstream_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let up = upstream_up.clone();
-    let next = Next::new(move |q| match up.load(std::sync::atomic::Ordering::SeqCst) {
-        true => Act::Reply(answer(q, 1)),
-        false => Act::Never,
-    });
-    let mut c = chain("cache {\n        success 1000 1 1\n        serve_stale 1h verify\n    }", &next);
+    let upstream = Upstream::new(1, |_| Act::Never);
+    let mut c = chain("cache {\n        success 1000 1 1\n        serve_stale 1h verify\n    }", &upstream.next);
     let q = query("h.example.org.", rtype::A);
     c.ask(&q).await.unwrap();
-    upstream_up.store(false, std::sync::atomic::Ordering::SeqCst);
+    upstream.go_down();
     c.clock().advance(2 * SEC);
     let waited = tokio::time::timeout(Duration::from_secs(60), c.ask(&q)).await;
     assert!(waited.is_err(), "answered before the refresh ended: {waited:?}");
 }
 
 /// The node cache's warm-up race (the flaky `failopen::cached_cluster_names_survive_a_dead_cluster_dns`):
-/// a client's first query waits on a slow upstream, its retry is answered, and then the first
-/// one comes back SERVFAIL. The SERVFAIL lands in the denial store, which is looked at first;
-/// when the upstream is gone later, it must not hide the good answer.
+/// a client's first query and its retry are in flight together and one of them ends in SERVFAIL.
+/// The denial store, looked at first, must not keep that SERVFAIL over the good answer, in any
+/// order, so that once the upstream is gone the stale answer is served.
 #[tokio::test(start_paused = true)]
 async fn a_cached_servfail_never_hides_a_good_answer_from_serve_stale() {
-    for servfail_lands_first in [false, true] {
-        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let upstream_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (n, up) = (calls.clone(), upstream_up.clone());
-        let next = Next::new(move |q| {
-            let call = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut servfail = Message::reply_to(q);
-            servfail.rcode = rcode::SERVFAIL;
-            match (call, up.load(std::sync::atomic::Ordering::SeqCst)) {
-                (0, _) if servfail_lands_first => Act::Reply(servfail),
-                (0, _) => Act::After(SEC, servfail),
-                (_, true) => Act::Reply(answer(q, 300)),
-                (_, false) => Act::Never,
-            }
-        });
-        let mut c =
-            chain("cache {\n        success 9984 2 1\n        denial 9984 5\n        serve_stale 1h\n    }", &next);
+    #[derive(Clone, Copy, Debug)]
+    /// When the SERVFAIL arrives, against the good answer.
+    enum ServfailArrives {
+        AfterTheAnswer,
+        BeforeTheAnswer,
+        WhileTheAnswerIsOnItsWay,
+    }
+    for race in
+        [ServfailArrives::AfterTheAnswer, ServfailArrives::BeforeTheAnswer, ServfailArrives::WhileTheAnswerIsOnItsWay]
+    {
+        let upstream = Upstream::with_first(
+            300,
+            |_| Act::Never,
+            move |call, q| match (race, call) {
+                (ServfailArrives::AfterTheAnswer, 0) => Some(Act::After(SEC, servfail(q))),
+                (ServfailArrives::BeforeTheAnswer, 0) => Some(Act::Reply(servfail(q))),
+                (ServfailArrives::WhileTheAnswerIsOnItsWay, 0) => Some(Act::After(SEC, answer(q, 300))),
+                (ServfailArrives::WhileTheAnswerIsOnItsWay, 1) => Some(Act::Reply(servfail(q))),
+                _ => None,
+            },
+        );
+        let mut c = chain(
+            "cache {\n        success 9984 2 1\n        denial 9984 5\n        serve_stale 1h\n    }",
+            &upstream.next,
+        );
         let q = query("cached0.default.svc.cluster.local.", rtype::A);
-        let slow = c.send(&q);
-        if servfail_lands_first {
-            assert_eq!(slow.await.unwrap().rcode, rcode::SERVFAIL);
-            // The retry comes while the SERVFAIL is cached: CoreDNS answers it from there too.
-            assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::SERVFAIL);
-            c.clock().advance(5 * SEC);
-            assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::NOERROR, "past its 5 s the SERVFAIL is not served stale");
-        } else {
-            let good = c.ask(&q).await.unwrap();
-            assert_eq!((good.rcode, ttl(&good)), (rcode::NOERROR, 2));
-            assert_eq!(slow.await.unwrap().rcode, rcode::SERVFAIL, "the client that waited gets what came");
+        match race {
+            ServfailArrives::AfterTheAnswer => {
+                let slow = c.send(&q);
+                let good = c.ask(&q).await.unwrap();
+                assert_eq!((good.rcode, ttl(&good)), (rcode::NOERROR, 2));
+                assert_eq!(slow.await.unwrap().rcode, rcode::SERVFAIL, "the client that waited gets what came");
+            }
+            ServfailArrives::BeforeTheAnswer => {
+                assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::SERVFAIL);
+                // The retry comes while the SERVFAIL is cached: CoreDNS answers it from there too.
+                assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::SERVFAIL);
+                c.clock().advance(5 * SEC);
+                assert_eq!(
+                    c.ask(&q).await.unwrap().rcode,
+                    rcode::NOERROR,
+                    "past its 5 s a SERVFAIL is not served stale"
+                );
+            }
+            ServfailArrives::WhileTheAnswerIsOnItsWay => {
+                let slow = c.send(&q);
+                assert_eq!(c.ask(&q).await.unwrap().rcode, rcode::SERVFAIL);
+                assert_eq!(slow.await.unwrap().rcode, rcode::NOERROR);
+                let hit = c.ask(&q).await.unwrap();
+                assert_eq!(
+                    (hit.rcode, hit.has(kdns_wire::flag::AA)),
+                    (rcode::NOERROR, true),
+                    "the answer cleared the SERVFAIL"
+                );
+            }
         }
         // The upstream goes away and the good answer expires.
-        upstream_up.store(false, std::sync::atomic::Ordering::SeqCst);
+        upstream.go_down();
         c.clock().advance(Duration::from_millis(2500));
         let r = c.ask(&q).await.unwrap();
-        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "servfail first: {servfail_lands_first}: {r:?}");
-        // Still so once the SERVFAIL is past its own 5 s.
+        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "{race:?}: {r:?}");
+        // Still so once a SERVFAIL would be past its own 5 s.
         c.clock().advance(5 * SEC);
         let r = c.ask(&q).await.unwrap();
-        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "servfail first: {servfail_lands_first}: {r:?}");
+        assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "{race:?}: {r:?}");
     }
 }
