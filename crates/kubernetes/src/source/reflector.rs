@@ -21,6 +21,7 @@ use super::{Change, Shared};
 use crate::decode::{read_page, Keep, Projected, RawEvent, RawObject};
 use crate::object::Kind;
 use futures::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+use kube::api::{ListParams, WatchParams};
 use kube::Client;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,8 +104,10 @@ enum End {
 struct Reflector {
     client: Client,
     kind: Kind,
-    collection: &'static str,
-    selectors: String,
+    /// The collection's list and watch URLs.
+    request: kube::core::Request,
+    labels: Option<String>,
+    fields: Option<&'static str>,
     shared: Arc<Shared>,
     limiter: Arc<Limiter>,
     host: Arc<str>,
@@ -115,17 +118,6 @@ struct Reflector {
     /// Streaming lists that ended before their initial-events-end bookmark, in a row.
     unfinished: u32,
     buf: Vec<u8>,
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 fn collection(kind: Kind) -> &'static str {
@@ -150,16 +142,18 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 }
 
 impl Reflector {
-    async fn open(&self, query: &str) -> Result<impl AsyncBufRead + Unpin + use<>, kube::Error> {
-        let uri = format!("{}?{}{}", self.collection, query, self.selectors);
-        let request = http::Request::get(uri).body(Vec::new()).map_err(kube::Error::HttpError)?;
+    async fn open(
+        &self,
+        request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<impl AsyncBufRead + Unpin + use<>, kube::Error> {
+        let request = request.map_err(kube::Error::BuildRequest)?;
         let (waited, permit) = self.limiter.admit().await;
         self.shared.observer.throttled("GET", &self.host, waited.as_secs_f64());
         if waited >= Duration::from_secs(1) {
             self.shared.observer.info(&format!(
                 "Waited for {:.3}s due to client-side throttling, not priority and fairness, request: GET:{}",
                 waited.as_secs_f64(),
-                self.collection
+                self.request.url_path
             ));
         }
         let body = self.client.request_stream(request).await;
@@ -189,12 +183,11 @@ impl Reflector {
         let mut token: Option<String> = None;
         let mut started = false;
         loop {
-            let mut query = format!("limit={PAGE_SIZE}");
-            if let Some(t) = &token {
-                query.push_str("&continue=");
-                query.push_str(&encode(t));
-            }
-            let mut body = self.open(&query).await.map_err(|e| match status_code(&e) {
+            let mut page = ListParams::default().limit(PAGE_SIZE);
+            page.continue_token = token.take();
+            page.label_selector = self.labels.clone();
+            page.field_selector = self.fields.map(str::to_owned);
+            let mut body = self.open(self.request.list(&page)).await.map_err(|e| match status_code(&e) {
                 Some(410) => End::Gone,
                 _ => End::Failed(format!("list: {e}")),
             })?;
@@ -224,16 +217,14 @@ impl Reflector {
     /// A watch from `rv`, or with `initial` a streaming list whose changes follow on the same
     /// stream. Returns when the stream ends.
     async fn watch(&mut self, mut initial: bool) -> End {
-        let timeout = 240 + fastrand::u64(0..50);
-        let query = if initial {
-            format!(
-                "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds={timeout}"
-            )
-        } else {
-            let rv = self.rv.as_deref().unwrap_or("");
-            format!("watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout}", encode(rv))
-        };
-        let mut body = match self.open(&query).await {
+        let mut params = WatchParams::default().timeout(240 + fastrand::u32(0..50));
+        params.label_selector = self.labels.clone();
+        params.field_selector = self.fields.map(str::to_owned);
+        // A streaming list starts from the newest state (no resourceVersion), as client-go's
+        // WatchList does; a watch resumes from the last one seen.
+        let (params, from) =
+            if initial { (params.initial_events(), "") } else { (params, self.rv.as_deref().unwrap_or("")) };
+        let mut body = match self.open(self.request.watch(&params, from)).await {
             Ok(b) => b,
             Err(e) => {
                 return match status_code(&e) {
@@ -398,20 +389,12 @@ pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
         kinds.push((Kind::Pod, opts.labels.as_deref(), Some(super::api::LIVE_PODS)));
     }
     let tasks = kinds.into_iter().map(|(kind, labels, fields)| {
-        let mut selectors = String::new();
-        if let Some(l) = labels {
-            selectors.push_str("&labelSelector=");
-            selectors.push_str(&encode(l));
-        }
-        if let Some(f) = fields {
-            selectors.push_str("&fieldSelector=");
-            selectors.push_str(&encode(f));
-        }
         Reflector {
             client: client.clone(),
             kind,
-            collection: collection(kind),
-            selectors,
+            request: kube::core::Request::new(collection(kind)),
+            labels: labels.map(str::to_owned),
+            fields,
             shared: shared.clone(),
             limiter: limiter.clone(),
             host: host.clone(),
@@ -473,7 +456,18 @@ mod tests {
     }
 
     #[test]
-    fn selectors_are_percent_encoded() {
-        assert_eq!(encode("app in (a,b),x!=y"), "app%20in%20%28a%2Cb%29%2Cx%21%3Dy");
+    fn requests_carry_the_selectors_and_the_streaming_list_parameters() {
+        let request = kube::core::Request::new(collection(Kind::Pod));
+        let mut page = ListParams::default().limit(PAGE_SIZE).continue_token("a b/c");
+        page.label_selector = Some("app in (a,b),x!=y".into());
+        assert_eq!(
+            request.list(&page).unwrap().uri().to_string(),
+            "/api/v1/pods?&labelSelector=app+in+%28a%2Cb%29%2Cx%21%3Dy&limit=500&continue=a+b%2Fc"
+        );
+        let streaming = WatchParams::default().timeout(240).initial_events();
+        assert_eq!(
+            request.watch(&streaming, "").unwrap().uri().to_string(),
+            "/api/v1/pods?&watch=true&timeoutSeconds=240&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion="
+        );
     }
 }
