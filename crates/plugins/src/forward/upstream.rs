@@ -215,7 +215,20 @@ impl Upstream {
                 Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) })
             }
             Ok(Err(_)) => Err(self.err("read", Transport::Tcp, local, io::Error::from(io::ErrorKind::ConnectionReset))),
-            Err(_) => Err(self.timeout("read", Transport::Tcp, local)),
+            Err(_) => {
+                self.retire(&mux);
+                Err(self.timeout("read", Transport::Tcp, local))
+            }
+        }
+    }
+
+    /// After a read timeout the connection takes no new queries (CoreDNS closes a connection
+    /// that timed out): an upstream that answers one connection in order would otherwise hold
+    /// every later query behind the slow one. Queries already on it still get their replies.
+    fn retire(&self, mux: &Arc<Mux>) {
+        let mut cur = self.tcp.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_ref().is_some_and(|m| Arc::ptr_eq(m, mux)) {
+            *cur = None;
         }
     }
 
