@@ -499,6 +499,8 @@ impl Plugin for Cache {
             let wants_ad = req.do_bit() || req.msg.has(flag::AD);
             let stale_stats = stats.clone();
             let entry = entry.clone();
+            let timed_out_entry = entry.clone();
+            let clock = c.clock.clone();
             return Step::Pending(Box::pin(async move {
                 let refresh = async move {
                     let mut reply = rest.run(query.clone()).await;
@@ -515,7 +517,15 @@ impl Plugin for Cache {
                     // The refresh runs on in its own task past the timer and still fills the cache.
                     Some(timer) => match tokio::time::timeout(timer, kdns_server::background::spawn(refresh)).await {
                         Ok(Ok(reply)) => reply,
-                        _ => None,
+                        Ok(Err(_)) => None,
+                        // A refresh slower than the client timer counts as failing from now on:
+                        // the next clients get the stale answer at once instead of each waiting
+                        // the timer out while the upstream's own timeouts run (an answer that
+                        // does come replaces the entry, and with it this mark).
+                        Err(_) => {
+                            timed_out_entry.mark_refresh_failed(clock.now());
+                            None
+                        }
                     },
                 };
                 if let Some(reply) = fresh {

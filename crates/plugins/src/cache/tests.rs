@@ -310,3 +310,30 @@ async fn a_cached_servfail_never_hides_a_good_answer_from_serve_stale() {
         assert_eq!((r.rcode, r.answers.len()), (rcode::NOERROR, 1), "{race:?}: {r:?}");
     }
 }
+
+/// RFC 8767 as the node cache runs it (`ServeStale::rfc8767`, a process-wide default there; each
+/// nextest test is a process of its own): the first client waits the 1.8 s client timer, then
+/// gets the stale answer with TTL 30; a refresh still running at that point counts as failing,
+/// so the next clients get the stale answer at once instead of each waiting the timer out while
+/// the upstream's own timeouts run.
+#[tokio::test(start_paused = true)]
+async fn the_client_timer_answers_stale_and_later_clients_do_not_wait_again() {
+    super::set_default_serve_stale(Some(super::ServeStale::rfc8767(Duration::from_secs(3600))));
+    let upstream = Upstream::new(1, |_| Act::Never);
+    let mut c = chain("cache {\n        success 1000 1 1\n    }", &upstream.next);
+    super::set_default_serve_stale(None);
+    let q = query("t.example.org.", rtype::A);
+    c.ask(&q).await.unwrap();
+    upstream.go_down();
+    c.clock().advance(2 * SEC);
+    let started = tokio::time::Instant::now();
+    let first = c.ask(&q).await.unwrap();
+    assert_eq!((first.rcode, ttl(&first)), (rcode::NOERROR, 30));
+    assert_eq!(started.elapsed(), Duration::from_millis(1800), "the client timer");
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let again = c.ask(&q).await.unwrap();
+        assert_eq!((again.rcode, ttl(&again)), (rcode::NOERROR, 30));
+        assert_eq!(started.elapsed(), Duration::ZERO, "stale at once while the refresh is failing");
+    }
+}
