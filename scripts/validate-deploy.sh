@@ -76,7 +76,12 @@ if grep -q "CiliumLocalRedirectPolicy" "$work/calico.yaml"; then exit 1; fi
 "$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true >"$work/nodecache.yaml"
 "$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true \
   --set nodeCache.interceptServiceIP=false --set clusterDNS.enabled=false >"$work/ipvs.yaml"
-validate "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml"
+"$helm" template kdns deploy/helm/kdns -n kube-system --set nodeCache.enabled=true \
+  --set nodeCache.podSource.enabled=true --set nodeCache.clientBudget.rate=200 >"$work/podsource.yaml"
+validate "$work/default.yaml" "$work/nodecache.yaml" "$work/ipvs.yaml" "$work/podsource.yaml"
+grep -q -- "- -podsource" "$work/podsource.yaml" && grep -q -- "- -clientbudget=200" "$work/podsource.yaml"
+grep -q "kind: ClusterRoleBinding" "$work/podsource.yaml" && grep -q "fieldPath: spec.nodeName" "$work/podsource.yaml"
+if grep -q -e "-podsource" -e "node-local-dns-pods" -e "-clientbudget" "$work/nodecache.yaml"; then exit 1; fi
 # The validator must be able to fail: an unknown field is rejected.
 sed 's/replicas: 2/replicas: 2\n  replicaz: 2/' deploy/cluster-dns.yaml >"$work/broken.yaml"
 if validate "$work/broken.yaml" >/dev/null 2>&1; then

@@ -502,6 +502,9 @@ impl Embedder for NodeCache {
             if this.role == Role::InProcess {
                 this.setup_networking(true).await;
             }
+            if let Some(source) = &this.settings.pod_source {
+                crate::pods::start(source);
+            }
             let mut sync = tokio::time::interval_at(
                 tokio::time::Instant::now() + this.settings.sync_interval,
                 this.settings.sync_interval,

@@ -16,6 +16,7 @@ mod agent;
 pub mod metrics;
 pub mod netif;
 pub mod peers;
+pub mod pods;
 pub mod rules;
 pub mod settings;
 pub mod supervisor;

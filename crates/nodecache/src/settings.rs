@@ -55,6 +55,23 @@ pub struct Settings {
     /// this pod; no interface, no firewall rules, nothing torn down, `-localip` are the pod's
     /// own addresses.
     pub redirect: bool,
+    /// `-podsource`: watch this node's pods (`-nodename`, default `$NODE_NAME`) to attribute
+    /// queries to pods and namespaces and to expand search paths.
+    pub pod_source: Option<PodSource>,
+    /// `-clientbudget`/`-clientburst`: forwarded misses a second per client address, and the
+    /// burst; `None` when `-clientbudget 0` (the default).
+    pub client_budget: Option<(f64, f64)>,
+}
+
+/// Where the pod source reads from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodSource {
+    pub node_name: String,
+    /// `-kubeconfig`, else the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    pub cluster_domain: String,
+    /// `-searchexpansion`: answer a pod's search-path walk in one query (needs the pod source).
+    pub search_expansion: bool,
 }
 
 /// The flags node-cache accepts, with its defaults, in the order of its `-help`.
@@ -97,6 +114,13 @@ pub const FLAGS: &[(&str, bool, &str, &str)] = &[
     ("probefailures", false, "2", "failed probe rounds in a row after which the server is declared hung"),
     ("servestale", false, "1h", "serve expired cache entries (RFC 8767: after 1.8 s without upstream answer, TTL 30) up to this age; 0 turns it off"),
     ("cachesnapshot", false, "/tmp/kdns-node-cache.snapshot", "file the cache is saved to on exit and loaded from at start (empty: off)"),
+    ("podsource", true, "false", "watch this node's pods (-nodename) to attribute queries to pods and namespaces (metrics, /status, log {pod} {namespace})"),
+    ("nodename", false, "", "this node's name for -podsource (default: the NODE_NAME environment variable)"),
+    ("kubeconfig", false, "", "kubeconfig file for -podsource (default: the in-cluster service account)"),
+    ("clusterdomain", false, "cluster.local", "the cluster domain kubelet gives pods (their search list, for -searchexpansion)"),
+    ("searchexpansion", true, "false", "with -podsource: when a pod asks the first name of its search walk, try its whole search list here and answer the first name that exists (CNAME from the asked name), as CoreDNS's autopath"),
+    ("clientbudget", false, "0", "forwarded misses a second each client address may send upstream (cached answers are never limited); 0 turns it off"),
+    ("clientburst", false, "0", "misses a client may send at once beyond -clientbudget (default 5 x -clientbudget)"),
     ("redirect", true, "false", "eBPF dataplanes (Cilium local redirect policy, Calico eBPF): the dataplane redirects DNS to this pod, so no interface and no firewall rules are set up or torn down; -localip are the pod's own addresses"),
 ];
 
@@ -182,7 +206,40 @@ impl Settings {
         };
         let cache_snapshot = Some(value("cachesnapshot")).filter(|p| !p.is_empty()).map(PathBuf::from);
         let redirect = boolean("redirect");
+        let pod_source = if boolean("podsource") {
+            let node_name = Some(value("nodename"))
+                .filter(|n| !n.is_empty())
+                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+                .ok_or("-podsource needs the node's name: -nodename, or NODE_NAME from the downward API")?;
+            let cluster_domain = value("clusterdomain").trim_end_matches('.').to_ascii_lowercase();
+            if cluster_domain.is_empty() || kdns_wire::Name::from_ascii(&format!("{cluster_domain}.")).is_err() {
+                return Err(format!("invalid -clusterdomain {:?}: a domain name", value("clusterdomain")));
+            }
+            Some(PodSource {
+                node_name,
+                kubeconfig: Some(value("kubeconfig")).filter(|k| !k.is_empty()).map(PathBuf::from),
+                cluster_domain,
+                search_expansion: boolean("searchexpansion"),
+            })
+        } else if boolean("searchexpansion") {
+            return Err("-searchexpansion needs -podsource (the search list is the pod's own)".into());
+        } else {
+            None
+        };
+        let rate = |flag: &str| -> Result<f64, String> {
+            value(flag)
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r >= 0.0 && *r <= 1e6)
+                .ok_or_else(|| format!("invalid -{flag} {:?}: a number from 0 to 1000000", value(flag)))
+        };
+        let budget = rate("clientbudget")?;
+        let burst = rate("clientburst")?;
+        let client_budget =
+            (budget > 0.0).then(|| (budget, if burst > 0.0 { burst.max(1.0) } else { (budget * 5.0).max(1.0) }));
         Ok(Settings {
+            pod_source,
+            client_budget,
             redirect,
             supervise: boolean("supervise"),
             probe_interval,

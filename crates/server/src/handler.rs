@@ -407,6 +407,7 @@ fn recovered(server: &str, query: &Message, panic: Box<dyn std::any::Any + Send>
 
 /// CoreDNS `vars.Report`: the per-query metrics (used by `prometheus` and for dropped queries).
 pub fn report(req: &Request<'_>, plugin: &'static str, code: u16, size: usize) {
+    crate::clients::count_reply(req.remote.ip(), code);
     let proto = if req.proto == Proto::Tcp { 1 } else { 0 };
     let seconds = req.start.elapsed().as_secs_f64();
     req.stats.report(

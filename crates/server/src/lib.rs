@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod background;
 pub mod batch;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod handler;

@@ -151,6 +151,9 @@ fn accept_loop(
                 continue;
             };
             conn.set_nonblocking(false).unwrap();
+            // As Go's net package (CoreDNS) does: without it, a pipelined reply waits for the
+            // ACK of the previous one (Nagle against delayed ACK, ~40 ms).
+            let _ = conn.set_nodelay(true);
             let serve = serve.clone();
             std::thread::spawn(move || serve(conn, src));
         }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod dir;
+pub mod node_pods;
 pub mod reflector;
 
 use crate::index::{Applied, Index};

@@ -32,6 +32,9 @@ enum Part {
     Rflags,
     /// Any header flag by name (`{>qr}`, `{>rd}`…): the query's flag, true/false.
     Flag(u16),
+    /// The asking pod's namespace / name from the node cache's pod source (`-` when unknown).
+    ClientNamespace,
+    ClientPod,
     Unknown,
 }
 
@@ -83,6 +86,10 @@ impl Format {
                 ">z" => Part::Flag(flag::Z),
                 ">ad" => Part::Flag(flag::AD),
                 ">cd" => Part::Flag(flag::CD),
+                // CoreDNS's kubernetes metadata names (set there with `pods verified`), and
+                // kdns's short forms.
+                "/kubernetes/client-namespace" | "namespace" => Part::ClientNamespace,
+                "/kubernetes/client-pod-name" | "pod" => Part::ClientPod,
                 _ => Part::Unknown,
             });
             rest = &rest[open + close + 1..];
@@ -122,6 +129,8 @@ impl Format {
                     Ok(())
                 }
                 Part::Flag(f) => write!(s, "{}", req.msg.has(*f)),
+                Part::ClientNamespace => write!(s, "{}", kdns_server::clients::describe(req.remote.ip()).0),
+                Part::ClientPod => write!(s, "{}", kdns_server::clients::describe(req.remote.ip()).1),
                 Part::Unknown => {
                     s.push('-');
                     Ok(())

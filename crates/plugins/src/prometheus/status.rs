@@ -61,6 +61,8 @@ struct Sketches {
     nxdomain: TopK,
     /// `name \t client` pairs of NXDOMAIN answers.
     nx_clients: TopK,
+    /// Client addresses (top talkers).
+    clients: TopK,
     /// The sampled key is written here (reused: a name already in the sketch costs no allocation).
     key: String,
 }
@@ -83,6 +85,10 @@ pub fn observe(req: &Request<'_>, done: &Done<'_>) {
     let _ = write!(s.key, "{}", req.qname());
     s.key.make_ascii_lowercase();
     s.names.add(&s.key);
+    let name_len = s.key.len();
+    let _ = write!(s.key, "{}", req.remote.ip());
+    s.clients.add(&s.key[name_len..]);
+    s.key.truncate(name_len);
     if done.reply.rcode_value() == 3 {
         s.nxdomain.add(&s.key);
         let _ = write!(s.key, "\t{}", req.remote.ip());
@@ -161,7 +167,19 @@ pub fn json() -> String {
     let mut latency: BTreeMap<u64, f64> = BTreeMap::new();
     let mut upstreams: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
     let mut nodecache: BTreeMap<String, f64> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     for (name, labels, v) in samples(&text) {
+        let column = match name {
+            "kdns_client_requests_total" => Some(0),
+            "kdns_client_nxdomain_total" => Some(1),
+            "kdns_client_forwarded_total" => Some(2),
+            "kdns_client_limited_total" => Some(3),
+            _ => None,
+        };
+        if let (Some(col), Some(ns)) = (column, labels.get("namespace")) {
+            namespaces.entry(ns.to_string()).or_default()[col] += v;
+            continue;
+        }
         match name {
             "coredns_dns_requests_total" => requests += v,
             "coredns_dns_responses_total" => {
@@ -226,10 +244,41 @@ pub fn json() -> String {
     for (i, (k, v)) in nodecache.iter().enumerate() {
         let _ = write!(out, "{}{}:{}", if i > 0 { "," } else { "" }, json_str(k), json_num(*v));
     }
-    let (names, nx, pairs) = {
+    let (names, nx, pairs, talkers) = {
         let s = sketches().lock().unwrap_or_else(|e| e.into_inner());
-        (s.names.top(SHOWN), s.nxdomain.top(SHOWN), s.nx_clients.top(CAPACITY))
+        (s.names.top(SHOWN), s.nxdomain.top(SHOWN), s.nx_clients.top(CAPACITY), s.clients.top(SHOWN))
     };
+    // Top talkers with the pod behind each address (node cache with -podsource), and the
+    // per-namespace counters of that source.
+    let _ = write!(out, "}},\"top_clients\":[");
+    for (i, (ip, c)) in talkers.iter().enumerate() {
+        let (namespace, pod) = match ip.parse() {
+            Ok(ip) => kdns_server::clients::describe(ip),
+            Err(_) => ("-".into(), "-".into()),
+        };
+        let _ = write!(
+            out,
+            "{}{{\"client\":{},\"namespace\":{},\"pod\":{},\"count\":{}}}",
+            if i > 0 { "," } else { "" },
+            json_str(ip),
+            json_str(&namespace),
+            json_str(&pod),
+            c * SAMPLE_EVERY
+        );
+    }
+    out.push_str("],\"namespaces\":{");
+    for (i, (ns, v)) in namespaces.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{}:{{\"requests\":{},\"nxdomain\":{},\"forwarded\":{},\"limited\":{}}}",
+            if i > 0 { "," } else { "" },
+            json_str(ns),
+            json_num(v[0]),
+            json_num(v[1]),
+            json_num(v[2]),
+            json_num(v[3])
+        );
+    }
     let _ = write!(out, "}},\"sample_every\":{SAMPLE_EVERY},\"top_names\":[");
     for (i, (n, c)) in names.iter().enumerate() {
         let _ = write!(out, "{}[{},{}]", if i > 0 { "," } else { "" }, json_str(n), c * SAMPLE_EVERY);
