@@ -365,3 +365,118 @@ fn a_flooding_pod_gets_its_budget_and_the_other_pods_do_not_notice() {
         rows[0].1, rows[1].1, rows[0].2, rows[1].2
     );
 }
+
+/// How a stub resolver ends a search walk when a candidate has no records (NOERROR, NODATA):
+/// glibc remembers it and walks on, musl stops there.
+#[derive(Clone, Copy, Debug)]
+enum Stub {
+    Glibc,
+    Musl,
+}
+
+/// A pod's stub resolver: `name` with fewer than `ndots` dots is tried under each search domain
+/// first, then as given (more dots: as given first). Returns the addresses it ends with, whether
+/// it ended in NODATA, and how many queries it sent.
+fn resolve(
+    pod_ns: &Netns,
+    src: &str,
+    name: &str,
+    search: &[&str],
+    ndots: usize,
+    stub: Stub,
+) -> (Vec<IpAddr>, bool, usize) {
+    let dots = name.matches('.').count();
+    let mut candidates: Vec<String> = search.iter().map(|s| format!("{name}.{s}.")).collect();
+    if dots >= ndots {
+        candidates.insert(0, format!("{name}."));
+    } else {
+        candidates.push(format!("{name}."));
+    }
+    let (mut trips, mut nodata) = (0, false);
+    for c in &candidates {
+        trips += 1;
+        let r = ask_from(pod_ns, src, c, Duration::from_secs(3)).expect("an answer");
+        let addresses: Vec<IpAddr> = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })
+            .collect();
+        match r.metadata.response_code {
+            ResponseCode::NoError if !addresses.is_empty() => return (addresses, false, trips),
+            ResponseCode::NoError => {
+                nodata = true;
+                if matches!(stub, Stub::Musl) {
+                    return (Vec::new(), true, trips);
+                }
+            }
+            _ => {}
+        }
+    }
+    (Vec::new(), nodata, trips)
+}
+
+/// One lookup: expansion on, name, stub, addresses, NODATA, round trips, upstream queries.
+type Lookup<'a> = (bool, &'a str, String, Vec<IpAddr>, bool, usize, usize);
+
+#[test]
+fn search_expansion_ends_the_walk_in_one_round_trip_with_the_same_answers() {
+    if !can_run() {
+        return;
+    }
+    const SEARCH: [&str; 3] = ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"];
+    let names = ["ext-site.example", "web1", "nodata-site.example", "ext-deep.a.b.c.d.example"];
+    let mut results = Vec::new();
+    for expansion in [false, true] {
+        let (node, cluster, pod_ns, upstream) = pod_lab(if expansion { "expand" } else { "noexpand" });
+        let dir = temp_dir("expansion");
+        let (api, kubeconfig) = api_in(&cluster, &dir);
+        api.apply(Kind::Pod, pod("shop", "web", "node-1", "10.244.0.2", json!({})));
+        let kc = path_str(&kubeconfig);
+        let mut args = vec!["-podsource", "-nodename", "node-1", "-kubeconfig", &kc];
+        if expansion {
+            args.push("-searchexpansion");
+        }
+        let nc =
+            start(&node, &stock_template("169.254.20.10", CLUSTER_IP), &format!("169.254.20.10,{CLUSTER_IP}"), &args);
+        wait_intercepting(&node, &nc);
+        nc.wait_for_line("pod source: 1 pods of node node-1", Duration::from_secs(10));
+        if expansion {
+            let conf = std::fs::read_to_string(&nc.conf).unwrap();
+            assert!(conf.contains("cluster.local:53 {\n    autopath @podsource\n"), "{conf}");
+        }
+        for name in names {
+            for stub in [Stub::Glibc, Stub::Musl] {
+                let before = upstream.seen().len();
+                let (addresses, nodata, trips) = resolve(&pod_ns, "10.244.0.2", name, &SEARCH, 5, stub);
+                let upstream_queries = upstream.seen().len() - before;
+                eprintln!(
+                    "podsource: search expansion {}: {name} ({stub:?}): {} round trips, {upstream_queries} upstream queries, answer {addresses:?}{}",
+                    if expansion { "on" } else { "off" },
+                    trips,
+                    if nodata { " (NODATA)" } else { "" }
+                );
+                results.push((expansion, name, format!("{stub:?}"), addresses, nodata, trips, upstream_queries));
+            }
+        }
+        if expansion {
+            let s = scrape(&node);
+            assert!(metric(&s, "kdns_search_expansions_total{result=\"answered\"}").unwrap_or(0.0) >= 1.0, "{s}");
+        }
+    }
+    let (off, on): (Vec<_>, Vec<_>) = results.iter().partition(|r| !r.0);
+    for (a, b) in off.iter().zip(&on) {
+        assert_eq!((a.1, &a.2), (b.1, &b.2));
+        assert_eq!((&a.3, a.4), (&b.3, b.4), "{} ({}): the same answer with and without", a.1, a.2);
+        assert!(b.6 <= a.6, "{} ({}): {} upstream queries with expansion, {} without", a.1, a.2, b.6, a.6);
+    }
+    let trips =
+        |r: &[&Lookup], name: &str, stub: &str| r.iter().find(|x| x.1 == name && x.2 == stub).map(|x| x.5).unwrap();
+    assert_eq!(trips(&off, "ext-site.example", "Glibc"), 4, "ndots:5 walk without expansion");
+    assert_eq!(trips(&on, "ext-site.example", "Glibc"), 1, "one round trip with expansion");
+    assert_eq!(trips(&on, "ext-site.example", "Musl"), 1);
+    assert_eq!(trips(&on, "web1", "Glibc"), 1);
+    assert_eq!(trips(&on, "nodata-site.example", "Glibc"), 4, "unsure: the pod walks by itself");
+}

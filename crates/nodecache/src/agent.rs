@@ -174,7 +174,10 @@ impl Agent {
             prometheus_endpoint: &self.settings.prometheus_listen,
         };
         let rendered = match template::render(&template_text, &vars, &state.kubedns) {
-            Ok(t) => t,
+            Ok(t) => match self.settings.pod_source.as_ref().filter(|p| p.search_expansion) {
+                Some(p) => template::with_search_expansion(&t, &p.cluster_domain),
+                None => t,
+            },
             Err(e) => {
                 error!("Not updating the Corefile: {e}");
                 count_error("configmap");

@@ -167,6 +167,31 @@ pub fn render(template: &str, vars: &Vars, kubedns: &KubeDnsConfig) -> Result<St
     Ok(text)
 }
 
+/// `-searchexpansion`: `autopath @podsource` at the top of every server block for the cluster
+/// domain (`cluster.local:53 {`), where the names of a pod's search walk arrive. autopath runs
+/// before `cache` (plugin.cfg order), so the walk's names are cached like any other.
+pub fn with_search_expansion(text: &str, cluster_domain: &str) -> String {
+    let domain = cluster_domain.trim_end_matches('.');
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        let head = line.trim();
+        let Some(keys) = head.strip_suffix('{') else { continue };
+        let opens_cluster_block = keys.split_whitespace().any(|key| {
+            let zone = key.split("://").last().unwrap_or(key);
+            let zone = zone.rsplit_once(':').map_or(zone, |(z, _)| z);
+            zone.trim_end_matches('.').eq_ignore_ascii_case(domain)
+        });
+        if opens_cluster_block {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("    autopath @podsource\n");
+        }
+    }
+    out
+}
+
 /// `forward . __PILLAR__UPSTREAM__SERVERS__ { force_tcp }` (any whitespace) → `forward . SERVERS`.
 fn replace_tcp_upstream_block(text: &str, servers: &str) -> String {
     let head = format!("forward . {UPSTREAM_SERVERS}");
@@ -192,6 +217,15 @@ fn replace_tcp_upstream_block(text: &str, servers: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_expansion_goes_into_the_cluster_domain_blocks_only() {
+        let text = "cluster.local:53 {\n    errors\n}\nin-addr.arpa:53 {\n    errors\n}\ndns://Cluster.Local. {\n}\n.:53 {\n}\n";
+        let out = with_search_expansion(text, "cluster.local");
+        assert_eq!(out.matches("autopath @podsource").count(), 2, "{out}");
+        assert!(out.starts_with("cluster.local:53 {\n    autopath @podsource\n    errors\n"), "{out}");
+        assert!(out.contains("in-addr.arpa:53 {\n    errors\n"));
+    }
 
     /// The addon's ConfigMap after the installer's sed (domain, local IP and kube-dns IP filled).
     pub const STOCK: &str = "cluster.local:53 {

@@ -257,6 +257,25 @@ impl Rest {
         self.way_back(&msg, start, index, reply)
     }
 
+    /// Like [`Rest::run`], but a name that belongs to another server block of the same
+    /// listener is asked of that block's whole chain (its cache included), as if a client had
+    /// sent it there; a name of this block goes on from here.
+    pub async fn run_routed(self, msg: Message) -> Reply {
+        let Some(q) = msg.questions.first() else { return self.run(msg).await };
+        let other = crate::listener::table_for(self.origin.local).and_then(|table| {
+            let entry = table.route(&q.name, q.qtype == rtype::DS)?;
+            (!std::sync::Arc::ptr_eq(&entry.block, &self.origin.block))
+                .then(|| (entry.block.clone(), entry.stats.clone()))
+        });
+        match other {
+            Some((block, stats)) => {
+                let origin = Origin { block, stats, ..self.origin.clone() };
+                Rest { origin, from: 0 }.run(msg).await
+            }
+            None => self.run(msg).await,
+        }
+    }
+
     fn start(&self, msg: &Message, start: Instant) -> (usize, Step) {
         let o = &self.origin;
         let cursor = ChainCursor { block: &o.block, stats: &o.stats, at: Cell::new(self.from) };

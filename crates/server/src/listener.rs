@@ -52,6 +52,25 @@ struct TableSlot {
     generation: AtomicU64,
 }
 
+/// Every live listener's table, for a query a plugin asks of the whole server again
+/// ([`crate::plugin::Rest::run_routed`], CoreDNS's "upstream" lookups go through the server too).
+static TABLES: std::sync::Mutex<Vec<(ListenerKey, std::sync::Weak<TableSlot>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The current table of the listener a query arrived on (`local`: the address it was sent to).
+pub(crate) fn table_for(local: std::net::SocketAddr) -> Option<Arc<ZoneTable>> {
+    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    tables.retain(|(_, slot)| slot.strong_count() > 0);
+    let matching = |exact: bool| {
+        tables.iter().find(|(key, _)| {
+            key.port == local.port() && if exact { key.ip == Some(local.ip()) } else { key.ip.is_none() }
+        })
+    };
+    let (_, slot) = matching(true).or_else(|| matching(false))?;
+    let slot = slot.upgrade()?;
+    let table = slot.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+    Some(table)
+}
+
 impl TableCell {
     pub fn new(t: Arc<ZoneTable>) -> TableCell {
         TableCell(Arc::new(TableSlot { table: RwLock::new(t), generation: AtomicU64::new(0) }))
@@ -228,6 +247,7 @@ fn bind_all(key: &ListenerKey, workers: usize) -> io::Result<(Vec<std::net::UdpS
 pub fn start(key: ListenerKey, table: Arc<ZoneTable>, workers: usize, inflight: InFlight) -> io::Result<Listener> {
     let (udp, tcp) = bind_all(&key, workers.max(1))?;
     let cell = TableCell::new(table);
+    TABLES.lock().unwrap_or_else(|e| e.into_inner()).push((key, Arc::downgrade(&cell.0)));
     let (drain, drain_rx) = tokio::sync::watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();

@@ -17,6 +17,8 @@
 //! | `big` | 60 A records |
 //! | `ad` | the answer with AD set and an OPT record of its own (4096, an NSID option) |
 //! | `cnameonly` | a CNAME to `gone.example.` and nothing for the target, no SOA |
+//! | `ext…` | an external name, as a cluster DNS sees it: NXDOMAIN (SOA) under `cluster.local.`, A 192.0.2.1 elsewhere |
+//! | `nodata…` | NOERROR without records outside `cluster.local.` (NXDOMAIN inside) |
 #![allow(dead_code)]
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -268,6 +270,22 @@ fn respond(q: &Message, tcp: bool) -> Option<Vec<u8>> {
             300,
             RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_str("gone.example.").unwrap())),
         )),
+        l if (l.starts_with("ext") || l.starts_with("nodata"))
+            && query.name().to_ascii().to_ascii_lowercase().ends_with(".cluster.local.") =>
+        {
+            r.metadata.response_code = ResponseCode::NXDomain;
+            let soa = SOA::new(
+                Name::from_str("ns.dns.cluster.local.").unwrap(),
+                Name::from_str("hostmaster.cluster.local.").unwrap(),
+                1,
+                7200,
+                1800,
+                86400,
+                5,
+            );
+            r.authorities.push(Record::from_rdata(Name::from_str("cluster.local.").unwrap(), 5, RData::SOA(soa)));
+        }
+        l if l.starts_with("nodata") => {}
         _ => r.answers.push(a([192, 0, 2, 1])),
     }
     r.to_vec().ok()

@@ -27,6 +27,9 @@ enum Source {
     Plugin(Arc<AutopathLink>),
     /// The `search` line of a resolv.conf file, plus the name as given.
     Static(Vec<Name>),
+    /// `@podsource` (kdns, node cache with `-searchexpansion`): the asking pod's own search list
+    /// and ndots from the client directory, with the careful walk ([`walk_for_pod`]).
+    Pods,
 }
 
 pub struct AutoPath {
@@ -86,6 +89,78 @@ async fn walk(query: Message, base: Vec<Vec<u8>>, search: Vec<Name>, rest: Rest,
     reply
 }
 
+/// The walk for a pod whose resolver is known: only what that resolver would certainly end
+/// with is answered here. A candidate with records ends the walk (a CNAME from the asked name);
+/// NXDOMAIN moves on; anything else (NODATA, where glibc and musl differ, SERVFAIL, no reply)
+/// hands the asked name's own reply back, and the pod walks on by itself as it would have.
+async fn walk_for_pod(query: Message, base: Vec<Vec<u8>>, search: Vec<Name>, rest: Rest, server: String) -> Reply {
+    let original = query.questions[0].name.clone();
+    let labels: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
+    let mut first: Option<Reply> = None;
+    for domain in &search {
+        let Some(name) = join(&labels, domain) else { continue };
+        let mut try_msg = query.clone();
+        try_msg.questions[0].name = name;
+        // Each name where the pod would have sent it: a name outside this block (the name as
+        // given, a search domain of the node) is asked of its own block, with its cache.
+        let mut reply = rest.clone().run_routed(try_msg).await;
+        let code = reply.rcode_value();
+        let found = reply.written && code == rcode::NOERROR && !reply.msg().answers.is_empty();
+        if first.is_none() {
+            if found || code != rcode::NXDOMAIN || !reply.written {
+                // The asked name itself settles it: exactly what the pod asked for.
+                search_expansions().with(&["asked"]).inc();
+                return reply;
+            }
+            first = Some(reply);
+            continue;
+        }
+        if found {
+            cnamer(reply.msg(), &original);
+            success_total().with(&[&server]).inc();
+            search_expansions().with(&["answered"]).inc();
+            return reply;
+        }
+        if code != rcode::NXDOMAIN || !reply.written {
+            search_expansions().with(&["unsure"]).inc();
+            break;
+        }
+    }
+    if first.is_some() && search.len() > 1 {
+        search_expansions().with(&["nxdomain"]).inc();
+    }
+    first.unwrap_or_else(|| Reply::servfail(&query, "plugin/autopath: empty search path".into()))
+}
+
+kdns_server::metric_family!(
+    search_expansions,
+    "kdns_search_expansions_total",
+    "Search walks tried for known pods (autopath @podsource): answered (a later name existed), asked (the asked name settled it), nxdomain (none existed), unsure (handed back to the pod).",
+    Kind::Counter,
+    ["result"]
+);
+
+/// The asking pod's search list (then the name as given) when its walk can be predicted here:
+/// a known pod that asks only the node cache, for a name its resolver would search first
+/// (fewer dots than its ndots), asked under its first search domain.
+fn pod_search_path(req: &Request<'_>) -> Option<Vec<Name>> {
+    let client = kdns_server::clients::lookup(req.remote.ip())?;
+    let resolver = client.pod.resolver.as_ref().filter(|r| r.node_is_its_resolver && !client.pod.host_network)?;
+    let first = resolver.search.first()?;
+    let qname = req.qname();
+    if !qname.is_subdomain_of(first) || qname.label_count() <= first.label_count() {
+        return None;
+    }
+    let dots = qname.label_count() - first.label_count() - 1;
+    if dots >= resolver.ndots as usize {
+        // The resolver asks such a name as given first, not under its search list.
+        return None;
+    }
+    let mut list = resolver.search.clone();
+    list.push(Name::root());
+    Some(list)
+}
+
 impl Plugin for AutoPath {
     fn name(&self) -> &'static str {
         "autopath"
@@ -96,6 +171,19 @@ impl Plugin for AutoPath {
             return Step::Next;
         }
         let search = match &self.source {
+            Source::Pods => {
+                let Some(search) = pod_search_path(req) else { return Step::Next };
+                let Some(rest) = req.rest() else { return Step::Next };
+                let keep = req.qname().label_count() - search[0].label_count();
+                let base: Vec<Vec<u8>> = req.qname().labels().take(keep).map(<[u8]>::to_vec).collect();
+                return Step::Pending(Box::pin(walk_for_pod(
+                    req.msg.clone(),
+                    base,
+                    search,
+                    rest,
+                    req.server.to_string(),
+                )));
+            }
             Source::Static(list) => list.clone(),
             Source::Plugin(link) => match link.source.get().and_then(|p| p.search_path(req)) {
                 Some(list) => list,
@@ -130,6 +218,7 @@ pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn
     };
     let zones = crate::pkg::zones::plugin_zones("autopath", zone_args, ctx.zones, d.name())?;
     let source = match resolv.text.strip_prefix('@') {
+        Some("podsource") => Source::Pods,
         Some(plugin) => {
             let link = Arc::new(AutopathLink { plugin: plugin.to_string(), source: Default::default() });
             ctx.links.insert(AUTOPATH, link.clone());
