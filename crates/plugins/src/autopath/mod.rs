@@ -60,15 +60,20 @@ fn cnamer(m: &mut Message, original: &Name) {
     }
 }
 
+/// `query` asked again as `base.domain` (`None` when that is no valid name): of the rest of
+/// this chain, or with `routed` of the block of this listener the name belongs to.
+async fn ask_as(query: &Message, base: &[Vec<u8>], domain: &Name, rest: &Rest, routed: bool) -> Option<Reply> {
+    let labels: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
+    let mut try_msg = query.clone();
+    try_msg.questions[0].name = join(&labels, domain)?;
+    Some(if routed { rest.clone().run_routed(try_msg).await } else { rest.clone().run(try_msg).await })
+}
+
 async fn walk(query: Message, base: Vec<Vec<u8>>, search: Vec<Name>, rest: Rest, server: String) -> Reply {
     let original = query.questions[0].name.clone();
-    let labels: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
     let mut first: Option<Reply> = None;
     for domain in &search {
-        let Some(name) = join(&labels, domain) else { continue };
-        let mut try_msg = query.clone();
-        try_msg.questions[0].name = name;
-        let mut reply = rest.clone().run(try_msg).await;
+        let Some(mut reply) = ask_as(&query, &base, domain, &rest, false).await else { continue };
         if reply.error.is_some() && !reply.written {
             return reply;
         }
@@ -95,15 +100,11 @@ async fn walk(query: Message, base: Vec<Vec<u8>>, search: Vec<Name>, rest: Rest,
 /// hands the asked name's own reply back, and the pod walks on by itself as it would have.
 async fn walk_for_pod(query: Message, base: Vec<Vec<u8>>, search: Vec<Name>, rest: Rest, server: String) -> Reply {
     let original = query.questions[0].name.clone();
-    let labels: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
     let mut first: Option<Reply> = None;
     for domain in &search {
-        let Some(name) = join(&labels, domain) else { continue };
-        let mut try_msg = query.clone();
-        try_msg.questions[0].name = name;
         // Each name where the pod would have sent it: a name outside this block (the name as
         // given, a search domain of the node) is asked of its own block, with its cache.
-        let mut reply = rest.clone().run_routed(try_msg).await;
+        let Some(mut reply) = ask_as(&query, &base, domain, &rest, true).await else { continue };
         let code = reply.rcode_value();
         let found = reply.written && code == rcode::NOERROR && !reply.msg().answers.is_empty();
         if first.is_none() {
