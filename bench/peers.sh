@@ -5,6 +5,9 @@
 #   bench/peers.sh --quick    1 repetition, 2 s per measurement              (< 2 minutes)
 #   options: --reps N  --secs S  --peers "kdns unbound dnsdist kresd dnsmasq floor floor-plain"
 #            --extra (also: kdns with the node-local-dns Corefile, TCP vs unbound, 2-worker scaling)
+#            --tcp-upstream (also: the miss workload with the cache forwarding over TCP, as the
+#            node-local-dns Corefile does with force_tcp: kdns, unbound tcp-upstream, dnsdist
+#            tcpOnly, each beside its own UDP row; ~1 minute per repetition)
 #            --perf DIR (perf record of the server during each measured dnsperf run, kept in DIR;
 #            PERF_ARGS overrides the sampling options, e.g. "-F 999 --call-graph dwarf")
 #
@@ -40,7 +43,7 @@ if [ -z "${KDNS_BENCH_INSIDE:-}" ]; then
   exec unshare --net env KDNS_BENCH_INSIDE=1 bash "$0" "$@"
 fi
 
-REPS=3 SECS=3 EXTRA=0 PERF_DIR="" CURRENT=run
+REPS=3 SECS=3 EXTRA=0 TCPUP=0 PERF_DIR="" CURRENT=run
 PEERS="floor kdns unbound dnsdist kresd dnsmasq"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
     --secs) SECS=$2; shift ;;
     --peers) PEERS=$2; shift ;;
     --extra) EXTRA=1 ;;
+    --tcp-upstream) TCPUP=1 ;;
     --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -149,6 +153,9 @@ kdns_corefile() { # extra plugin lines
   printf '}\n'
 }
 kdns_corefile > "$W/Corefile"
+# The node-local-dns way to the cluster DNS: one pipelined TCP connection (force_tcp).
+kdns_corefile > "$W/Corefile.tcp"
+sed -i 's|    forward . 127.0.0.1:5300|    forward . 127.0.0.1:5300 {\n        force_tcp\n    }|' "$W/Corefile.tcp"
 # kdns with the node-local-dns shape (metrics, health, reload, loop detection on).
 kdns_corefile reload loop "prometheus 127.0.0.1:19253" "health 127.0.0.1:18080" > "$W/Corefile.nodelocal"
 cat > "$W/unbound.conf" <<EOF
@@ -184,6 +191,7 @@ pc = newPacketCache(300000)
 getPool(""):setCache(pc)
 setSecurityPollSuffix("")
 EOF
+sed 's|newServer({address="127.0.0.1:5300"})|newServer({address="127.0.0.1:5300", tcpOnly=true})|' "$W/dnsdist.conf" > "$W/dnsdist-tcp.conf"
 mkdir -p "$W/kresd"
 cat > "$W/kresd.conf" <<EOF
 net.listen('127.0.0.1', 5301, { kind = 'dns' })
@@ -197,6 +205,10 @@ start_peer() { # name [cpus]
   case $1 in
     kdns) taskset -c "$cpus" "$KDNS" -conf "$W/Corefile" -quiet >"$W/peer.log" 2>&1 & ;;
     kdns-nodelocal) taskset -c "$cpus" "$KDNS" -conf "$W/Corefile.nodelocal" -quiet >"$W/peer.log" 2>&1 & ;;
+    kdns-tcp) taskset -c "$cpus" "$KDNS" -conf "$W/Corefile.tcp" -quiet >"$W/peer.log" 2>&1 & ;;
+    unbound-tcp) sed 's/^server:$/server:\n  tcp-upstream: yes/' "$W/unbound.conf" > "$W/unbound-tcp.conf"
+      taskset -c "$cpus" unbound -c "$W/unbound-tcp.conf" >"$W/peer.log" 2>&1 & ;;
+    dnsdist-tcp) taskset -c "$cpus" dnsdist --supervised --disable-syslog -C "$W/dnsdist-tcp.conf" >"$W/peer.log" 2>&1 & ;;
     unbound) taskset -c "$cpus" unbound -c "$W/unbound.conf" >"$W/peer.log" 2>&1 & ;;
     dnsdist) taskset -c "$cpus" dnsdist --supervised --disable-syslog -C "$W/dnsdist.conf" >"$W/peer.log" 2>&1 & ;;
     kresd) rm -rf "$W/kresd/cache"; taskset -c "$cpus" kresd -n -q -c "$W/kresd.conf" "$W/kresd" >"$W/peer.log" 2>&1 & ;;
@@ -311,6 +323,20 @@ if [ "$EXTRA" = 1 ]; then
   done
 fi
 
+# The miss path with the upstream over TCP, each peer beside its UDP self (same run).
+if [ "$TCPUP" = 1 ]; then
+  for rep in $(seq 1 "$REPS"); do
+    for peer in kdns kdns-tcp unbound unbound-tcp dnsdist dnsdist-tcp; do
+      CURRENT=$peer-$rep
+      start_peer "$peer"
+      probe "$W/miss-probe"
+      measure "$W/miss" -n 1
+      RSS=-; record "$peer" upmiss
+      stop_peer
+    done
+  done
+fi
+
 # ---------------------------------------------------------------- report
 awk -F'\t' -v peers="$PEERS" -v extra="$EXTRA" -v scpu="$SCPU" -v reps="$REPS" '
   function median(key, col,   n, i, j, t, v) {
@@ -374,6 +400,20 @@ awk -F'\t' -v peers="$PEERS" -v extra="$EXTRA" -v scpu="$SCPU" -v reps="$REPS" '
     if (("kdns|tcp-hot") in seen && ("unbound|tcp-hot") in seen) {
       k = median("kdns|tcp-hot", 3); u = median("unbound|tcp-hot", 3)
       printf "tcp   hot over persistent connections (dnsperf -m tcp): kdns %d QPS %.2f µs/q, unbound %d QPS %.2f µs/q, QPS ratio %.2f\n", k, median("kdns|tcp-hot", 4), u, median("unbound|tcp-hot", 4), k / u
+    }
+    if ("kdns-tcp|upmiss" in seen) {
+      print "\nmiss path, upstream over UDP vs over TCP (cold cache, dnsperf -n 1 on the 100,000 names; p99 at 5,000 q/s):"
+      split("kdns unbound dnsdist", U, " ")
+      for (i = 1; i <= 3; i++) {
+        p = U[i]
+        if (!((p "-tcp|upmiss") in seen)) continue
+        printf "  %-8s UDP %7s QPS %6s µs/q p99 %6s ms | TCP %7s QPS %6s µs/q p99 %6s ms | TCP/UDP CPU x%.2f\n", p,
+          median(p "|upmiss", 3), median(p "|upmiss", 4), median(p "|upmiss", 6),
+          median(p "-tcp|upmiss", 3), median(p "-tcp|upmiss", 4), median(p "-tcp|upmiss", 6),
+          median(p "-tcp|upmiss", 4) / median(p "|upmiss", 4)
+      }
+      if ("unbound-tcp|upmiss" in seen) printf "  kdns over TCP %.2f x unbound over TCP, %.2f x dnsdist over TCP (µs/q)\n",
+        median("kdns-tcp|upmiss", 4) / median("unbound-tcp|upmiss", 4), median("kdns-tcp|upmiss", 4) / median("dnsdist-tcp|upmiss", 4)
     }
     one = "kdns-cpus-" scpu "|scaling"; two = "kdns-cpus-0-" scpu "|scaling"
     if ((one in seen) && (two in seen)) {
