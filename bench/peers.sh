@@ -7,7 +7,8 @@
 #            --extra (also: kdns with the node-local-dns Corefile, TCP vs unbound, 2-worker scaling)
 #            --tcp-upstream (also: the miss workload with the cache forwarding over TCP, as the
 #            node-local-dns Corefile does with force_tcp: kdns, unbound tcp-upstream, dnsdist
-#            tcpOnly, each beside its own UDP row; ~1 minute per repetition)
+#            tcpOnly, each beside its own UDP row; ~1 minute per repetition; PROBE_WARM=1 sends
+#            2,000 other misses before the p99 probe, so it measures a running miss path)
 #            --perf DIR (perf record of the server during each measured dnsperf run, kept in DIR;
 #            PERF_ARGS overrides the sampling options, e.g. "-F 999 --call-graph dwarf")
 #
@@ -123,6 +124,7 @@ taskset -c $CCPU nice -n -20 nsd -c "$W/nsd.conf"
 awk 'BEGIN { for (i = 0; i < 1000; i++) printf "svc-%d.ns-%d.svc.cluster.local A\n", i, i % 100 }' > "$W/hot"
 awk 'BEGIN { for (i = 0; i < 100000; i++) printf "svc-%d.ns-%d.svc.cluster.local A\n", i, i % 100 }' > "$W/miss"
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "probe-%d.miss.bench.test A\n", i }' > "$W/miss-probe"
+awk 'BEGIN { for (i = 0; i < 2000; i++) printf "warm-%d.miss.bench.test A\n", i }' > "$W/miss-warm"
 # mixed: per 10 queries 7 positive (5 cluster A, external A and AAAA), 2 search-path NXDOMAIN,
 # 1 never-seen name; the 1,000-name popular sets are warmed first.
 mixed() { awk -v tag="$1" -v n="$2" 'BEGIN {
@@ -329,6 +331,9 @@ if [ "$TCPUP" = 1 ]; then
     for peer in kdns kdns-tcp unbound unbound-tcp dnsdist dnsdist-tcp; do
       CURRENT=$peer-$rep
       start_peer "$peer"
+      # PROBE_WARM=1: 2,000 other misses first, so the probe sees a running miss path, not a
+      # fresh process's first queries.
+      [ "${PROBE_WARM:-0}" = 1 ] && answers 127.0.0.1:5301 "$W/miss-warm" >/dev/null
       probe "$W/miss-probe"
       measure "$W/miss" -n 1
       RSS=-; record "$peer" upmiss
