@@ -353,8 +353,11 @@ fn a_flooding_pod_gets_its_budget_and_the_other_pods_do_not_notice() {
             );
             assert_eq!(count(&s, "kdns_client_limited_total", "shop"), 0.0, "no other pod limited");
             assert_eq!(during.lost, 0, "no other pod's query lost");
-            // Generous against a loaded CI machine; the figure printed above is what the docs quote.
-            assert!(during.p99 < Duration::from_millis(50), "p99 of the other pods {:?}", during.p99);
+            // Against this run's own quiet baseline, so a slow or disturbed machine (a CI host whose
+            // quiet p99 was 36 ms) does not fail it; without the budget the flood costs the other
+            // pods hundreds of milliseconds. The figures printed above are what the docs quote.
+            let bound = (quiet.p99 * 4).max(Duration::from_millis(50));
+            assert!(during.p99 < bound, "p99 of the other pods {:?} (quiet {:?})", during.p99, quiet.p99);
             // Cached names are still answered for the flooder.
             let r = ask_from(&pod_ns, "10.244.0.3", "cached.batch.svc.cluster.local.", Duration::from_secs(2));
             assert_eq!(r.map(|m| m.metadata.response_code), Some(ResponseCode::NoError));
