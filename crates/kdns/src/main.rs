@@ -271,9 +271,9 @@ fn node_cache_mode(args: &[String]) -> i32 {
         }
     };
     kdns_plugins::cache::set_default_serve_stale(settings.serve_stale.map(kdns_plugins::cache::ServeStale::rfc8767));
-    kdns_server::clients::set_budget(
-        settings.client_budget.map(|(rate, burst)| kdns_server::clients::Budget::new(rate, burst)),
-    );
+    if let Some((rate, burst)) = settings.client_budget {
+        kdns_server::clients::set_budget(kdns_server::clients::Budget::new(rate, burst));
+    }
     let child = std::env::var_os(kdns_nodecache::supervisor::CHILD_ENV).is_some();
     if settings.supervise && !child {
         raise_fd_limit();

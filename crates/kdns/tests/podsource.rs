@@ -55,18 +55,9 @@ fn add_pod_addresses(pod: &Netns, ips: &[&str]) {
     }
 }
 
-/// One UDP exchange from `src` inside `ns`; `None` when nothing came within `timeout`.
+/// One UDP exchange from `src` inside `ns` to the kube-dns ClusterIP.
 fn ask_from(ns: &Netns, src: &str, name: &str, timeout: Duration) -> Option<Message> {
-    let packet = query(name, RecordType::A).to_vec().unwrap();
-    let src: IpAddr = src.parse().unwrap();
-    ns.enter(move || {
-        let s = UdpSocket::bind((src, 0)).unwrap();
-        s.set_read_timeout(Some(timeout)).unwrap();
-        s.send_to(&packet, cluster_ip()).ok()?;
-        let mut buf = vec![0u8; 4096];
-        let n = s.recv(&mut buf).ok()?;
-        Message::from_vec(&buf[..n]).ok()
-    })
+    ask_once_from(ns, src.parse().unwrap(), cluster_ip(), name, timeout)
 }
 
 fn template_with_log() -> String {
@@ -174,13 +165,13 @@ struct Fleet {
 
 /// Ten pods (10.244.0.10–19) each ask a new name every 50 ms for `secs` (1 s timeout = lost).
 fn fleet(pod_ns: &Netns, secs: u64) -> std::thread::JoinHandle<Fleet> {
-    let path = format!("/var/run/netns/{}", pod_ns.name);
+    let path = pod_ns.path();
     std::thread::spawn(move || {
         let workers: Vec<_> = (10..20)
             .map(|k| {
                 let path = path.clone();
                 std::thread::spawn(move || {
-                    enter_netns(&path);
+                    join_netns(&path);
                     let s = UdpSocket::bind((format!("10.244.0.{k}").parse::<IpAddr>().unwrap(), 0)).unwrap();
                     s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
                     let (mut took, mut lost) = (Vec::new(), 0);
@@ -224,21 +215,12 @@ fn fleet(pod_ns: &Netns, secs: u64) -> std::thread::JoinHandle<Fleet> {
     })
 }
 
-#[allow(unsafe_code)]
-fn enter_netns(path: &str) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(path).unwrap();
-    // SAFETY: setns(2) on this thread only, with a namespace fd we own.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0);
-}
-
 /// One pod (10.244.0.3) sends unique names at `qps` for `secs`, paced every millisecond, never
 /// waiting for answers; returns how many it sent and how many answers of each rcode came back.
 fn flood(pod_ns: &Netns, qps: u64, secs: u64) -> std::thread::JoinHandle<(u64, u64, u64)> {
-    let path = format!("/var/run/netns/{}", pod_ns.name);
+    let path = pod_ns.path();
     std::thread::spawn(move || {
-        enter_netns(&path);
+        join_netns(&path);
         let s = UdpSocket::bind(("10.244.0.3".parse::<IpAddr>().unwrap(), 0)).unwrap();
         s.set_nonblocking(true).unwrap();
         let template = query("flood000000000.default.svc.cluster.local.", RecordType::A).to_vec().unwrap();

@@ -42,7 +42,6 @@ fn publish(pods: Vec<NodePod>) {
         let pod = Pod {
             namespace: p.namespace.as_str().into(),
             name: p.name.as_str().into(),
-            host_network: p.host_network,
             resolver: p.resolver.map(|r| Resolver {
                 search: r.search,
                 ndots: r.ndots,

@@ -39,26 +39,24 @@ pub struct Resolver {
     pub node_is_its_resolver: bool,
 }
 
-/// One pod of this node, as the pod source reports it.
+/// One pod of this node, as the pod source reports it (host-network pods are left out: their
+/// address is the node's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pod {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
-    pub host_network: bool,
     /// `None` when the pod's resolver cannot be predicted (host network with `Default` policy,
     /// `None` policy without searches…).
     pub resolver: Option<Resolver>,
 }
 
 /// A pod in the directory, with its namespace's counters.
-#[derive(Debug)]
 pub struct Client {
     pub pod: Pod,
     counters: Arc<NamespaceCounters>,
 }
 
 /// Per-namespace series, resolved once when a directory is published.
-#[derive(Debug)]
 pub struct NamespaceCounters {
     requests: Arc<Series>,
     nxdomain: Arc<Series>,
@@ -74,12 +72,6 @@ impl NamespaceCounters {
             forwarded: client_forwarded().with(&[namespace]),
             limited: client_limited().with(&[namespace]),
         }
-    }
-}
-
-impl std::fmt::Debug for Series {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Series({})", self.get())
     }
 }
 
@@ -112,24 +104,18 @@ crate::metric_family!(
     ["namespace"]
 );
 
-struct Directory {
-    by_ip: FxHashMap<IpAddr, Arc<Client>>,
-    unknown: Arc<NamespaceCounters>,
-}
-
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static DIRECTORY: RwLock<Option<Arc<Directory>>> = RwLock::new(None);
+/// Address → pod, replaced whole by [`publish`].
+static DIRECTORY: RwLock<Option<FxHashMap<IpAddr, Arc<Client>>>> = RwLock::new(None);
+
+fn unknown() -> &'static NamespaceCounters {
+    static UNKNOWN_COUNTERS: std::sync::OnceLock<NamespaceCounters> = std::sync::OnceLock::new();
+    UNKNOWN_COUNTERS.get_or_init(|| NamespaceCounters::for_label(UNKNOWN))
+}
 
 /// Turns per-namespace accounting on (before the first list arrives every client is
 /// `_unknown`). Budgets work without it.
 pub fn enable() {
-    let mut d = DIRECTORY.write().unwrap_or_else(|e| e.into_inner());
-    if d.is_none() {
-        *d = Some(Arc::new(Directory {
-            by_ip: FxHashMap::default(),
-            unknown: Arc::new(NamespaceCounters::for_label(UNKNOWN)),
-        }));
-    }
     ENABLED.store(true, Ordering::Release);
 }
 
@@ -145,7 +131,7 @@ pub fn publish(pods: impl IntoIterator<Item = (IpAddr, Pod)>) {
     let mut names: Vec<&str> = pods.iter().map(|(_, p)| &*p.namespace).collect();
     names.sort_unstable();
     names.dedup();
-    let mut counters: FxHashMap<&str, Arc<NamespaceCounters>> =
+    let counters: FxHashMap<&str, Arc<NamespaceCounters>> =
         names.iter().take(MAX_NAMESPACES).map(|n| (*n, Arc::new(NamespaceCounters::for_label(n)))).collect();
     let other = Arc::new(NamespaceCounters::for_label(OTHER));
     let by_ip: FxHashMap<IpAddr, Arc<Client>> = pods
@@ -155,10 +141,8 @@ pub fn publish(pods: impl IntoIterator<Item = (IpAddr, Pod)>) {
             (canonical(*ip), Arc::new(Client { pod: p.clone(), counters: c }))
         })
         .collect();
-    counters.clear();
-    let directory = Directory { by_ip, unknown: Arc::new(NamespaceCounters::for_label(UNKNOWN)) };
-    *DIRECTORY.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(directory));
-    ENABLED.store(true, Ordering::Release);
+    *DIRECTORY.write().unwrap_or_else(|e| e.into_inner()) = Some(by_ip);
+    enable();
 }
 
 /// The pod at this address, if the directory knows one.
@@ -166,13 +150,7 @@ pub fn lookup(ip: IpAddr) -> Option<Arc<Client>> {
     if !enabled() {
         return None;
     }
-    let d = DIRECTORY.read().unwrap_or_else(|e| e.into_inner());
-    d.as_ref()?.by_ip.get(&canonical(ip)).cloned()
-}
-
-/// Number of pods known.
-pub fn known() -> usize {
-    DIRECTORY.read().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |d| d.by_ip.len())
+    DIRECTORY.read().unwrap_or_else(|e| e.into_inner()).as_ref()?.get(&canonical(ip)).cloned()
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -187,11 +165,9 @@ fn with_counters(ip: IpAddr, f: impl FnOnce(&NamespaceCounters)) {
         return;
     }
     let d = DIRECTORY.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = d.as_ref() {
-        match d.by_ip.get(&canonical(ip)) {
-            Some(c) => f(&c.counters),
-            None => f(&d.unknown),
-        }
+    match d.as_ref().and_then(|d| d.get(&canonical(ip))) {
+        Some(c) => f(&c.counters),
+        None => f(unknown()),
     }
 }
 
@@ -285,34 +261,24 @@ fn shard_of(ip: IpAddr) -> usize {
     last % SHARDS
 }
 
-static BUDGET: RwLock<Option<Arc<Budget>>> = RwLock::new(None);
-static BUDGET_ON: AtomicBool = AtomicBool::new(false);
+/// Set once at start-up (`-clientbudget`); unset, every miss is admitted.
+static BUDGET: std::sync::OnceLock<Budget> = std::sync::OnceLock::new();
 
-/// Sets (or with `None` removes) the per-client budget every `forward` applies.
-pub fn set_budget(budget: Option<Budget>) {
-    BUDGET_ON.store(budget.is_some(), Ordering::Release);
-    *BUDGET.write().unwrap_or_else(|e| e.into_inner()) = budget.map(Arc::new);
+/// Sets the per-client budget every `forward` applies (once, before serving).
+pub fn set_budget(budget: Budget) {
+    let _ = BUDGET.set(budget);
 }
 
-/// Whether `ip` may send one more miss upstream now; a refusal is counted for its namespace.
+/// Whether `ip` may send one more miss upstream now; the miss, or its refusal, is counted for
+/// the client's namespace.
 pub fn admit_miss(ip: IpAddr) -> bool {
-    if !BUDGET_ON.load(Ordering::Relaxed) {
-        count_forwarded(ip);
-        return true;
-    }
-    let budget = BUDGET.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(budget) = budget else {
-        count_forwarded(ip);
-        return true;
-    };
-    if budget.take(ip, Instant::now()) {
-        count_forwarded(ip);
-        true
-    } else {
+    if BUDGET.get().is_some_and(|b| !b.take(ip, Instant::now())) {
         with_counters(ip, |c| c.limited.inc());
         budget_refused().with(&[]).inc();
-        false
+        return false;
     }
+    count_forwarded(ip);
+    true
 }
 
 crate::metric_family!(

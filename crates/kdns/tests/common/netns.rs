@@ -73,20 +73,32 @@ impl Netns {
     }
 
     /// Runs `f` on a thread that has entered the namespace: sockets it opens live there.
-    #[allow(unsafe_code)]
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            // SAFETY: setns(2) on this thread only, with a namespace fd we own.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            join_netns(&path);
             f()
         })
         .join()
         .unwrap()
     }
+
+    /// The namespace's file, for [`join_netns`] on threads of a test's own.
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
 }
+
+/// Moves the calling thread into the namespace at `path`: sockets it opens from then on live there.
+#[allow(unsafe_code)]
+pub fn join_netns(path: &str) {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: setns(2) on this thread only, with a namespace fd we own.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+impl Netns {}
 
 impl Drop for Netns {
     fn drop(&mut self) {
@@ -415,13 +427,9 @@ pub fn gap_watch(
     server: SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Duration> {
-    let path = format!("/var/run/netns/{}", ns.name);
+    let path = ns.path();
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: setns(2) on this thread only, with a namespace fd we own.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0);
+        join_netns(&path);
         let mut last_ok = Instant::now();
         let mut worst = Duration::ZERO;
         let mut i = 0u32;
@@ -476,9 +484,14 @@ pub fn kill(pid: u32, sig: i32) {
 /// One UDP query from inside `ns`, waiting up to `timeout` for the answer (a patient client, as
 /// glibc's 5 s per attempt).
 pub fn ask_once(ns: &Netns, server: SocketAddr, name: &str, timeout: Duration) -> Option<Message> {
+    ask_once_from(ns, IpAddr::from([0, 0, 0, 0]), server, name, timeout)
+}
+
+/// [`ask_once`] from the address `src` of the namespace (one of several "pods" behind it).
+pub fn ask_once_from(ns: &Netns, src: IpAddr, server: SocketAddr, name: &str, timeout: Duration) -> Option<Message> {
     let packet = query(name, RecordType::A).to_vec().unwrap();
     ns.enter(move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let s = UdpSocket::bind((src, 0)).unwrap();
         s.set_read_timeout(Some(timeout)).unwrap();
         s.send_to(&packet, server).ok()?;
         let mut buf = vec![0u8; 4096];

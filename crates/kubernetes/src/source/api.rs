@@ -56,6 +56,40 @@ pub async fn config(opts: &ApiOptions) -> Result<Config, String> {
     Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))
 }
 
+/// Retry delays: 0.5 s doubling to 30 s, back to 0.5 s after a success.
+pub struct Backoff(std::time::Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(std::time::Duration::from_millis(500))
+    }
+}
+
+impl Backoff {
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(30));
+    }
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+/// The client for `opts`, retried with [`Backoff`] until it can be built (`what` names the
+/// caller in the warning); also returns the API server's host.
+pub async fn connect(opts: &ApiOptions, observer: &Arc<dyn Observer>, what: &str) -> (Client, Arc<str>) {
+    let mut backoff = Backoff::default();
+    loop {
+        match config(opts).await.and_then(|c| client(c, observer.clone())) {
+            Ok(built) => return built,
+            Err(e) => {
+                observer.warning(&format!("{what}cannot reach the Kubernetes API: {e}"));
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
 /// Builds the client with a layer that reports every request to the observer; also returns
 /// the API server's host (`host` label of the REST client metrics).
 pub fn client(config: Config, observer: Arc<dyn Observer>) -> Result<(Client, Arc<str>), String> {

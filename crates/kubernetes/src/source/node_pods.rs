@@ -5,7 +5,7 @@
 //! `hostNetwork`, the node's own search list). The API server going away never clears what was
 //! last listed: the caller keeps serving it while the loop retries with backoff.
 
-use super::api::ApiOptions;
+use super::api::{ApiOptions, Backoff};
 use super::Observer;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -14,7 +14,6 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// kubelet's default `ndots` for ClusterFirst pods.
 pub const CLUSTER_FIRST_NDOTS: u8 = 5;
@@ -130,18 +129,9 @@ pub async fn run(
     publish: impl Fn(Vec<NodePod>) + Send + Sync + 'static,
 ) {
     let selector = format!("spec.nodeName={node_name}");
-    let mut delay = Duration::from_millis(500);
-    let client = loop {
-        match super::api::config(&opts).await.and_then(|c| super::api::client(c, observer.clone())) {
-            Ok((client, _)) => break client,
-            Err(e) => {
-                observer.warning(&format!("pod source: cannot reach the Kubernetes API: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
+    let (client, _) = super::api::connect(&opts, &observer, "pod source: ").await;
     let api: Api<Pod> = Api::all(client);
+    let mut backoff = Backoff::default();
     let mut pods: BTreeMap<(String, String), NodePod> = BTreeMap::new();
     let publish_all = |pods: &BTreeMap<(String, String), NodePod>| publish(pods.values().cloned().collect());
     loop {
@@ -149,12 +139,11 @@ pub async fn run(
             Ok(list) => list,
             Err(e) => {
                 observer.warning(&format!("pod source: listing the pods of node {node_name}: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                backoff.wait().await;
                 continue;
             }
         };
-        delay = Duration::from_millis(500);
+        backoff.reset();
         pods.clear();
         for p in &list.items {
             if let Some(np) = project(p, &cluster_domain, &node) {
@@ -171,8 +160,7 @@ pub async fn run(
                 Ok(s) => s,
                 Err(e) => {
                     observer.warning(&format!("pod source: watching the pods of node {node_name}: {e}"));
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    backoff.wait().await;
                     if is_gone(&e) {
                         break 'watch;
                     }
@@ -181,29 +169,16 @@ pub async fn run(
             };
             let mut stream = stream.boxed();
             loop {
-                match stream.try_next().await {
+                let (pod, now) = match stream.try_next().await {
                     Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
-                        rv = p.metadata.resource_version.clone().unwrap_or(rv);
-                        let key = (
-                            p.metadata.namespace.clone().unwrap_or_default(),
-                            p.metadata.name.clone().unwrap_or_default(),
-                        );
-                        match project(&p, &cluster_domain, &node) {
-                            Some(np) => pods.insert(key, np),
-                            None => pods.remove(&key),
-                        };
-                        publish_all(&pods);
+                        let now = project(&p, &cluster_domain, &node);
+                        (p, now)
                     }
-                    Ok(Some(WatchEvent::Deleted(p))) => {
-                        rv = p.metadata.resource_version.clone().unwrap_or(rv);
-                        let key = (
-                            p.metadata.namespace.clone().unwrap_or_default(),
-                            p.metadata.name.clone().unwrap_or_default(),
-                        );
-                        pods.remove(&key);
-                        publish_all(&pods);
+                    Ok(Some(WatchEvent::Deleted(p))) => (p, None),
+                    Ok(Some(WatchEvent::Bookmark(b))) => {
+                        rv = b.metadata.resource_version;
+                        continue;
                     }
-                    Ok(Some(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
                     Ok(Some(WatchEvent::Error(e))) if e.code == 410 => break 'watch,
                     Ok(Some(WatchEvent::Error(e))) => {
                         observer.warning(&format!("pod source: watch error: {}", e.message));
@@ -213,11 +188,18 @@ pub async fn run(
                     Ok(None) => break,
                     Err(e) => {
                         observer.warning(&format!("pod source: watch stream: {e}"));
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        backoff.wait().await;
                         break;
                     }
-                }
+                };
+                let meta = pod.metadata;
+                rv = meta.resource_version.unwrap_or(rv);
+                let key = (meta.namespace.unwrap_or_default(), meta.name.unwrap_or_default());
+                match now {
+                    Some(np) => pods.insert(key, np),
+                    None => pods.remove(&key),
+                };
+                publish_all(&pods);
             }
         }
         observer.info("pod source: resourceVersion too old, listing again");

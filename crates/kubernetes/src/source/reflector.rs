@@ -367,18 +367,7 @@ impl Reflector {
 /// Connects and runs one reflector per watched kind; a client that cannot be built is retried
 /// with backoff (the index stays unsynced meanwhile: SERVFAIL, not NXDOMAIN).
 pub async fn run(opts: ApiOptions, shared: Arc<Shared>) {
-    let mut delay = Duration::from_millis(500);
-    let (client, host) = loop {
-        let built = super::api::config(&opts).await.and_then(|c| super::api::client(c, shared.observer.clone()));
-        match built {
-            Ok(c) => break c,
-            Err(e) => {
-                shared.observer.warning(&format!("cannot reach the Kubernetes API: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
+    let (client, host) = super::api::connect(&opts, &shared.observer, "").await;
     let limiter = Arc::new(Limiter::new(opts.qps, opts.burst, opts.max_inflight));
     let mut kinds =
         vec![(Kind::Service, opts.labels.as_deref(), None), (Kind::Namespace, opts.namespace_labels.as_deref(), None)];

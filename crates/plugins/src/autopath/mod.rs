@@ -146,13 +146,9 @@ kdns_server::metric_family!(
 /// (fewer dots than its ndots), asked under its first search domain.
 fn pod_search_path(req: &Request<'_>) -> Option<Vec<Name>> {
     let client = kdns_server::clients::lookup(req.remote.ip())?;
-    let resolver = client.pod.resolver.as_ref().filter(|r| r.node_is_its_resolver && !client.pod.host_network)?;
-    let first = resolver.search.first()?;
-    let qname = req.qname();
-    if !qname.is_subdomain_of(first) || qname.label_count() <= first.label_count() {
-        return None;
-    }
-    let dots = qname.label_count() - first.label_count() - 1;
+    let resolver = client.pod.resolver.as_ref().filter(|r| r.node_is_its_resolver)?;
+    // Dots before the first search domain (`serve` checks that the name is under it).
+    let dots = req.qname().label_count().checked_sub(resolver.search.first()?.label_count() + 1)?;
     if dots >= resolver.ndots as usize {
         // The resolver asks such a name as given first, not under its search list.
         return None;
@@ -171,26 +167,14 @@ impl Plugin for AutoPath {
         if req.qclass() != class::IN || !self.zones.iter().any(|z| req.qname().is_subdomain_of(z)) {
             return Step::Next;
         }
+        // The careful walk for a pod whose own resolver is known; CoreDNS's otherwise.
+        let careful = matches!(self.source, Source::Pods);
         let search = match &self.source {
-            Source::Pods => {
-                let Some(search) = pod_search_path(req) else { return Step::Next };
-                let Some(rest) = req.rest() else { return Step::Next };
-                let keep = req.qname().label_count() - search[0].label_count();
-                let base: Vec<Vec<u8>> = req.qname().labels().take(keep).map(<[u8]>::to_vec).collect();
-                return Step::Pending(Box::pin(walk_for_pod(
-                    req.msg.clone(),
-                    base,
-                    search,
-                    rest,
-                    req.server.to_string(),
-                )));
-            }
-            Source::Static(list) => list.clone(),
-            Source::Plugin(link) => match link.source.get().and_then(|p| p.search_path(req)) {
-                Some(list) => list,
-                None => return Step::Next,
-            },
+            Source::Pods => pod_search_path(req),
+            Source::Static(list) => Some(list.clone()),
+            Source::Plugin(link) => link.source.get().and_then(|p| p.search_path(req)),
         };
+        let Some(search) = search else { return Step::Next };
         let Some(first) = search.first() else { return Step::Next };
         let qname = req.qname();
         if !qname.is_subdomain_of(first) || qname.label_count() == first.label_count() {
@@ -199,7 +183,12 @@ impl Plugin for AutoPath {
         let Some(rest) = req.rest() else { return Step::Next };
         let keep = qname.label_count() - first.label_count();
         let base: Vec<Vec<u8>> = qname.labels().take(keep).map(<[u8]>::to_vec).collect();
-        Step::Pending(Box::pin(walk(req.msg.clone(), base, search, rest, req.server.to_string())))
+        let (query, server) = (req.msg.clone(), req.server.to_string());
+        if careful {
+            Step::Pending(Box::pin(walk_for_pod(query, base, search, rest, server)))
+        } else {
+            Step::Pending(Box::pin(walk(query, base, search, rest, server)))
+        }
     }
 }
 

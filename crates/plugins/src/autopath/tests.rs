@@ -67,7 +67,6 @@ mod podsource {
             Pod {
                 namespace: "shop".into(),
                 name: "web".into(),
-                host_network: false,
                 resolver: Some(Resolver { search, ndots, node_is_its_resolver }),
             },
         )]);

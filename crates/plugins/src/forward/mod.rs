@@ -206,12 +206,6 @@ impl Plugin for Forward {
         let qname = req.qname();
         let Some(first) = self.forwarders.iter().position(|f| f.matches(qname)) else { return Step::Next };
         let f = &self.forwarders[first];
-        // The node cache's per-client budget of misses (off unless set): an over-budget client
-        // is still answered from the cache in front of us, only its new misses are refused.
-        if !kdns_server::clients::admit_miss(req.remote.ip()) {
-            // No error line: a flooding client would turn each refusal into a log line.
-            return Step::Reply(Reply::rcode(req.msg, rcode::REFUSED, None));
-        }
         let before = f.inflight.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(f.clone());
         if let Some(max) = f.opts.max_concurrent {
@@ -224,6 +218,12 @@ impl Plugin for Forward {
                     Some(format!("concurrent queries exceeded maximum {max}")),
                 ));
             }
+        }
+        // The node cache's per-client budget of misses (off unless set): an over-budget client
+        // is still answered from the cache in front of us, only its new misses are refused.
+        if !kdns_server::clients::admit_miss(req.remote.ip()) {
+            // No error line: a flooding client would turn each refusal into a log line.
+            return Step::Reply(Reply::rcode(req.msg, rcode::REFUSED, None));
         }
         // Later matching lines, for `next`: CoreDNS chains forward lines and `next` moves on
         // to the following forward only.
