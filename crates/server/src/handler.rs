@@ -68,13 +68,26 @@ pub struct PendingReply {
 
 impl PendingReply {
     /// Awaits the handler, runs the way back and encodes. Returns the bytes to send.
-    pub async fn finish(self) -> Vec<u8> {
-        let PendingReply { fut, origin, index, msg, wire_len, start } = self;
-        let reply = origin.settle(fut, &msg).await;
-        let req = origin.request(&msg, wire_len, start, None);
+    pub async fn finish(mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
-        finish_chain(&origin.block, index, &req, reply, &mut out);
+        std::future::poll_fn(|cx| self.poll_into(cx, &mut out)).await;
         out
+    }
+
+    /// Polls the handler once; when it is done, runs the way back and writes the reply into
+    /// `out` (a panic inside the handler becomes SERVFAIL, or aborts under `debug`). The UDP
+    /// worker drives its waiting queries with this itself, without a task per query; once it
+    /// returned `Ready` it must not be polled again.
+    pub fn poll_into(&mut self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<()> {
+        let fut = &mut self.fut;
+        let reply = match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(reply)) => reply,
+            Err(panic) => self.origin.recover(&self.msg, panic),
+        };
+        let req = self.origin.request(&self.msg, self.wire_len, self.start, None);
+        finish_chain(&self.origin.block, self.index, &req, reply, out);
+        Poll::Ready(())
     }
 }
 

@@ -3,10 +3,11 @@
 //! Each UDP socket has its own OS thread running a current-thread tokio runtime: when the
 //! socket is readable it reads a batch with `recvmmsg`, answers what the chain answers
 //! synchronously (cache hits, kubernetes, hosts, …) straight from that loop into a batch of
-//! replies sent with one `sendmmsg`, and spawns only waiting work (a forwarded miss) as a task
-//! on its own runtime, whose reply the loop sends with the next batch. A miss therefore never
-//! changes threads (forward keeps its upstream sockets per thread), and a hit never touches a
-//! task, a lock or the allocator. Work that must outlive the worker goes to the main runtime
+//! replies sent with one `sendmmsg`, and keeps waiting work (a forwarded miss) in a slab of its
+//! own ([`crate::waiting`]) that the loop polls when a query is woken — no task per query — and
+//! whose replies join the next batch. A miss therefore never changes threads (forward keeps its
+//! upstream sockets per thread, their readers on this runtime), and a hit never touches a task,
+//! a lock or the allocator. Work that must outlive the worker goes to the main runtime
 //! ([`crate::background`]). The zone table is read through a cell whose generation the worker
 //! checks once per batch, so a reload swaps the table without touching the sockets.
 
@@ -14,6 +15,7 @@ use crate::batch::{Inbox, Outbox};
 use crate::config::{ListenerKey, ZoneTable};
 use crate::handler::{handle, Outcome};
 use crate::plugin::Proto;
+use crate::waiting::Waiting;
 use kdns_wire::Message;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -289,8 +291,7 @@ fn drain_sink(local: SocketAddr) -> SocketAddr {
 
 /// One UDP worker thread: a current-thread runtime of its own (so a forwarded miss is sent,
 /// answered and replied to on this thread, never handed to another), reading batches with
-/// `recvmmsg`, answering what the chain answers synchronously, and spawning waiting work as
-/// local tasks. Ends on stop, or on drain once its queue is empty and its own waiting queries
+/// `recvmmsg`, answering what the chain answers synchronously, and polling waiting work itself. Ends on stop, or on drain once its queue is empty and its own waiting queries
 /// are answered.
 fn udp_worker(
     sock: Arc<std::net::UdpSocket>,
@@ -312,39 +313,9 @@ fn udp_worker(
     // Dropping the runtime ends what is left on it: idle upstream socket readers.
 }
 
-/// Batches between forced yields to the worker's tasks when none of its queries wait, so
+/// Batches between forced yields to the runtime when none of the worker's queries wait, so
 /// background work spawned here (socket readers ending, timers) still runs under steady load.
 const UDP_YIELD_EVERY: u32 = 16;
-
-/// A worker's replies: the synchronous answers of a batch and the replies its waiting queries'
-/// tasks queue, all sent with one `sendmmsg` per loop turn. Per thread, because the tasks run on
-/// the worker's thread and cannot borrow the loop's locals.
-struct Replies {
-    out: Outbox,
-    fd: std::os::fd::RawFd,
-    /// Wakes the loop when a task queued a reply while it waited for the socket.
-    queued: Arc<tokio::sync::Notify>,
-}
-
-thread_local! {
-    static REPLIES: std::cell::RefCell<Option<Replies>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Queues a waiting query's reply on this worker thread (where its task runs), sending the
-/// batch when it is full.
-fn queue_reply(bytes: &[u8], to: SocketAddr) {
-    REPLIES.with_borrow_mut(|r| {
-        let Some(r) = r else { return };
-        let buf = r.out.next_buf();
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        r.out.commit(to);
-        if r.out.is_full() {
-            r.out.flush(r.fd);
-        }
-        r.queued.notify_one();
-    });
-}
 
 async fn udp_serve(
     sock: Arc<std::net::UdpSocket>,
@@ -366,10 +337,11 @@ async fn udp_serve(
             return;
         }
     };
-    let waiting = InFlight::default();
-    let queued = Arc::new(tokio::sync::Notify::new());
+    // Queries waiting on an upstream, polled by this loop (no task per query); their replies
+    // join the synchronous answers in the batch sent with one `sendmmsg` per turn.
+    let mut waiting = Waiting::new();
     let fd = sock.as_raw_fd();
-    REPLIES.with_borrow_mut(|r| *r = Some(Replies { out: Outbox::new(UDP_BATCH), fd, queued: queued.clone() }));
+    let mut out = Outbox::new(UDP_BATCH);
     let mut inbox = Inbox::new(UDP_BATCH, UDP_QUERY_MAX);
     let mut table = CachedTable::new(cell);
     let mut scratch = Message::default();
@@ -378,12 +350,13 @@ async fn udp_serve(
         if stop.load(Ordering::Acquire) {
             return;
         }
-        // Replies the tasks queued since the last turn.
-        REPLIES.with_borrow_mut(|r| r.as_mut().map(|r| r.out.flush(fd)));
-        // Nothing of ours waiting (no local task needs the runtime): block in the kernel as a
-        // plain receive loop does, one system call per batch. Otherwise read what is there and
-        // let the runtime run the waiting queries until the socket is readable again.
-        let idle = waiting.count() == 0;
+        // Replies of the waiting queries woken since the last turn.
+        waiting.poll_ready(&mut out, fd);
+        out.flush(fd);
+        // Nothing of ours waiting: block in the kernel as a plain receive loop does, one system
+        // call per batch. Otherwise read what is there and let the runtime run (upstream
+        // readers, timers) until the socket is readable or a waiting query is woken.
+        let idle = waiting.len() == 0;
         let flags = if idle { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         let n = match inbox.recv(&*sock, flags) {
             Ok(0) => continue,
@@ -396,7 +369,7 @@ async fn udp_serve(
                     // Draining or not: the waiting queries finish and their replies go out.
                     tokio::select! {
                         r = ready.readable() => if let Ok(mut g) = r { g.clear_ready() },
-                        _ = queued.notified() => {}
+                        _ = waiting.ready_list().notify.notified() => {}
                         _ = drain.changed() => {}
                     }
                 }
@@ -410,31 +383,23 @@ async fn udp_serve(
             }
         };
         let table = table.current();
-        let mut spawned = false;
-        REPLIES.with_borrow_mut(|r| {
-            let Some(r) = r else { return };
-            for i in 0..n {
-                let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
-                let client = unmap(peer);
-                match handle(packet, client, local, Proto::Udp, table, &mut scratch, r.out.next_buf()) {
-                    Outcome::Reply => r.out.commit(peer),
-                    Outcome::Drop => {}
-                    Outcome::Pending(p) => {
-                        let guards = (inflight.enter(), waiting.enter());
-                        tokio::spawn(async move {
-                            queue_reply(&p.finish().await, peer);
-                            drop(guards);
-                        });
-                        spawned = true;
+        for i in 0..n {
+            let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
+            let client = unmap(peer);
+            match handle(packet, client, local, Proto::Udp, table, &mut scratch, out.next_buf()) {
+                Outcome::Reply => out.commit(peer),
+                Outcome::Drop => {}
+                Outcome::Pending(p) => {
+                    if waiting.insert(p, peer, inflight.enter(), out.next_buf()) {
+                        out.commit(peer);
                     }
                 }
             }
-            r.out.flush(fd);
-        });
+        }
+        out.flush(fd);
         batches = batches.wrapping_add(1);
-        // Let the local tasks send what was just spawned and take in upstream replies before
-        // the next batch.
-        if spawned || waiting.count() > 0 || batches.is_multiple_of(UDP_YIELD_EVERY) {
+        // Let the runtime take in upstream replies and fire timers before the next batch.
+        if waiting.len() > 0 || batches.is_multiple_of(UDP_YIELD_EVERY) {
             tokio::task::yield_now().await;
         }
     }

@@ -327,7 +327,9 @@ pub fn name_at_equals(msg: &[u8], mut offset: usize, wire: &[u8], ignore_case: b
         let (Some(a), Some(b)) = (msg.get(offset + 1..offset + 1 + len), wire.get(pos + 1..pos + 1 + len)) else {
             return false;
         };
-        if if ignore_case { !a.eq_ignore_ascii_case(b) } else { a != b } {
+        // Exact bytes first: replies and stored names usually keep the asked case, and a slice
+        // compare is far cheaper than a per-byte case fold.
+        if a != b && !(ignore_case && a.eq_ignore_ascii_case(b)) {
             return false;
         }
         offset += 1 + len;

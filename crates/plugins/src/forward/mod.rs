@@ -153,9 +153,7 @@ impl Forwarder {
             match result {
                 Ok(reply) => {
                     let code = reply.rcode_value();
-                    request_duration()
-                        .with(&["forward", &up.label, &rcode::name(code)])
-                        .observe(started.elapsed().as_secs_f64());
+                    up.observe_duration(code, started.elapsed().as_secs_f64());
                     if self.opts.failover.contains(&code) && attempts < order.len() {
                         last_error = Some(format!("upstream {} answered {}", up.label, rcode::name(code)));
                         continue;

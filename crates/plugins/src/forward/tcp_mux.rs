@@ -90,8 +90,7 @@ impl Mux {
                 w.deliver(id, buf);
             }
             c.store(true, Ordering::Release);
-            // Dropping the senders wakes every waiter with an error.
-            drop(w.take_all());
+            w.close_all();
         });
         Arc::new(Mux { tx, waiters, closed, local, opened: Instant::now(), last_used_ms: AtomicU64::new(0) })
     }

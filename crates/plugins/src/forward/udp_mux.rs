@@ -106,21 +106,51 @@ impl UdpMux {
     }
 
     async fn read(self: Arc<Self>, label: String) {
-        struct Reading<'a>(&'a AtomicBool);
+        struct Reading<'a>(&'a UdpMux);
         impl Drop for Reading<'_> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.reading.store(false, Ordering::Release);
+                // Nobody enforces deadlines any more: no query may wait on this socket forever.
+                self.0.waiters.close_all();
             }
         }
-        let _reading = Reading(&self.reading);
+        let _reading = Reading(&self);
+        // The reader also ends waits whose deadline passed (no timer per query): it sleeps
+        // until the earliest deadline or the next tick, and a query registered with a sooner
+        // deadline wakes it.
+        let sleep = tokio::time::sleep(UDP_READER_TICK);
+        tokio::pin!(sleep);
+        let mut sweep = true;
         while Arc::strong_count(&self) > 1 {
+            if sweep {
+                sweep = false;
+                let now = tokio::time::Instant::now();
+                let horizon = (now + UDP_READER_TICK).into_std();
+                let until = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(self.waiters.expire(now.into_std(), horizon, cx.waker()))
+                })
+                .await;
+                sleep.as_mut().reset(tokio::time::Instant::from_std(until));
+            }
             // ERROR too: an ICMP error (port unreachable) makes the socket report only EPOLLERR.
             let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
-            let ready = match tokio::time::timeout(UDP_READER_TICK, self.sock.ready(interest)).await {
-                Ok(Ok(r)) => r,
-                // The runtime is going away.
-                Ok(Err(_)) => break,
-                Err(_) => continue,
+            let ready = tokio::select! {
+                biased;
+                r = self.sock.ready(interest) => match r {
+                    Ok(r) => r,
+                    // The runtime is going away.
+                    Err(_) => break,
+                },
+                _ = &mut sleep => {
+                    sweep = true;
+                    continue;
+                }
+                _ = std::future::poll_fn(|_| {
+                    if self.waiters.reader_called() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+                }) => {
+                    sweep = true;
+                    continue;
+                }
             };
             // One interest at a time: tokio's try_io only tries (and clears) a single one.
             let which = if ready.is_error() { tokio::io::Interest::ERROR } else { tokio::io::Interest::READABLE };
@@ -152,9 +182,7 @@ impl UdpMux {
                     // ICMP port unreachable and the like concern the upstream, so every query
                     // waiting on this socket fails now (as each would on a socket of its own).
                     Err(e) => {
-                        for tx in self.waiters.take_all() {
-                            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        }
+                        self.waiters.fail_all(|| Err(io::Error::new(e.kind(), e.to_string())));
                         break;
                     }
                 }

@@ -7,13 +7,16 @@
 use super::reply::{accept, wrong_reply, Rejected};
 use super::tcp_mux::{dial, Mux};
 use super::udp_mux;
-use super::{conn_cache_hits, conn_cache_misses, mismatched_replies};
+use super::waiters::Gone;
+use super::{conn_cache_hits, conn_cache_misses, mismatched_replies, request_duration};
+use kdns_server::metrics::Series;
 use kdns_server::plugin::Reply;
+use kdns_wire::rcode;
 use kdns_wire::{flag, Message};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +57,17 @@ pub struct Upstream {
     dialing: tokio::sync::Mutex<()>,
     /// Identifies this upstream's per-thread UDP pools.
     token: Arc<()>,
+    series: UpstreamSeries,
+}
+
+/// This upstream's metric series, each resolved on first use (as CoreDNS's appear) and kept,
+/// so a query does not look its labels up.
+#[derive(Default)]
+struct UpstreamSeries {
+    /// `[udp, tcp][reused, dialled]`.
+    conn: [[OnceLock<Arc<Series>>; 2]; 2],
+    /// Request duration by rcode, for the rcodes a header can carry.
+    duration: [OnceLock<Arc<Series>>; 16],
 }
 
 impl Upstream {
@@ -72,6 +86,25 @@ impl Upstream {
             tcp: Mutex::new(None),
             dialing: tokio::sync::Mutex::new(()),
             token: Arc::new(()),
+            series: UpstreamSeries::default(),
+        }
+    }
+
+    fn count_conn(&self, t: Transport, reused: bool) {
+        let slot = &self.series.conn[(t == Transport::Tcp) as usize][!reused as usize];
+        slot.get_or_init(|| {
+            let family = if reused { conn_cache_hits() } else { conn_cache_misses() };
+            family.with(&["forward", &self.label, t.as_str()])
+        })
+        .inc();
+    }
+
+    /// `coredns_proxy_request_duration_seconds` for a reply with rcode `code`.
+    pub fn observe_duration(&self, code: u16, seconds: f64) {
+        let series = |code: u16| request_duration().with(&["forward", &self.label, &rcode::name(code)]);
+        match self.series.duration.get(code as usize) {
+            Some(slot) => slot.get_or_init(|| series(code)).observe(seconds),
+            None => series(code).observe(seconds),
         }
     }
 
@@ -102,23 +135,23 @@ impl Upstream {
     async fn exchange_udp(&self, mut wire: Vec<u8>, q: &Message, timeout: Duration) -> Result<Reply, ExchangeError> {
         let (mux, reused) = udp_mux::pooled(&self.token, self.addr, &self.label)
             .map_err(|e| self.err("dial", Transport::Udp, None, e))?;
-        let which = if reused { conn_cache_hits() } else { conn_cache_misses() };
-        which.with(&["forward", &self.label, "udp"]).inc();
+        self.count_conn(Transport::Udp, reused);
         let local = mux.local;
-        let mut waiting = mux.waiters.register();
+        // The socket's reader ends the wait at the deadline: no timer of this query's own.
+        let deadline = std::time::Instant::now() + timeout;
+        let mut waiting = mux.waiters.register(Some(deadline));
         let id = waiting.id;
         wire[0..2].copy_from_slice(&id.to_be_bytes());
         mux.sock.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
-        let deadline = tokio::time::Instant::now() + timeout;
         // Room for what we asked for (the client's EDNS size, at least 512): an upstream that
         // sends more than allowed is detected instead of silently cut (CoreDNS turns that into
         // a TC reply too).
         let size = q.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize);
         loop {
-            let bytes = match tokio::time::timeout_at(deadline, &mut waiting.rx).await {
-                Ok(Ok(Ok(b))) => b,
-                Ok(Ok(Err(e))) => return Err(self.err("read", Transport::Udp, local, e)),
-                Ok(Err(_)) => {
+            let bytes = match (&mut waiting).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(self.err("read", Transport::Udp, local, e)),
+                Err(Gone::Closed) => {
                     return Err(self.err(
                         "read",
                         Transport::Udp,
@@ -126,7 +159,7 @@ impl Upstream {
                         io::Error::from(io::ErrorKind::ConnectionReset),
                     ))
                 }
-                Err(_) => return Err(self.timeout("read", Transport::Udp, local)),
+                Err(Gone::TimedOut) => return Err(self.timeout("read", Transport::Udp, local)),
             };
             if bytes.len() > size {
                 let mut tc = Message::reply_to(q);
@@ -143,7 +176,7 @@ impl Upstream {
                     }
                 }
             }
-            waiting.rearm();
+            waiting.rearm(Some(deadline));
         }
     }
 
@@ -157,7 +190,7 @@ impl Upstream {
         if let Some(m) = self.live_connection(expire) {
             return Ok((m, true));
         }
-        conn_cache_misses().with(&["forward", &self.label, "tcp"]).inc();
+        self.count_conn(Transport::Tcp, false);
         // Dialled on the main runtime: the connection is shared by every thread and must not
         // end with the UDP worker whose query happened to open it. Boxed: the dial (TLS
         // handshake included) is a few KiB of state every exchange future would otherwise carry
@@ -173,7 +206,7 @@ impl Upstream {
     fn live_connection(&self, expire: Duration) -> Option<Arc<Mux>> {
         let cur = self.tcp.lock().unwrap_or_else(|e| e.into_inner());
         let m = cur.as_ref().filter(|m| !m.closed.load(Ordering::Acquire) && m.idle_for() < expire)?;
-        conn_cache_hits().with(&["forward", &self.label, "tcp"]).inc();
+        self.count_conn(Transport::Tcp, true);
         Some(m.clone())
     }
 
@@ -187,7 +220,7 @@ impl Upstream {
     ) -> Result<Reply, ExchangeError> {
         let (mux, reused) = self.connection(timeout, expire).await?;
         let local = mux.local;
-        let mut waiting = mux.waiters.register();
+        let mut waiting = mux.waiters.register(None);
         let id = waiting.id;
         let mut frame = Vec::with_capacity(wire.len() + 2);
         frame.extend_from_slice(&(wire.len() as u16).to_be_bytes());
@@ -197,7 +230,7 @@ impl Upstream {
         if mux.tx.send(frame).await.is_err() {
             return Err(ExchangeError { message: format!("cached connection to {} was closed", self.addr) });
         }
-        match tokio::time::timeout(timeout, &mut waiting.rx).await {
+        match tokio::time::timeout(timeout, &mut waiting).await {
             Ok(Ok(reply)) => {
                 let accepted = accept(reply, id, q);
                 if accepted.is_err() {
