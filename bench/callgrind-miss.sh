@@ -49,4 +49,5 @@ done
 echo "load: $(cat "$W/load")"
 echo "cache miss: $((total / N)) instructions per query (callgrind, whole process, $N misses at $RATE q/s)"
 best=$(ls -S "$W"/cg.out.* 2>/dev/null | head -1)
+[ -n "${KEEP:-}" ] && cp "$best" "$KEEP"
 callgrind_annotate ${ANNOTATE_ARGS:-} "$best" 2>/dev/null | awk -v n="$N" -v top="${TOP:-15}" '/^ *[0-9,]+ .*\(/ && c < top {gsub(",", "", $1); printf "  %7.1f  %s\n", $1 / n, substr($0, index($0, $2)); c++}'

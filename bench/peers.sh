@@ -11,6 +11,8 @@
 #            2,000 other misses before the p99 probe, so it measures a running miss path)
 #            --perf DIR (perf record of the server during each measured dnsperf run, kept in DIR;
 #            PERF_ARGS overrides the sampling options, e.g. "-F 999 --call-graph dwarf")
+#            --histogram DIR (each 5,000 q/s probe's latency histogram, p99.9, max, and how its
+#            replies slower than 2 ms fell in time — a few stalls or a slower path — kept in DIR)
 #
 # Everything runs inside a private network namespace with only loopback (`unshare --net`, so it
 # needs root): NSD 4 on 127.0.0.1:5300 is the authoritative upstream (cluster.local with 100,000
@@ -44,7 +46,7 @@ if [ -z "${KDNS_BENCH_INSIDE:-}" ]; then
   exec unshare --net env KDNS_BENCH_INSIDE=1 bash "$0" "$@"
 fi
 
-REPS=3 SECS=3 EXTRA=0 TCPUP=0 PERF_DIR="" CURRENT=run
+REPS=3 SECS=3 EXTRA=0 TCPUP=0 PERF_DIR="" HIST_DIR="" CURRENT=run
 PEERS="floor kdns unbound dnsdist kresd dnsmasq"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
     --extra) EXTRA=1 ;;
     --tcp-upstream) TCPUP=1 ;;
     --perf) PERF_DIR=$(realpath -m "$2"); mkdir -p "$PERF_DIR"; shift ;;
+    --histogram) HIST_DIR=$(realpath -m "$2"); mkdir -p "$HIST_DIR"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -262,7 +265,8 @@ measure() { # file extra-args...
 }
 probe() { # file -> P50 P99 at 5,000 q/s
   local out
-  out=$(taskset -c $CCPU "$LOADGEN" load 127.0.0.1:5301 "$1" --rate 5000 --seconds 2 --inflight 500)
+  out=$(taskset -c $CCPU "$LOADGEN" load 127.0.0.1:5301 "$1" --rate 5000 --seconds 2 --inflight 500 ${HIST_DIR:+--histogram})
+  [ -n "$HIST_DIR" ] && printf '%s\n' "$out" > "$HIST_DIR/$CURRENT-$(basename "$1").txt"
   P50=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$out")
   P99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")
 }

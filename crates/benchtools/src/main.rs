@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Some("reflect") => reflect(&args[1..]),
         Some("load") => load(&args[1..]),
         Some("hits") => hits(&args[1..]),
-        _ => Err("usage: kdns-bench reflect ADDR [--plain] | kdns-bench load ADDR FILE [--seconds S] [--inflight N] [--rate QPS] [--sockets K] [--once]".into()),
+        _ => Err("usage: kdns-bench reflect ADDR [--plain] | kdns-bench load ADDR FILE [--seconds S] [--inflight N] [--rate QPS] [--sockets K] [--once] [--histogram]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,12 +142,14 @@ struct LoadOptions {
     rate: Option<f64>,
     sockets: usize,
     once: bool,
+    /// Print the latency histogram (log-2 buckets) and where the slow replies fell in time.
+    histogram: bool,
 }
 
 fn load(args: &[String]) -> Res {
     let server = addr(args.first())?;
     let file = args.get(1).ok_or("missing query file")?;
-    let mut o = LoadOptions { seconds: 5.0, inflight: 200, rate: None, sockets: 8, once: false };
+    let mut o = LoadOptions { seconds: 5.0, inflight: 200, rate: None, sockets: 8, once: false, histogram: false };
     let mut it = args[2..].iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value"));
@@ -157,6 +159,7 @@ fn load(args: &[String]) -> Res {
             "--rate" => o.rate = Some(val()?.parse().map_err(|_| "bad --rate")?),
             "--sockets" => o.sockets = val()?.parse().map_err(|_| "bad --sockets")?,
             "--once" => o.once = true,
+            "--histogram" => o.histogram = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -185,6 +188,9 @@ fn run_load(server: SocketAddr, queries: &[Vec<u8>], o: &LoadOptions) -> io::Res
     let mut outboxes: Vec<Outbox> = socks.iter().map(|_| Outbox::new(32)).collect();
     let mut inbox = Inbox::new(64, 4096);
     let mut hist = vec![0u32; 1_000_001];
+    // Send times (ms since start) of the replies slower than SLOW_US: whether the tail is a few
+    // stalls (many slow replies sent within the same milliseconds) or spread over the run.
+    let mut slow_at: Vec<u32> = Vec::new();
     let (mut sent, mut answered, mut lost, mut inflight) = (0u64, 0u64, 0u64, 0usize);
     let mut rcodes = [0u64; 16];
     let start = Instant::now();
@@ -258,7 +264,11 @@ fn run_load(server: SocketAddr, queries: &[Vec<u8>], o: &LoadOptions) -> io::Res
                     inflight -= 1;
                     answered += 1;
                     rcodes[(r[3] & 0xF) as usize] += 1;
-                    hist[(((at - t) / 1000) as usize).min(1_000_000)] += 1;
+                    let us = ((at - t) / 1000) as usize;
+                    hist[us.min(1_000_000)] += 1;
+                    if us >= SLOW_US {
+                        slow_at.push((t / 1_000_000) as u32);
+                    }
                 }
                 progressed |= n > 0;
                 if n < 64 {
@@ -294,17 +304,51 @@ fn run_load(server: SocketAddr, queries: &[Vec<u8>], o: &LoadOptions) -> io::Res
         }
         0.0
     };
+    let max = hist.iter().rposition(|&n| n > 0).unwrap_or(0) as f64 / 1000.0;
     println!(
-        "sent={sent} answered={answered} lost={lost} qps={:.0} p50_ms={:.3} p99_ms={:.3} noerror={} servfail={} nxdomain={} refused={}",
+        "sent={sent} answered={answered} lost={lost} qps={:.0} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3} max_ms={max:.3} noerror={} servfail={} nxdomain={} refused={}",
         answered as f64 / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
+        pct(0.999),
         rcodes[0],
         rcodes[2],
         rcodes[3],
         rcodes[5]
     );
+    if o.histogram {
+        print_histogram(&hist, &slow_at);
+    }
     Ok(())
+}
+
+/// Replies at least this slow (µs) count as the tail in `--histogram`'s stall report.
+const SLOW_US: usize = 2000;
+
+/// The latency distribution in log-2 buckets of µs, then how the replies slower than SLOW_US
+/// fell in time: stalls of the host or the server show as many slow replies in few 10 ms
+/// windows, a costlier path as slow replies spread over the whole run.
+fn print_histogram(hist: &[u32], slow_at: &[u32]) {
+    let mut lo = 0usize;
+    let mut hi = 1usize;
+    while lo < hist.len() {
+        let n: u64 = hist[lo..hi.min(hist.len())].iter().map(|&n| n as u64).sum();
+        if n > 0 {
+            println!("hist_us {lo:>7}-{:<7} {n}", hi - 1);
+        }
+        lo = hi;
+        hi *= 2;
+    }
+    let mut windows: Vec<u32> = slow_at.iter().map(|ms| ms / 10).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    println!(
+        "slow_replies={} (>= {} ms) in {} distinct 10 ms windows{}",
+        slow_at.len(),
+        SLOW_US / 1000,
+        windows.len(),
+        if windows.is_empty() { String::new() } else { format!(", first at {} ms", windows[0] * 10) }
+    );
 }
 
 /// Sleeps until a reply may be waiting (up to 1 ms when only time can make progress).
