@@ -316,6 +316,8 @@ fn udp_worker(
 /// Batches between forced yields to the runtime when none of the worker's queries wait, so
 /// background work spawned here (socket readers ending, timers) still runs under steady load.
 const UDP_YIELD_EVERY: u32 = 16;
+/// The same while queries of this worker wait on the runtime (their upstream replies).
+const UDP_YIELD_WAITING: u32 = 4;
 
 async fn udp_serve(
     sock: Arc<std::net::UdpSocket>,
@@ -346,6 +348,8 @@ async fn udp_serve(
     let mut table = CachedTable::new(cell);
     let mut scratch = Message::default();
     let mut batches = 0u32;
+    // The last read returned fewer datagrams than a batch holds: the queue was empty then.
+    let mut drained = false;
     loop {
         if stop.load(Ordering::Acquire) {
             return;
@@ -357,6 +361,12 @@ async fn udp_serve(
         // call per batch. Otherwise read what is there and let the runtime run (upstream
         // readers, timers) until the socket is readable or a waiting query is woken.
         let idle = waiting.len() == 0;
+        if !idle && drained {
+            // The last read took everything queued: wait for the socket's next datagram (its
+            // readiness edge) or a woken query without asking the kernel first.
+            drained = !wait_for_work(&ready, &waiting, &mut drain).await;
+            continue;
+        }
         let flags = if idle { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
         let n = match inbox.recv(&*sock, flags) {
             Ok(0) => continue,
@@ -367,11 +377,7 @@ async fn udp_serve(
                 }
                 if !idle {
                     // Draining or not: the waiting queries finish and their replies go out.
-                    tokio::select! {
-                        r = ready.readable() => if let Ok(mut g) = r { g.clear_ready() },
-                        _ = waiting.ready_list().notify.notified() => {}
-                        _ = drain.changed() => {}
-                    }
+                    drained = !wait_for_work(&ready, &waiting, &mut drain).await;
                 }
                 continue;
             }
@@ -382,6 +388,7 @@ async fn udp_serve(
                 continue;
             }
         };
+        drained = n < UDP_BATCH;
         let table = table.current();
         for i in 0..n {
             let (Some(packet), Some(peer)) = inbox.get(i) else { continue };
@@ -398,10 +405,33 @@ async fn udp_serve(
         }
         out.flush(fd);
         batches = batches.wrapping_add(1);
-        // Let the runtime take in upstream replies and fire timers before the next batch.
-        if waiting.len() > 0 || batches.is_multiple_of(UDP_YIELD_EVERY) {
+        // The runtime runs (upstream readers, timers) whenever the socket runs dry (the wait
+        // above); while queries keep coming it gets a turn every few batches, sooner when
+        // queries of ours wait on it. A batch's misses were already sent when they were taken in.
+        let every = if waiting.len() > 0 { UDP_YIELD_WAITING } else { UDP_YIELD_EVERY };
+        if batches.is_multiple_of(every) {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Lets the runtime run until the worker's socket turns readable (true), a waiting query is
+/// woken, or a drain begins. Readiness is edge-triggered and cleared here, before the read
+/// that follows, so a datagram arriving after that read raises it again.
+async fn wait_for_work(
+    ready: &tokio::io::unix::AsyncFd<Arc<std::net::UdpSocket>>,
+    waiting: &Waiting<InFlightGuard>,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        r = ready.readable() => {
+            if let Ok(mut g) = r {
+                g.clear_ready();
+            }
+            true
+        }
+        _ = waiting.ready_list().notify.notified() => false,
+        _ = drain.changed() => false,
     }
 }
 
