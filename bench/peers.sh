@@ -341,7 +341,7 @@ fi
 if [ "$TCPUP" = 1 ]; then
   for rep in $(seq 1 "$REPS"); do
     for peer in kdns kdns-tcp unbound unbound-tcp dnsdist dnsdist-tcp; do
-      CURRENT=$peer-$rep
+      CURRENT=$peer-upstream-$rep
       start_peer "$peer"
       # PROBE_WARM=1: 2,000 other misses first, so the probe sees a running miss path, not a
       # fresh process's first queries.
