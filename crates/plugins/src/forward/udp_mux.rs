@@ -7,13 +7,14 @@
 
 use super::mismatched_replies;
 use super::waiters::Waiters;
+use kdns_server::batch::Inbox;
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 
 /// Queries one pooled UDP socket carries before a socket on a new random port replaces it: the
 /// cost of a socket is shared by many queries, while a port an off-path attacker may have found
@@ -62,8 +63,12 @@ pub(super) fn pooled(token: &Arc<()>, addr: SocketAddr, label: &str) -> io::Resu
         let std_sock = std::net::UdpSocket::bind(bind)?;
         std_sock.connect(addr)?;
         std_sock.set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and is not reused
+        // for as long as it is registered.
+        #[allow(unsafe_code)]
+        let registered = unsafe { AsyncFd::register(std_sock) }?;
         // The replaced socket's reader ends once its last query is answered.
-        let mux = UdpMux::start(UdpSocket::from_std(std_sock)?, label.to_string());
+        let mux = UdpMux::start(registered, label.to_string());
         *slot = Some(mux.clone());
         Ok((mux, false))
     })
@@ -73,7 +78,7 @@ pub(super) fn pooled(token: &Arc<()>, addr: SocketAddr, label: &str) -> io::Resu
 /// each datagram to the query waiting for its ID (the query validates it). The reader ends once
 /// it holds the last reference: the pool has replaced the socket and no query waits on it.
 pub struct UdpMux {
-    pub(super) sock: UdpSocket,
+    sock: AsyncFd<std::net::UdpSocket>,
     pub(super) waiters: Waiters<io::Result<Vec<u8>>>,
     uses: AtomicU32,
     pub(super) local: Option<SocketAddr>,
@@ -82,18 +87,22 @@ pub struct UdpMux {
     reading: AtomicBool,
 }
 
+/// Upstream replies one reader takes in with one `recvmmsg`.
+const UDP_READ_BATCH: usize = 16;
+
 thread_local! {
-    /// Upstream UDP replies are read here, one byte more than a DNS message can be, so an
-    /// oversized reply is seen as such.
-    static RECV_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 65536].into_boxed_slice());
+    /// Upstream UDP replies are read here, in buffers larger than any datagram, so a reply
+    /// bigger than the client may take is seen whole (and answered with TC). Only the pages a
+    /// reply touches become resident, and the readers of a thread take turns with it.
+    static REPLY_INBOX: RefCell<Inbox> = RefCell::new(Inbox::new(UDP_READ_BATCH, 65536));
 }
 
 /// How often an idle UDP reader looks whether its socket is still in use.
 const UDP_READER_TICK: Duration = Duration::from_secs(1);
 
 impl UdpMux {
-    fn start(sock: UdpSocket, label: String) -> Arc<UdpMux> {
-        let local = sock.local_addr().ok();
+    fn start(sock: AsyncFd<std::net::UdpSocket>, label: String) -> Arc<UdpMux> {
+        let local = sock.get_ref().local_addr().ok();
         let mux = Arc::new(UdpMux {
             sock,
             waiters: Waiters::default(),
@@ -103,6 +112,16 @@ impl UdpMux {
         });
         tokio::spawn(mux.clone().read(label));
         mux
+    }
+
+    /// Sends one query datagram (the socket is connected to the upstream).
+    pub(super) async fn send(&self, wire: &[u8]) -> io::Result<()> {
+        loop {
+            match self.sock.get_ref().send(wire) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sock.writable().await?.clear_ready(),
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     async fn read(self: Arc<Self>, label: String) {
@@ -134,10 +153,10 @@ impl UdpMux {
             }
             // ERROR too: an ICMP error (port unreachable) makes the socket report only EPOLLERR.
             let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
-            let ready = tokio::select! {
+            let mut ready = tokio::select! {
                 biased;
                 r = self.sock.ready(interest) => match r {
-                    Ok(r) => r,
+                    Ok(g) => g,
                     // The runtime is going away.
                     Err(_) => break,
                 },
@@ -152,40 +171,38 @@ impl UdpMux {
                     continue;
                 }
             };
-            // One interest at a time: tokio's try_io only tries (and clears) a single one.
-            let which = if ready.is_error() { tokio::io::Interest::ERROR } else { tokio::io::Interest::READABLE };
-            // Everything queued, into this thread's buffer: a reader holds no buffer of its own,
-            // so the sockets replaced under load (hundreds a second, each read until its last
-            // reply or the next tick) cost no memory.
+            // Everything queued, a batch per system call, into this thread's buffers: a reader
+            // holds none of its own, so the sockets replaced under load cost no memory. A read
+            // that returns less than a batch emptied the queue: readiness is cleared without
+            // asking the kernel again (a datagram arriving after it raises a new edge).
             loop {
-                let got = RECV_BUF.with_borrow_mut(|buf| {
-                    self.sock.try_io(which, || {
-                        use std::io::Read;
-                        (&*socket2::SockRef::from(&self.sock)).read(buf).map(|n| {
-                            // From this thread's reply buffers: the reply usually goes out as
-                            // these bytes and the buffer comes back once it is sent.
-                            let mut reply = kdns_server::plugin::wire_buffer(n);
-                            reply.extend_from_slice(&buf[..n]);
-                            reply
-                        })
-                    })
-                });
-                match got {
-                    Ok(bytes) => {
-                        let id = (bytes.len() >= 2).then(|| u16::from_be_bytes([bytes[0], bytes[1]]));
-                        if !id.is_some_and(|id| self.waiters.deliver(id, Ok(bytes))) {
+                let got = REPLY_INBOX.with_borrow_mut(|inbox| {
+                    let n = inbox.recv(self.sock.get_ref(), libc::MSG_DONTWAIT)?;
+                    for i in 0..n {
+                        let (Some(bytes), _) = inbox.get(i) else { continue };
+                        // From this thread's reply buffers: the reply usually goes out as these
+                        // bytes and the buffer comes back once it is sent.
+                        let mut reply = kdns_server::plugin::wire_buffer(bytes.len());
+                        reply.extend_from_slice(bytes);
+                        let id = (reply.len() >= 2).then(|| u16::from_be_bytes([reply[0], reply[1]]));
+                        if !id.is_some_and(|id| self.waiters.deliver(id, Ok(reply))) {
                             // Nobody asked with this ID (spoofed, garbage, or late after a timeout).
                             mismatched_replies().with(&[&label]).inc();
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok::<usize, io::Error>(n)
+                });
+                match got {
+                    Ok(n) if n == UDP_READ_BATCH => continue,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     // ICMP port unreachable and the like concern the upstream, so every query
                     // waiting on this socket fails now (as each would on a socket of its own).
-                    Err(e) => {
-                        self.waiters.fail_all(|| Err(io::Error::new(e.kind(), e.to_string())));
-                        break;
-                    }
+                    Err(e) => self.waiters.fail_all(|| Err(io::Error::new(e.kind(), e.to_string()))),
                 }
+                ready.clear_ready();
+                break;
             }
         }
     }
