@@ -347,7 +347,12 @@ fn print_histogram(hist: &[u32], slow_at: &[u32]) {
         slow_at.len(),
         SLOW_US / 1000,
         windows.len(),
-        if windows.is_empty() { String::new() } else { format!(", first at {} ms", windows[0] * 10) }
+        if windows.is_empty() {
+            String::new()
+        } else {
+            let at: Vec<String> = windows.iter().take(8).map(|w| (w * 10).to_string()).collect();
+            format!(", starting at {} ms", at.join(", "))
+        }
     );
 }
 
