@@ -18,6 +18,6 @@ pub mod metrics;
 pub mod plugin;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod waiting;
+pub mod waiting;
 
 pub use plugin::{Plugin, PluginDef, Proto, Reply, Request, SetupCtx, Step};

@@ -356,6 +356,7 @@ async fn udp_serve(
         }
         // Replies of the waiting queries woken since the last turn.
         waiting.poll_ready(&mut out, fd);
+        crate::waiting::turn_end();
         out.flush(fd);
         // Nothing of ours waiting: block in the kernel as a plain receive loop does, one system
         // call per batch. Otherwise read what is there and let the runtime run (upstream
@@ -403,6 +404,7 @@ async fn udp_serve(
                 }
             }
         }
+        crate::waiting::turn_end();
         out.flush(fd);
         batches = batches.wrapping_add(1);
         // The runtime runs (upstream readers, timers) whenever the socket runs dry (the wait

@@ -15,6 +15,33 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+thread_local! {
+    /// Set while a UDP worker polls one of its waiting queries.
+    static POLLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Work a plugin queues on a UDP worker's thread during a turn and the worker completes once
+/// per turn, before it sends its replies or waits (forward's upstream queries, sent together).
+static TURN_END: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// True while a UDP worker loop polls one of its waiting queries: the loop calls the turn-end
+/// hook before it sends its replies or waits. (Other tasks on the worker's runtime, polled while
+/// the loop waits, see false.)
+pub fn polled_by_udp_worker() -> bool {
+    POLLING.get()
+}
+
+/// Sets the hook every UDP worker calls at the end of each turn (once per process).
+pub fn set_turn_end(hook: fn()) {
+    let _ = TURN_END.set(hook);
+}
+
+pub(crate) fn turn_end() {
+    if let Some(hook) = TURN_END.get() {
+        hook();
+    }
+}
+
 /// Slots woken since the loop last looked, and how the loop is woken when it waits.
 #[derive(Default)]
 pub(crate) struct ReadyList {
@@ -116,7 +143,10 @@ impl<G> Waiting<G> {
         let slot = self.slots.get_mut(index as usize)?.as_mut()?;
         let mut cx = Context::from_waker(&self.wakers[index as usize]);
         out.clear();
-        match slot.reply.poll_into(&mut cx, out) {
+        POLLING.set(true);
+        let polled = slot.reply.poll_into(&mut cx, out);
+        POLLING.set(false);
+        match polled {
             Poll::Pending => None,
             Poll::Ready(()) => {
                 let done = self.slots[index as usize].take()?;

@@ -142,7 +142,7 @@ impl Upstream {
         let mut waiting = mux.waiters.register(Some(deadline));
         let id = waiting.id;
         wire[0..2].copy_from_slice(&id.to_be_bytes());
-        mux.send(&wire).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
+        mux.send(wire, id).await.map_err(|e| self.err("write", Transport::Udp, local, e))?;
         // Room for what we asked for (the client's EDNS size, at least 512): an upstream that
         // sends more than allowed is detected instead of silently cut (CoreDNS turns that into
         // a TC reply too).
