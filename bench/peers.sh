@@ -266,14 +266,14 @@ measure() { # file extra-args...
 cpu_steal() { awk -v c="cpu$1" '$1 == c {print $9}' /proc/stat; } # jiffies the hypervisor took from CPU $1
 probe() { # file -> P50 P99 at 5,000 q/s
   local out s0 c0
-  s0=$(cpu_steal $SCPU); c0=$(cpu_steal $CCPU)
+  s0=$(cpu_steal $SCPU); c0=$(cpu_steal $CCPU)   # jiffies before; ms stolen after
   out=$(taskset -c $CCPU "$LOADGEN" load 127.0.0.1:5301 "$1" --rate 5000 --seconds 2 --inflight 500 ${HIST_DIR:+--histogram})
-  STEAL=$((($(cpu_steal $SCPU) - s0 + $(cpu_steal $CCPU) - c0) * 10))
+  # Time (ms) the hypervisor ran something else on the server's and the clients' CPU: a tail
+  # made by the host shows here, in every peer's probe alike.
+  s0=$((($(cpu_steal $SCPU) - s0) * 10)); c0=$((($(cpu_steal $CCPU) - c0) * 10))
+  STEAL=$((s0 + c0))
   if [ -n "$HIST_DIR" ]; then
-    # Time the hypervisor ran something else on the server's and the clients' CPU: a tail made
-    # by the host shows here, in every peer's probe alike.
-    printf '%s\nsteal_ms server_cpu=%d client_cpu=%d (of 2000)\n' "$out" \
-      $((($(cpu_steal $SCPU) - s0) * 10)) $((($(cpu_steal $CCPU) - c0) * 10)) > "$HIST_DIR/$CURRENT-$(basename "$1").txt"
+    printf '%s\nsteal_ms server_cpu=%d client_cpu=%d (of 2000)\n' "$out" "$s0" "$c0" > "$HIST_DIR/$CURRENT-$(basename "$1").txt"
   fi
   P50=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$out")
   P99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$out")

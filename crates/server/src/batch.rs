@@ -179,43 +179,71 @@ impl Outbox {
     /// Sends everything queued without blocking. A datagram the kernel refuses (full buffer,
     /// unreachable peer) is dropped, as a single `send_to` failure would drop it; the rest still go.
     pub fn flush(&mut self, fd: RawFd) {
-        let mut done = 0;
-        while done < self.count {
-            for i in done..self.count {
-                let b = &mut self.bufs[i];
-                self.iovs[i] = libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() };
-                let h = &mut self.hdrs[i].msg_hdr;
-                h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut _;
-                h.msg_namelen = self.addr_lens[i];
-                h.msg_iov = &mut self.iovs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-            }
-            let pending = self.count - done;
-            // SAFETY: headers done..count point at live buffers owned by self.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.hdrs[done..].as_mut_ptr(),
-                    pending as _,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first datagram failed: skip it and try the rest.
-                done += 1;
-            } else {
-                done += (r as usize).max(1);
-            }
+        for i in 0..self.count {
+            let b = &mut self.bufs[i];
+            self.iovs[i] = libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_storage as *mut _;
+            h.msg_namelen = self.addr_lens[i];
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
         }
+        let hdrs = &mut self.hdrs[..self.count];
+        send_all(hdrs.len(), |from| sendmmsg(fd, &mut hdrs[from..]), |_, _| {});
         self.count = 0;
     }
+}
+
+/// Datagrams [`send_connected`] hands the kernel per system call.
+const SEND_MAX: usize = 32;
+
+/// Sends `items` (their bytes as `bytes` gives them) on a connected socket without blocking,
+/// up to [`SEND_MAX`] per `sendmmsg`. A datagram the kernel refuses is handed to `failed` with
+/// the error and skipped; the rest still go.
+pub fn send_connected<T>(fd: RawFd, items: &[T], bytes: impl Fn(&T) -> &[u8], mut failed: impl FnMut(&T, io::Error)) {
+    for chunk in items.chunks(SEND_MAX) {
+        // SAFETY: all-zero is a valid iovec / mmsghdr (no address: the socket is connected).
+        let mut iovs: [libc::iovec; SEND_MAX] = unsafe { zeroed() };
+        let mut hdrs: [libc::mmsghdr; SEND_MAX] = unsafe { zeroed() };
+        for (i, item) in chunk.iter().enumerate() {
+            let b = bytes(item);
+            iovs[i] = libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() };
+            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let hdrs = &mut hdrs[..chunk.len()];
+        send_all(hdrs.len(), |from| sendmmsg(fd, &mut hdrs[from..]), |i, e| failed(&chunk[i], e));
+    }
+}
+
+/// Sends datagrams `0..count` with `send(from)` (one `sendmmsg` of those from `from` on,
+/// returning how many the kernel took) until each went or failed; a failed one is reported
+/// to `failed` and skipped.
+fn send_all(count: usize, mut send: impl FnMut(usize) -> io::Result<usize>, mut failed: impl FnMut(usize, io::Error)) {
+    let mut done = 0;
+    while done < count {
+        match send(done) {
+            Ok(n) => done += n.max(1),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                failed(done, e);
+                done += 1;
+            }
+        }
+    }
+}
+
+/// One non-blocking `sendmmsg` of `hdrs`; how many datagrams the kernel took.
+fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: every header points at buffers its caller keeps alive across the call.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
 }
 
 #[cfg(test)]
@@ -258,5 +286,23 @@ mod tests {
         assert_eq!(&buf[..n], b"a");
         let (n, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"bb"[..], to));
+    }
+
+    #[test]
+    fn connected_sends_skip_a_refused_datagram_and_report_it() {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(peer.local_addr().unwrap()).unwrap();
+        // Larger than any UDP datagram: the kernel refuses it (EMSGSIZE), the others still go.
+        let too_big = vec![0u8; 70_000];
+        let items: Vec<&[u8]> = vec![b"first", &too_big, b"third"];
+        let mut refused = Vec::new();
+        send_connected(sock.as_raw_fd(), &items, |b| b, |b, e| refused.push((b.len(), e.raw_os_error())));
+        assert_eq!(refused, vec![(70_000, Some(libc::EMSGSIZE))]);
+        let mut buf = [0u8; 16];
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"third");
     }
 }

@@ -356,8 +356,7 @@ async fn udp_serve(
         }
         // Replies of the waiting queries woken since the last turn.
         waiting.poll_ready(&mut out, fd);
-        crate::waiting::turn_end();
-        out.flush(fd);
+        end_turn(&mut out, fd);
         // Nothing of ours waiting: block in the kernel as a plain receive loop does, one system
         // call per batch. Otherwise read what is there and let the runtime run (upstream
         // readers, timers) until the socket is readable or a waiting query is woken.
@@ -404,17 +403,23 @@ async fn udp_serve(
                 }
             }
         }
-        crate::waiting::turn_end();
-        out.flush(fd);
+        end_turn(&mut out, fd);
         batches = batches.wrapping_add(1);
         // The runtime runs (upstream readers, timers) whenever the socket runs dry (the wait
         // above); while queries keep coming it gets a turn every few batches, sooner when
-        // queries of ours wait on it. A batch's misses were already sent when they were taken in.
+        // queries of ours wait on it.
         let every = if waiting.len() > 0 { UDP_YIELD_WAITING } else { UDP_YIELD_EVERY };
         if batches.is_multiple_of(every) {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Ends a turn of the worker loop: what the polled queries queued (their upstream queries)
+/// goes out, then the turn's replies in one `sendmmsg`.
+fn end_turn(out: &mut Outbox, fd: std::os::fd::RawFd) {
+    crate::waiting::turn_end();
+    out.flush(fd);
 }
 
 /// Lets the runtime run until the worker's socket turns readable (true), a waiting query is

@@ -74,7 +74,7 @@ struct SlotWaker {
 
 impl Wake for SlotWaker {
     fn wake(self: Arc<Self>) {
-        self.list.push(self.index);
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.list.push(self.index);
@@ -97,23 +97,16 @@ pub(crate) struct Waiting<G> {
     list: Arc<ReadyList>,
     /// The ready list taken out for one drain (kept to reuse its allocation).
     draining: Vec<u32>,
-    live: usize,
 }
 
 impl<G> Waiting<G> {
     pub(crate) fn new() -> Waiting<G> {
-        Waiting {
-            slots: Vec::new(),
-            wakers: Vec::new(),
-            free: Vec::new(),
-            list: Arc::default(),
-            draining: Vec::new(),
-            live: 0,
-        }
+        Waiting { slots: Vec::new(), wakers: Vec::new(), free: Vec::new(), list: Arc::default(), draining: Vec::new() }
     }
 
+    /// Queries waiting: the slots not on the free list.
     pub(crate) fn len(&self) -> usize {
-        self.live
+        self.slots.len() - self.free.len()
     }
 
     pub(crate) fn ready_list(&self) -> &ReadyList {
@@ -133,7 +126,6 @@ impl<G> Waiting<G> {
             }
         };
         self.slots[index as usize] = Some(Slot { reply, peer, _guard: guard });
-        self.live += 1;
         self.poll_slot(index, out).is_some()
     }
 
@@ -151,7 +143,6 @@ impl<G> Waiting<G> {
             Poll::Ready(()) => {
                 let done = self.slots[index as usize].take()?;
                 self.free.push(index);
-                self.live -= 1;
                 Some(done.peer)
             }
         }

@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_CONCURRENT: u32 = 10_000;
 pub const MAX_UPSTREAMS: usize = 15;
 
 pub fn setup(ctx: &mut SetupCtx<'_>, ds: &[&Directive]) -> Result<Option<Arc<dyn Plugin>>, Error> {
+    // UDP workers send the upstream queries of each turn together (see `udp_mux::send`).
+    kdns_server::waiting::set_turn_end(super::udp_mux::send_queued);
     let mut forwarders = Vec::new();
     for d in ds {
         forwarders.push(Arc::new(parse_one(ctx, d)?));

@@ -7,10 +7,11 @@
 
 use super::mismatched_replies;
 use super::waiters::Waiters;
-use kdns_server::batch::Inbox;
+use kdns_server::batch::{send_connected, Inbox};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -105,64 +106,26 @@ thread_local! {
     static QUEUED: RefCell<Vec<Queued>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Datagrams one `sendmmsg` takes.
-const UDP_SEND_BATCH: usize = 32;
-
-/// Sends the turn's queued upstream queries: one `sendmmsg` per socket. A datagram the kernel refuses fails its query's wait with the error.
-fn send_queued() {
+/// Sends the turn's queued upstream queries: one `sendmmsg` per socket. A datagram the kernel
+/// refuses fails its query's wait with the error.
+pub(super) fn send_queued() {
     QUEUED.with_borrow_mut(|queued| {
         // Queries of a turn rotate through the pool's sockets: group them by socket (the order
         // between sockets does not matter, within one it is kept).
         queued.sort_by_key(|(mux, _, _)| Arc::as_ptr(mux) as usize);
-        let mut start = 0;
-        while start < queued.len() {
-            let mux = queued[start].0.clone();
-            let mut end = start + 1;
-            while end < queued.len() && end - start < UDP_SEND_BATCH && Arc::ptr_eq(&queued[end].0, &mux) {
-                end += 1;
-            }
-            let run = &queued[start..end];
-            let mut sent = 0;
-            while sent < run.len() {
-                match send_batch(mux.sock.get_ref(), &run[sent..]) {
-                    Ok(n) => sent += n.max(1),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        // The first datagram of the rest failed: its query learns why.
-                        let (_, _, id) = &run[sent];
-                        mux.waiters.deliver(*id, Err(io::Error::new(e.kind(), e.to_string())));
-                        sent += 1;
-                    }
-                }
-            }
-            start = end;
+        for run in queued.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
+            let mux = &run[0].0;
+            send_connected(
+                mux.sock.as_raw_fd(),
+                run,
+                |(_, wire, _)| wire,
+                |(_, _, id), e| {
+                    mux.waiters.deliver(*id, Err(e));
+                },
+            );
         }
         queued.clear();
     });
-}
-
-/// One `sendmmsg` of `run`'s datagrams on a connected socket; how many the kernel took.
-#[allow(unsafe_code)]
-fn send_batch(sock: &std::net::UdpSocket, run: &[Queued]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let n = run.len().min(UDP_SEND_BATCH);
-    // SAFETY: all-zero is a valid iovec / mmsghdr; each header points at one iovec here, which
-    // points at a datagram `run` keeps alive across the call.
-    let mut iovs: [libc::iovec; UDP_SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; UDP_SEND_BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..n {
-        let wire = &run[i].1;
-        iovs[i] = libc::iovec { iov_base: wire.as_ptr() as *mut _, iov_len: wire.len() };
-        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-        hdrs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: headers 0..n are initialised above and point at live buffers.
-    let r =
-        unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize)
 }
 
 /// How often an idle UDP reader looks whether its socket is still in use.
@@ -188,7 +151,6 @@ impl UdpMux {
     /// the error.
     pub(super) async fn send(self: &Arc<Self>, wire: Vec<u8>, id: u16) -> io::Result<()> {
         if kdns_server::waiting::polled_by_udp_worker() {
-            kdns_server::waiting::set_turn_end(send_queued);
             QUEUED.with_borrow_mut(|q| q.push((self.clone(), wire, id)));
             return Ok(());
         }
